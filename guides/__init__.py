@@ -1,0 +1,5 @@
+"""Pyro guide programs: amortized variational posteriors q(z|x), each with its encoder."""
+
+from .normal import AmortizedNormal
+
+__all__ = ["AmortizedNormal"]

@@ -1,0 +1,57 @@
+"""Checks of a composed config's values, run before any work so that a bad override fails fast.
+
+Unknown keys are refused by Hydra itself (the composed config is in struct mode); this module
+checks the values of the public keys and names the key, what arrived and what is expected.
+It takes any mapping with attribute access (an OmegaConf ``DictConfig``) and imports neither
+hydra nor omegaconf.
+"""
+
+import torch
+
+__all__ = ["check_config", "resolve_device"]
+
+
+def _fail(key: str, value, expected: str) -> None:
+    raise ValueError(f"config key {key}={value!r} is invalid: expected {expected}; override it, e.g. {key}=...")
+
+
+def _positive_int(key: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        _fail(key, value, "a positive integer" + (" or null" if allow_none else ""))
+
+
+def check_config(cfg) -> None:
+    """Raise ``ValueError`` naming the first invalid value of the public keys."""
+    _positive_int("z_dim", cfg.z_dim)
+    _positive_int("train.epochs", cfg.train.epochs)
+    _positive_int("train.batch_size", cfg.train.batch_size)
+    _positive_int("train.log_every", cfg.train.log_every)
+    if isinstance(cfg.train.seed, bool) or not isinstance(cfg.train.seed, int) or cfg.train.seed < 0:
+        _fail("train.seed", cfg.train.seed, "a non-negative integer")
+    resolve_device(cfg.train.device)
+    lr = cfg.optim.get("lr")
+    if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
+        _fail("optim.lr", lr, "a positive number")
+    _positive_int("evaluation.num_particles", cfg.evaluation.num_particles)
+    _positive_int("evaluation.max_points", cfg.evaluation.max_points, allow_none=True)
+    _positive_int("evaluation.chunk_size", cfg.evaluation.chunk_size)
+    for split in cfg.evaluation.splits:
+        if split not in ("train", "valid", "test"):
+            _fail("evaluation.splits", list(cfg.evaluation.splits), "a list of 'train', 'valid', 'test'")
+    for key in ("encoder", "decoder"):
+        hidden = cfg[key].get("hidden")
+        if hidden is not None and any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in hidden):
+            _fail(f"{key}.hidden", list(hidden), "a list of positive layer widths, e.g. [200,200]")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(name, str) or name.split(":")[0] not in ("cpu", "cuda"):
+        _fail("train.device", name, "auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name} but no CUDA device is available; use train.device=auto or train.device=cpu")
+    return torch.device(name)

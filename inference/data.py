@@ -1,0 +1,202 @@
+"""Datasets: each split is one flat float tensor, held whole on the training device.
+
+A loader returns a :class:`Dataset` with ``train``, ``valid`` and ``test`` tensors of shape
+``(N, x_dim)``. Gray images are scaled to [0, 1]; ``binarize`` then decides what the model sees:
+
+- ``"none"``: the gray values themselves (for continuous likelihoods);
+- ``"dynamic"``: each epoch draws fresh x ~ Bernoulli(pixel) for training, while the valid and
+  test sets are binarized once with a fixed seed (the IWAE paper's protocol);
+- ``"fixed"``: every split binarized once with a fixed seed.
+
+Loaders of real datasets read local files only; nothing is downloaded.
+"""
+
+import gzip
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["Dataset", "digits", "mnist", "binarized_mnist", "linear_gaussian"]
+
+BINARIZE_MODES = ("none", "dynamic", "fixed")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/valid/test splits as ``(N, x_dim)`` float tensors.
+
+    :ivar image_shape: the shape of one example as an image, e.g. ``(28, 28)``; ``(x_dim,)``
+        for data that is not an image.
+    :ivar binarize: ``"dynamic"`` when ``train`` holds pixel probabilities to be binarized
+        afresh every epoch (see :meth:`train_epoch`).
+    """
+
+    name: str
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    image_shape: tuple[int, ...]
+    binarize: str = "none"
+
+    @property
+    def x_dim(self) -> int:
+        return self.train.shape[1]
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device))
+
+    def train_epoch(self) -> torch.Tensor:
+        """The training data for one epoch: a fresh binarization when ``binarize="dynamic"``."""
+        return torch.bernoulli(self.train) if self.binarize == "dynamic" else self.train
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in ("train", "valid", "test"):
+            raise ValueError(f"unknown split {name!r}; expected 'train', 'valid' or 'test'")
+        return getattr(self, name)
+
+
+def _binarized(name: str, train, valid, test, image_shape, binarize: str, seed: int) -> Dataset:
+    """Assemble a Dataset from gray splits in [0, 1], binarizing as ``binarize`` says."""
+    if binarize not in BINARIZE_MODES:
+        raise ValueError(f"{name}: binarize must be one of {BINARIZE_MODES}, got {binarize!r}")
+    splits = [torch.as_tensor(s, dtype=torch.float32) for s in (train, valid, test)]
+    for split_name, split in zip(("train", "valid", "test"), splits):
+        if split.shape[0] == 0 and split_name != "valid":
+            raise ValueError(f"{name}: the {split_name} split is empty")
+    if binarize != "none":
+        generator = torch.Generator().manual_seed(seed)
+        first = 1 if binarize == "dynamic" else 0  # dynamic: train stays gray, drawn per epoch
+        for i in range(first, 3):
+            splits[i] = torch.bernoulli(splits[i], generator=generator)
+    return Dataset(name, *splits, image_shape=tuple(image_shape), binarize=binarize)
+
+
+def _split_indices(n: int, num_valid: int, num_test: int, seed: int) -> tuple[np.ndarray, ...]:
+    if num_valid < 0 or num_test <= 0 or num_valid + num_test >= n:
+        raise ValueError(
+            f"cannot split {n} examples into num_valid={num_valid} and num_test={num_test} "
+            "with training examples left over"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return order[num_valid + num_test :], order[:num_valid], order[num_valid : num_valid + num_test]
+
+
+def digits(binarize: str = "dynamic", num_valid: int = 180, num_test: int = 360, seed: int = 0) -> Dataset:
+    """The 1797 handwritten 8×8 digits that ship inside scikit-learn (17 gray levels, 0..16).
+
+    A fixed permutation (``seed``) splits them into train, valid and test. No network needed.
+    """
+    from sklearn.datasets import load_digits  # imported here: only this loader needs it
+
+    x = load_digits().data.astype(np.float32) / 16.0  # (1797, 64) in [0, 1]
+    train, valid, test = _split_indices(len(x), num_valid, num_test, seed)
+    return _binarized("digits", x[train], x[valid], x[test], (8, 8), binarize, seed)
+
+
+def _require_files(dataset: str, root: str | Path | None, names: list[str]) -> list[Path]:
+    if root is None:
+        raise ValueError(
+            f"{dataset}: no data folder given; set data.root=DIR to a folder holding {', '.join(names)}"
+        )
+    root = Path(root)
+    paths = [root / name for name in names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{dataset}: missing {', '.join(missing)}. data.root={root} must hold the files "
+            f"{', '.join(names)}"
+        )
+    return paths
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read a gzipped IDX file of unsigned bytes (LeCun's MNIST format)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:  # not gzip, or truncated
+        raise ValueError(f"{path}: cannot read as a gzip file ({e}); the file is corrupt or truncated") from e
+    if len(raw) < 4:
+        raise ValueError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
+        raise ValueError(
+            f"{path}: wrong IDX magic number 0x{raw[:4].hex()}; expected 0x00000801 (labels) or "
+            "0x00000803 (images) of unsigned bytes"
+        )
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    body = raw[4 + 4 * ndim :]
+    if len(body) != int(np.prod(shape)):
+        raise ValueError(f"{path}: the header promises shape {shape} but the file holds {len(body)} bytes of data")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+MNIST_FILES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
+
+
+def mnist(root: str | Path | None, binarize: str = "dynamic", num_valid: int = 10000, seed: int = 0) -> Dataset:
+    """MNIST from the four standard IDX gz files in ``root``.
+
+    The last ``num_valid`` training images form the validation split; the t10k files are the
+    test split. ``binarize="dynamic"`` (the default) draws x ~ Bernoulli(pixel/255) every epoch.
+    """
+    train_images, train_labels, test_images, test_labels = (_read_idx(p) for p in _require_files("mnist", root, MNIST_FILES))
+    for images, labels in [(train_images, train_labels), (test_images, test_labels)]:
+        if len(images) != len(labels):
+            raise ValueError(f"mnist: {len(images)} images but {len(labels)} labels in {root}")
+    if not 0 <= num_valid < len(train_images):
+        raise ValueError(f"mnist: num_valid must lie in [0, {len(train_images)}), got {num_valid}")
+    x = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
+    x_test = test_images.reshape(len(test_images), -1).astype(np.float32) / 255.0
+    n_train = len(x) - num_valid
+    return _binarized("mnist", x[:n_train], x[n_train:], x_test, train_images.shape[1:], binarize, seed)
+
+
+BINARIZED_MNIST_FILES = [f"binarized_mnist_{split}.amat" for split in ("train", "valid", "test")]
+
+
+def _read_amat(path: Path) -> np.ndarray:
+    try:
+        x = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a matrix of space-separated numbers ({e})") from e
+    if x.shape[1] != 784 or not np.isin(x, (0.0, 1.0)).all():
+        raise ValueError(f"{path}: expected rows of 784 values in {{0, 1}}, got shape {x.shape}")
+    return x
+
+
+def binarized_mnist(root: str | Path | None) -> Dataset:
+    """Statically binarized MNIST (Larochelle & Murray 2011): 50k/10k/10k rows of 784 zeros and ones."""
+    train, valid, test = (_read_amat(p) for p in _require_files("binarized_mnist", root, BINARIZED_MNIST_FILES))
+    return Dataset("binarized_mnist", *(torch.from_numpy(s) for s in (train, valid, test)), image_shape=(28, 28))
+
+
+def linear_gaussian(
+    x_dim: int = 10,
+    z_dim: int = 2,
+    x_scale: float = 0.5,
+    num_train: int = 2000,
+    num_valid: int = 200,
+    num_test: int = 500,
+    seed: int = 0,
+) -> Dataset:
+    """Data drawn from a known linear-Gaussian model: x = W z + b + x_scale·ε, z, ε ~ N(0, I).
+
+    W and b are drawn once from N(0, 1) with ``seed``; fit it with ``experiment=linear_gaussian``.
+    """
+    if min(x_dim, z_dim, num_train, num_test) <= 0 or num_valid < 0 or not x_scale > 0:
+        raise ValueError("linear_gaussian: sizes and x_scale must be positive")
+    g = torch.Generator().manual_seed(seed)
+    W, b = torch.randn(x_dim, z_dim, generator=g), torch.randn(x_dim, generator=g)
+    n = num_train + num_valid + num_test
+    x = torch.randn(n, z_dim, generator=g) @ W.T + b + x_scale * torch.randn(n, x_dim, generator=g)
+    train, valid, test = x.split([num_train, num_valid, num_test])
+    return Dataset("linear_gaussian", train, valid, test, image_shape=(x_dim,))

@@ -1,0 +1,139 @@
+"""Per-datapoint estimators of log p(x) and the ELBO, computed from Pyro traces.
+
+For any model/guide pair with latent sites under ``pyro.plate("data", B)``:
+
+    log w_k = log p(x, z_k) − log q(z_k | x),   z_k ~ q(· | x),   k = 1..K
+    log p̂(x) = logsumexp_k log w_k − log K      (importance sampling; the IWAE bound,
+                                                 Burda et al. 2016, eq. 8)
+    ELBO(x) ≈ (1/K) Σ_k log w_k                  (the same weights, averaged in log space)
+
+log p̂(x) is a consistent estimate of log p(x) whose downward bias shrinks as K grows. With
+``guide=None`` the proposal is the prior, z_k ~ p(z), and log w_k = log p(x | z_k): the naive
+estimator, which needs astronomically many particles once z has more than a few dimensions.
+
+Particles are vectorized with an outer ``pyro.plate("particles", K)`` left of the data plate,
+and the traces keep the data dimension: log weights are ``(K, B)``. Pyro's
+``vectorized_importance_weights`` sums over the data plate and so estimates the joint of the
+whole batch instead; it is not used here. Particles × data points are chunked so that at most
+``chunk_size`` pairs go through the networks at once, which bounds peak memory whatever K is.
+"""
+
+import math
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import torch
+
+import pyro
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+__all__ = ["ImportanceEstimate", "log_importance_weights", "importance_sampling", "DEFAULT_CHUNK_SIZE"]
+
+Program = Callable[[torch.Tensor], None]
+
+# Particle × data-point pairs per forward pass: 2^16 pairs of a 784-dim Bernoulli decoder output
+# are about 200 MB of float32, a bound that suits a laptop as well as a GPU.
+DEFAULT_CHUNK_SIZE = 2**16
+
+_DATA_PLATE = "data"
+_PARTICLE_DIM = -2  # the model's data plate is the rightmost batch dim, -1
+
+
+def _site_log_probs(trace: poutine.Trace, K: int, B: int, observed: bool | None) -> torch.Tensor:
+    """Sum the log densities of a trace's sample sites into a ``(K, B)``-shaped tensor.
+
+    :param observed: ``True`` for observed sites only, ``False`` for latent sites only,
+        ``None`` for all.
+    """
+    terms = []
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue  # plates appear in traces as subsample sites
+        if not any(frame.name == _DATA_PLATE for frame in site["cond_indep_stack"]):
+            raise ValueError(
+                f"site {name!r} is not inside pyro.plate({_DATA_PLATE!r}, B): per-datapoint "
+                "log p(x) needs every sample site of the model and guide under the data plate"
+            )
+        if observed is not None and site["is_observed"] != observed:
+            continue
+        terms.append(torch.broadcast_to(site["fn"].log_prob(site["value"]), (K, B)))
+    if not terms:
+        raise ValueError("the program has no sample sites to weigh")
+    return sum(terms[1:], terms[0])
+
+
+def log_importance_weights(
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int
+) -> torch.Tensor:
+    """log w = log p(x, z) − log q(z|x) for ``num_particles`` draws z ~ q(·|x) per data point.
+
+    :param model: a Pyro program ``model(x)`` with its sites under ``pyro.plate("data", B)``.
+    :param guide: a Pyro program ``guide(x)`` over the same latent sites, or ``None`` to
+        propose from the model's prior (then log w = log p(x | z)).
+    :param x: a ``(B, x_dim)``-shaped batch.
+    :returns: a ``(num_particles, B)``-shaped tensor.
+    """
+    K, B = num_particles, x.shape[0]
+    with pyro.plate("particles", K, dim=_PARTICLE_DIM):
+        if guide is None:
+            model_trace = poutine.trace(model).get_trace(x)
+            return _site_log_probs(model_trace, K, B, observed=True)
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    return _site_log_probs(model_trace, K, B, observed=None) - _site_log_probs(
+        guide_trace, K, B, observed=False
+    )
+
+
+def _log_weight_blocks(
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int
+) -> Iterator[torch.Tensor]:
+    """Yield the ``(K, b)`` log weights of consecutive blocks of b data points, computing at
+    most ``chunk_size`` particle × data-point pairs at a time."""
+    K, N = num_particles, x.shape[0]
+    block = max(1, min(N, chunk_size // K))  # data points per block
+    particles = max(1, min(K, chunk_size // block))  # particles per pass
+    for start in range(0, N, block):
+        x_block = x[start : start + block]
+        yield torch.cat(
+            [
+                log_importance_weights(model, guide, x_block, min(particles, K - k))
+                for k in range(0, K, particles)
+            ]
+        )
+
+
+class ImportanceEstimate(NamedTuple):
+    """Per-datapoint results of :func:`importance_sampling`, each ``(N,)``-shaped, in nats."""
+
+    log_px: torch.Tensor  #: log p̂(x) = logsumexp_k log w_k − log K
+    elbo: torch.Tensor  #: mean_k log w_k, the ELBO of the proposal
+
+
+@torch.no_grad()
+def importance_sampling(
+    model: Program,
+    guide: Program | None,
+    x: torch.Tensor,
+    num_particles: int,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> ImportanceEstimate:
+    """Estimate log p(x) and the ELBO of every data point by importance sampling.
+
+    :param model: the model program.
+    :param guide: the proposal, a guide program; ``None`` for the prior.
+    :param x: an ``(N, x_dim)``-shaped tensor of data points.
+    :param int num_particles: K, the number of importance samples per data point.
+    :param int chunk_size: the most particle × data-point pairs evaluated at once.
+    :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
+    """
+    if num_particles < 1:
+        raise ValueError(f"num_particles must be at least 1, got {num_particles}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    log_px, elbo = [], []
+    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size):
+        log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
+        elbo.append(log_w.mean(0))
+    return ImportanceEstimate(torch.cat(log_px), torch.cat(elbo))

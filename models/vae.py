@@ -1,0 +1,43 @@
+"""The VAE model program: p(x, z) = p(z) p(x|z), one data plate, sites ``"z"`` and ``"x"``."""
+
+import torch
+from torch import nn
+
+import pyro
+
+from .likelihoods import Likelihood
+
+__all__ = ["VAE"]
+
+
+class VAE(nn.Module):
+    """A latent-variable model as a Pyro program, assembled from swappable parts.
+
+    ``model(x)`` samples ``"z"`` from the prior and observes ``"x"`` under the likelihood, both
+    inside ``pyro.plate("data", B)``. Any guide that samples ``"z"`` under the same plate works
+    with it.
+
+    :param prior: a module; ``prior(B)`` is a distribution over z, batch ``(B,)``, event ``(z_dim,)``.
+    :param decoder: a module mapping z ``(..., z_dim)`` to ``(..., x_dim * likelihood.params_per_dim)``.
+    :param likelihood: maps the decoder output to a distribution over x with event dim 1.
+    """
+
+    def __init__(self, prior: nn.Module, decoder: nn.Module, likelihood: Likelihood):
+        super().__init__()
+        self.prior = prior
+        self.decoder = decoder
+        self.likelihood = likelihood
+
+    def forward(self, x: torch.Tensor) -> None:
+        """:param x: a ``(batch, x_dim)``-shaped tensor of observations."""
+        pyro.module("model", self)
+        B = x.shape[0]
+        with pyro.plate("data", B):
+            z = pyro.sample("z", self.prior(B))  # (..., B, z_dim); particles broadcast on the left
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """Draw x ~ p(x) by ancestral sampling: a ``(num_samples, x_dim)``-shaped tensor."""
+        z = self.prior(num_samples).sample()
+        return self.likelihood(self.decoder(z)).sample()
