@@ -12,7 +12,8 @@ import hydra
 import pyro
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig
 
 from .config import check_config, resolve_device
@@ -22,6 +23,17 @@ from .rundir import save_checkpoint, write_metrics
 from .training import fit, parameters_of
 
 log = logging.getLogger(__name__)
+
+
+def instantiate(node: DictConfig):
+    """Hydra's instantiate, but a component's own ValueError or missing-file error reaches the
+    user as it was raised, rather than wrapped in Hydra's InstantiationException."""
+    try:
+        return hydra_instantiate(node)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, (ValueError, OSError)):
+            raise e.__cause__ from None
+        raise
 
 
 def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -27,7 +27,7 @@ def compose_config(*overrides: str):
         return compose("train", overrides=list(overrides))
 
 
-# Overrides that make a run tiny: a few steps, few particles, small networks.
+# Overrides that make a run tiny: a few steps and few particles, on the CPU.
 TINY = [
     "train.epochs=2",
     "train.batch_size=64",
@@ -35,10 +35,9 @@ TINY = [
     "train.device=cpu",
     "evaluation.num_particles=8",
     "evaluation.max_points=32",
-    "encoder.hidden=[32]",
-    "decoder.hidden=[32]",
     "z_dim=4",
 ]
+SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -1,0 +1,90 @@
+"""Loaders: splits, binarization, tiny files in the real formats, and the errors users meet."""
+
+import gzip
+
+import pytest
+import torch
+
+from conftest import write_idx
+from inference.data import binarized_mnist, digits, linear_gaussian, mnist
+
+
+def test_digits_split_and_dynamic_binarization():
+    data = digits()
+    assert [len(s) for s in (data.train, data.valid, data.test)] == [1257, 180, 360]
+    assert data.x_dim == 64 and data.image_shape == (8, 8)
+    gray = data.train
+    assert gray.min() >= 0 and gray.max() <= 1 and ((gray > 0) & (gray < 1)).any()  # kept gray
+    for split in (data.valid, data.test):
+        assert ((split == 0) | (split == 1)).all()  # binarized once
+    first, second = data.train_epoch(), data.train_epoch()
+    assert ((first == 0) | (first == 1)).all() and not torch.equal(first, second)  # fresh each epoch
+    # x ~ Bernoulli(pixel): over many epochs the mean approaches the gray value
+    mean = torch.stack([data.train_epoch() for _ in range(200)]).mean(0)
+    assert (mean - gray).abs().max() < 5 * 0.5 / 200**0.5
+
+
+def test_fixed_seed_gives_the_same_test_set():
+    assert torch.equal(digits().test, digits().test)
+    assert not torch.equal(digits(seed=0).test, digits(seed=1).test)
+
+
+def test_mnist_reads_idx_files(mnist_root):
+    data = mnist(mnist_root, num_valid=10)
+    assert [len(s) for s in (data.train, data.valid, data.test)] == [30, 10, 10]
+    assert data.x_dim == 784 and data.image_shape == (28, 28)
+    assert ((data.test == 0) | (data.test == 1)).all()
+    gray = mnist(mnist_root, binarize="none", num_valid=10)
+    raw = gzip.open(mnist_root / "t10k-images-idx3-ubyte.gz").read()[16:]
+    assert torch.allclose(gray.test.flatten(), torch.tensor(list(raw), dtype=torch.float32) / 255)
+
+
+def test_mnist_missing_file_names_the_path_and_the_expected_files(mnist_root):
+    (mnist_root / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        mnist(mnist_root)
+    message = str(error.value)
+    assert str(mnist_root / "t10k-labels-idx1-ubyte.gz") in message
+    assert "train-images-idx3-ubyte.gz" in message  # what the folder must hold
+
+
+def test_mnist_without_root_says_to_set_it():
+    with pytest.raises(ValueError, match="set data.root=DIR"):
+        mnist(None)
+
+
+def test_corrupt_idx_files_are_named(mnist_root):
+    path = mnist_root / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x09\x03" + b"\x00" * 12)
+    with pytest.raises(ValueError, match=f"{path}: wrong IDX magic number 0x00000903"):
+        mnist(mnist_root)
+    path.write_bytes(gzip.compress(b"\x00" * 1000)[:20])
+    with pytest.raises(ValueError, match=f"{path}: cannot read as a gzip file"):
+        mnist(mnist_root)
+
+
+def test_mnist_image_and_label_counts_must_agree(mnist_root):
+    write_idx(mnist_root / "train-labels-idx1-ubyte.gz", torch.zeros(39, dtype=torch.uint8).numpy())
+    with pytest.raises(ValueError, match="40 images but 39 labels"):
+        mnist(mnist_root, num_valid=10)
+
+
+def test_binarized_mnist_reads_amat_files(binarized_mnist_root):
+    data = binarized_mnist(binarized_mnist_root)
+    assert [s.shape for s in (data.train, data.valid, data.test)] == [(20, 784)] * 3
+    assert data.binarize == "none"
+
+
+def test_binarized_mnist_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="binarized_mnist_train.amat"):
+        binarized_mnist(tmp_path)
+
+
+def test_linear_gaussian_data_has_the_model_covariance():
+    data = linear_gaussian(x_dim=3, z_dim=1, x_scale=0.5, num_train=20000, num_valid=0, num_test=10, seed=3)
+    g = torch.Generator().manual_seed(3)
+    W, b = torch.randn(3, 1, generator=g), torch.randn(3, generator=g)
+    cov = torch.cov(data.train.T)
+    assert torch.allclose(data.train.mean(0), b, atol=0.05)
+    assert torch.allclose(cov, W @ W.T + 0.25 * torch.eye(3), atol=0.1)
