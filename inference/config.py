@@ -30,6 +30,9 @@ def check_config(cfg) -> None:
     _positive_int("train.log_every", cfg.train.log_every)
     if isinstance(cfg.train.seed, bool) or not isinstance(cfg.train.seed, int) or cfg.train.seed < 0:
         _fail("train.seed", cfg.train.seed, "a non-negative integer")
+    for key in ("progress", "validate"):
+        if not isinstance(cfg.train[key], bool):
+            _fail(f"train.{key}", cfg.train[key], "true or false")
     resolve_device(cfg.train.device)
     lr = cfg.optim.get("lr")
     if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):

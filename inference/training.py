@@ -39,6 +39,7 @@ class ElboStep:
     :param model: the model program.
     :param guide: the guide program.
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
+    :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
     :param loss: an ELBO with a ``differentiable_loss``; ``Trace_ELBO()`` by default.
     """
 
@@ -73,18 +74,20 @@ def fit(
     batch_size: int,
     log_every: int = 50,
     progress: bool = True,
+    loss=None,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch.
 
     Call it with model, guide and data already on the training device and the RNG seeded.
 
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
+    :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
     :returns: the training summary: ``epochs``, ``steps``, ``seconds`` (the SVI loop alone),
         ``valid_seconds``, ``device``, and ``curve``, a list of per-epoch
-        ``{"epoch", "train_elbo", "valid_elbo"}`` in mean nats per data point.
+        ``{"epoch", "train_elbo", "valid_elbo", "seconds"}``, ELBOs in mean nats per data point.
     """
     pyro.clear_param_store()  # the modules own their parameters; drop stale copies of earlier fits
-    step = ElboStep(model, guide, optimizer)
+    step = ElboStep(model, guide, optimizer, loss)
     N = data.train.shape[0]
     steps_per_epoch = -(-N // batch_size)
     curve, seconds, valid_seconds, steps = [], 0.0, 0.0, 0
@@ -105,7 +108,8 @@ def fit(
                 bar.set_postfix(elbo=f"{-epoch_loss.item() / min(N, (i + 1) * batch_size):.2f}")
                 bar.update(log_every)
         train_elbo = -epoch_loss.item() / N
-        seconds += time.perf_counter() - start
+        epoch_seconds = time.perf_counter() - start
+        seconds += epoch_seconds
         _check_finite(epoch_loss, epoch, steps)
 
         start = time.perf_counter()
@@ -114,7 +118,7 @@ def fit(
         if data.valid.shape[0] > 0:
             valid_elbo = importance_sampling(model, guide, data.valid, num_particles=1).elbo.mean().item()
         valid_seconds += time.perf_counter() - start
-        curve.append({"epoch": epoch, "train_elbo": train_elbo, "valid_elbo": valid_elbo})
+        curve.append({"epoch": epoch, "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": epoch_seconds})
         if progress and (epoch % report_every == 0 or epoch == epochs):
             valid = "" if valid_elbo is None else f"  valid ELBO {valid_elbo:10.3f}"
             log.info(f"epoch {epoch:>4}  train ELBO {train_elbo:10.3f}{valid}")

@@ -33,6 +33,7 @@ TINY = [
     "train.batch_size=64",
     "train.progress=false",
     "train.device=cpu",
+    "train.validate=true",
     "evaluation.num_particles=8",
     "evaluation.max_points=32",
     "z_dim=4",

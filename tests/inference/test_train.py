@@ -73,6 +73,16 @@ def test_linear_gaussian_experiment_reports_the_exact_log_px(tmp_path):
     assert test["elbo"] < exact
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_jit_objective_trains_like_the_plain_one(tmp_path):
+    jit = train(compose_config(*TINY, "objective=jit_trace_elbo", "train.validate=false"), tmp_path / "jit")
+    plain = train(compose_config(*TINY), tmp_path / "plain")
+    # Same seed, but compilation draws random numbers, so the runs differ by Monte Carlo noise.
+    a, b = jit["test"]["log_px"], plain["test"]["log_px"]
+    assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
+    assert a["mean"] > jit["train"]["curve"][0]["train_elbo"]  # it learned
+
+
 def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
     cfg = compose_config(*TINY, "data.binarize=none")
     with pytest.raises(ValueError, match=r"data=digits, train split: Bernoulli likelihood needs binary data"):

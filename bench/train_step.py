@@ -1,0 +1,101 @@
+"""Training-step cost: the suite's loop against a bare ``svi.step`` and hand-written PyTorch.
+
+    python -m bench.train_step [--repeats 15] [--steps 20]
+
+For each architecture and batch size, times ``--steps`` steps of
+- suite: an epoch of ``inference.training.fit`` (permutation, index slicing, the Trace_ELBO
+  step, loss bookkeeping), from the seconds it reports for its second epoch;
+- svi.step: ``pyro.infer.SVI(model, guide, pyro.optim.Adam, Trace_ELBO()).step(batch)``;
+- PyTorch: the same ELBO written by hand on the same networks, with ``torch.optim.Adam``;
+and prints per-step times and the ratios suite/svi.step and suite/PyTorch.
+"""
+
+import argparse
+import math
+
+import pyro
+import torch
+import torch.nn.functional as F
+from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
+
+from inference.data import Dataset
+from inference.training import fit, parameters_of
+
+from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def handwritten_step(model, guide, optimizer, x):
+    """One Adam step on the negative single-sample ELBO, written directly in PyTorch."""
+    z_loc, z_scale = guide.posterior_params(x)
+    z = z_loc + z_scale * torch.randn_like(z_loc)
+    x_logits = model.decoder(z)
+    log_px_z = -F.binary_cross_entropy_with_logits(x_logits, x, reduction="none").sum(-1)
+    log_pz = -0.5 * (z**2 + LOG_2PI).sum(-1)
+    log_qz = (-0.5 * ((z - z_loc) / z_scale) ** 2 - z_scale.log() - 0.5 * LOG_2PI).sum(-1)
+    loss = -(log_px_z + log_pz - log_qz).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def bench(arch: tuple, batch_size: int, steps: int, repeats: int, jit: bool) -> dict[str, float]:
+    x_dim, hidden, z_dim, activation = arch
+    x = binary_data(steps * batch_size, x_dim)
+    batch = x[:batch_size]
+    data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(x_dim,))
+    model, guide = make_vae(*arch)
+    optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-3)
+
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+
+    def svi_steps():
+        for _ in range(steps):
+            svi.step(batch)
+
+    def torch_steps():
+        for _ in range(steps):
+            handwritten_step(model, guide, optimizer, batch)
+
+    # fit() reports each epoch's seconds (its SVI loop alone); time the second epoch, so that a
+    # compiled objective's first-call compilation is not counted.
+    suite_times = []
+
+    def suite_loop():
+        loss = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
+        summary = fit(model, guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss)
+        suite_times.append(summary["curve"][1]["seconds"])
+
+    times = interleaved({"suite": suite_loop, "svi.step": svi_steps, "PyTorch": torch_steps}, repeats)
+    suite_times.sort()
+    times["suite"] = suite_times[len(suite_times) // 2]
+    return {name: t / steps for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--validation", action=argparse.BooleanOptionalAction, default=False, help="Pyro's validation checks (off in training runs)")
+    parser.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
+    args = parser.parse_args()
+    pyro.set_rng_seed(0)
+    pyro.enable_validation(args.validation)
+    objective = "JitTrace_ELBO" if args.jit else "Trace_ELBO"
+    print(f"# training step, {machine()}, Pyro validation {'on' if args.validation else 'off'}, suite objective {objective}")
+    print(f"# median of {args.repeats} interleaved repeats of {args.steps} steps")
+    print("| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, arch in ARCHITECTURES.items():
+        for batch_size in (32, 128, 512):
+            t = bench(arch, batch_size, args.steps, args.repeats, args.jit)
+            print(
+                f"| {name} | {batch_size} | {1e3 * t['suite']:.2f} | {1e3 * t['svi.step']:.2f} | {1e3 * t['PyTorch']:.2f} "
+                f"| {t['suite'] / t['svi.step']:.2f} | {t['suite'] / t['PyTorch']:.2f} | {t['svi.step'] / t['PyTorch']:.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

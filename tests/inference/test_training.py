@@ -1,0 +1,52 @@
+"""The training step: what it optimizes, and the compiled objective against the plain one."""
+
+from functools import partial
+
+import pyro
+import pytest
+import torch
+from pyro.infer import JitTrace_ELBO, Trace_ELBO
+
+from guides import AmortizedNormal
+from inference.training import ElboStep, parameters_of
+from models import MLP, VAE, Bernoulli, StandardNormal
+
+
+def tiny_pair():
+    model = VAE(StandardNormal(3), MLP(3, 8, hidden=[16]), Bernoulli())
+    guide = AmortizedNormal(partial(MLP, hidden=[16]), x_dim=8, z_dim=3)
+    return model, guide
+
+
+def test_parameters_are_collected_once_even_when_shared():
+    model, guide = tiny_pair()
+    model.shared = guide.encoder  # e.g. a VampPrior reusing the encoder
+    params = parameters_of(model, guide)
+    every = [*model.parameters(), *guide.parameters()]
+    assert len(params) == len({id(p) for p in every}) < len(every)
+
+
+def test_step_returns_the_negative_elbo_it_descends():
+    model, guide = tiny_pair()
+    x = torch.randint(0, 2, (32, 8)).float()
+    step = ElboStep(model, guide, torch.optim.SGD(parameters_of(model, guide), lr=0.0))
+    pyro.set_rng_seed(5)
+    loss = step(x)
+    pyro.set_rng_seed(5)
+    assert torch.allclose(loss, Trace_ELBO().differentiable_loss(model, guide, x))
+    assert not loss.requires_grad
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_jit_objective_computes_the_same_loss_on_full_and_partial_batches():
+    model, guide = tiny_pair()
+    x = torch.randint(0, 2, (32, 8)).float()
+    jit = JitTrace_ELBO(ignore_jit_warnings=True)
+    with pyro.validation_enabled(False):
+        jit.differentiable_loss(model, guide, x)  # compiles
+        for batch in (x, x[:17]):  # the last batch of an epoch is smaller
+            pyro.set_rng_seed(3)
+            compiled = jit.differentiable_loss(model, guide, batch)
+            pyro.set_rng_seed(3)
+            plain = Trace_ELBO().differentiable_loss(model, guide, batch)
+            assert torch.allclose(compiled, plain, rtol=1e-5)
