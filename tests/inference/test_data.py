@@ -1,6 +1,7 @@
 """Loaders: splits, binarization, tiny files in the real formats, and the errors users meet."""
 
 import gzip
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +89,31 @@ def test_linear_gaussian_data_has_the_model_covariance():
     cov = torch.cov(data.train.T)
     assert torch.allclose(data.train.mean(0), b, atol=0.05)
     assert torch.allclose(cov, W @ W.T + 0.25 * torch.eye(3), atol=0.1)
+
+
+def test_amat_with_other_number_spellings_reads_the_same(binarized_mnist_root):
+    fast = binarized_mnist(binarized_mnist_root)
+    path = binarized_mnist_root / "binarized_mnist_test.amat"
+    path.write_text("\n".join(" ".join(f"{v:.1f}" for v in row) for row in fast.test.tolist()) + "\n")
+    assert torch.equal(binarized_mnist(binarized_mnist_root).test, fast.test)
+
+
+def test_amat_with_wrong_row_length_is_named(binarized_mnist_root):
+    path = binarized_mnist_root / "binarized_mnist_valid.amat"
+    path.write_text("0 1 0\n1 1 0\n")
+    with pytest.raises(ValueError, match=f"{path}: expected rows of 784 values"):
+        binarized_mnist(binarized_mnist_root)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the benchmark data (../shared/data) is absent")
+def test_real_mnist_files():
+    """The real files: split sizes, and MNIST's well-known mean pixel intensity 0.1307."""
+    data = mnist(SHARED_DATA / "mnist", binarize="none")
+    assert [len(s) for s in (data.train, data.valid, data.test)] == [50000, 10000, 10000]
+    assert abs(torch.cat([data.train, data.valid]).mean().item() - 0.1307) < 5e-4
+    static = binarized_mnist(SHARED_DATA / "binarized_mnist")
+    assert [len(s) for s in (static.train, static.valid, static.test)] == [50000, 10000, 10000]
+    assert 0.12 < static.train.mean().item() < 0.145  # about as many ones as MNIST has ink
