@@ -3,13 +3,21 @@
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import pyro
 import pyro.distributions as dist
 
+from models.distributions import diagonal_normal, diagonal_normal_params
+
 __all__ = ["AmortizedNormal"]
+
+
+def _check(name: str, z_dim: int, scale_floor: float) -> None:
+    if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim <= 0:
+        raise ValueError(f"{name}: z_dim must be a positive integer, got {z_dim}")
+    if not scale_floor > 0:
+        raise ValueError(f"{name}: scale_floor must be positive, got {scale_floor}")
 
 
 class AmortizedNormal(nn.Module):
@@ -21,34 +29,26 @@ class AmortizedNormal(nn.Module):
         asks it for a network from ``x_dim`` to ``2 * z_dim`` outputs (loc and raw scale).
     :param int x_dim: size of the flat data.
     :param int z_dim: size of the latent.
-    :param float scale_floor: the smallest z_scale. A floor keeps log q(z|x) finite when the
-        encoder pushes a scale towards zero, which would otherwise turn the ELBO into NaN.
+    :param float scale_floor: the smallest z_scale.
     """
 
-    def __init__(
-        self,
-        encoder: Callable[[int, int], nn.Module],
-        x_dim: int,
-        z_dim: int,
-        scale_floor: float = 1e-3,
-    ):
+    def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()
-        if z_dim <= 0:
-            raise ValueError(f"AmortizedNormal: z_dim must be a positive integer, got {z_dim}")
-        if not scale_floor > 0:
-            raise ValueError(f"AmortizedNormal: scale_floor must be positive, got {scale_floor}")
+        _check("AmortizedNormal", z_dim, scale_floor)
         self.encoder = encoder(x_dim, 2 * z_dim)
         self.z_dim = z_dim
         self.scale_floor = scale_floor
 
     def posterior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:returns: ``z_loc`` and ``z_scale``, each ``(batch, z_dim)``-shaped."""
-        z_loc, z_raw_scale = self.encoder(x).split(self.z_dim, dim=-1)
-        return z_loc, F.softplus(z_raw_scale) + self.scale_floor
+        return diagonal_normal_params(self.encoder(x), self.scale_floor)
+
+    def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """q(z|x) with batch shape ``(batch,)`` and event shape ``(z_dim,)``."""
+        return diagonal_normal(self.encoder(x), self.scale_floor)
 
     def forward(self, x: torch.Tensor) -> None:
         """:param x: a ``(batch, x_dim)``-shaped tensor of observations."""
         pyro.module("guide", self)
         with pyro.plate("data", x.shape[0]):
-            z_loc, z_scale = self.posterior_params(x)
-            pyro.sample("z", dist.Normal(z_loc, z_scale, validate_args=False).to_event(1))
+            pyro.sample("z", self.posterior(x))

@@ -1,12 +1,19 @@
 """Datasets: each split is one flat float tensor, held whole on the training device.
 
 A loader returns a :class:`Dataset` with ``train``, ``valid`` and ``test`` tensors of shape
-``(N, x_dim)``. Gray images are scaled to [0, 1]; ``binarize`` then decides what the model sees:
+``(N, x_dim)``. Gray images are scaled to [0, 1], their L levels becoming k/(L−1); then one
+transform may decide what the model sees:
 
-- ``"none"``: the gray values themselves (for continuous likelihoods);
-- ``"dynamic"``: each epoch draws fresh x ~ Bernoulli(pixel) for training, while the valid and
-  test sets are binarized once with a fixed seed (the IWAE paper's protocol);
-- ``"fixed"``: every split binarized once with a fixed seed.
+- ``binarize="dynamic"``: each epoch draws fresh x ~ Bernoulli(pixel) for training, while the
+  valid and test sets are binarized once with a fixed seed (the IWAE paper's protocol);
+- ``binarize="fixed"``: every split binarized once with a fixed seed;
+- ``dequantize=True``: uniform dequantization (Theis et al. 2016), x = (k + u)/L with
+  u ~ U(0, 1), fresh each epoch for training and drawn once, with a fixed seed, for valid and
+  test. A density p on the dequantized data then bounds the probability of the discrete data,
+  log P(k) ≥ E_u[log p((k + u)/L)] − D log L, which is how bits per dimension are reported.
+
+Each dataset declares its ``levels`` (2 for binary images, 256 for 8-bit, ``None`` for real
+values); the likelihoods check the data they are given against their support.
 
 Loaders of real datasets read local files only; nothing is downloaded.
 """
@@ -19,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Dataset", "digits", "mnist", "binarized_mnist", "linear_gaussian"]
+__all__ = ["Dataset", "digits", "mnist", "fashion_mnist", "binarized_mnist", "linear_gaussian"]
 
 BINARIZE_MODES = ("none", "dynamic", "fixed")
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,12 @@ class Dataset:
 
     :ivar image_shape: the shape of one example as an image, e.g. ``(28, 28)``; ``(x_dim,)``
         for data that is not an image.
+    :ivar levels: how many discrete values the data takes (2 once binarized, 256 for 8-bit
+        images); ``None`` for real values.
     :ivar binarize: ``"dynamic"`` when ``train`` holds pixel probabilities to be binarized
         afresh every epoch (see :meth:`train_epoch`).
+    :ivar dequantize: whether ``train`` holds the levels k/(L−1) to be dequantized afresh
+        every epoch, and valid and test hold dequantized values (k + u)/L.
     """
 
     name: str
@@ -39,7 +51,9 @@ class Dataset:
     valid: torch.Tensor
     test: torch.Tensor
     image_shape: tuple[int, ...]
+    levels: int | None = None
     binarize: str = "none"
+    dequantize: bool = False
 
     @property
     def x_dim(self) -> int:
@@ -49,29 +63,61 @@ class Dataset:
         return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device))
 
     def train_epoch(self) -> torch.Tensor:
-        """The training data for one epoch: a fresh binarization when ``binarize="dynamic"``."""
-        return torch.bernoulli(self.train) if self.binarize == "dynamic" else self.train
+        """The training data for one epoch: freshly binarized or dequantized where configured."""
+        if self.binarize == "dynamic":
+            return torch.bernoulli(self.train)
+        if self.dequantize:
+            return _dequantized(self.train, self.levels)
+        return self.train
 
     def split(self, name: str) -> torch.Tensor:
-        if name not in ("train", "valid", "test"):
+        if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected 'train', 'valid' or 'test'")
         return getattr(self, name)
 
 
-def _binarized(name: str, train, valid, test, image_shape, binarize: str, seed: int) -> Dataset:
-    """Assemble a Dataset from gray splits in [0, 1], binarizing as ``binarize`` says."""
+def _dequantized(x: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(k + u)/L for the levels k/(L−1) of x, with u ~ U(0, 1)."""
+    k = torch.round(x * (levels - 1))
+    return (k + torch.rand(x.shape, generator=generator, device=x.device)) / levels
+
+
+def _transformed(
+    name: str,
+    splits,
+    image_shape,
+    levels: int | None,
+    binarize: str = "none",
+    dequantize: bool = False,
+    seed: int = 0,
+) -> Dataset:
+    """Assemble a Dataset from splits scaled to [0, 1], binarized or dequantized as asked.
+
+    The valid and test splits are transformed once, with ``seed``; a dynamic transform leaves
+    ``train`` as it is, for :meth:`Dataset.train_epoch` to redraw every epoch.
+    """
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"{name}: binarize must be one of {BINARIZE_MODES}, got {binarize!r}")
-    splits = [torch.as_tensor(s, dtype=torch.float32) for s in (train, valid, test)]
-    for split_name, split in zip(("train", "valid", "test"), splits):
+    if binarize != "none" and dequantize:
+        raise ValueError(f"{name}: binarize={binarize} and dequantize=true exclude each other; choose one")
+    if (binarize != "none" or dequantize) and levels is None:
+        raise ValueError(f"{name}: holds real values, which cannot be binarized or dequantized; use data.binarize=none data.dequantize=false")
+    splits = [torch.as_tensor(s, dtype=torch.float32) for s in splits]
+    for split_name, split in zip(SPLITS, splits):
         if split.shape[0] == 0 and split_name != "valid":
             raise ValueError(f"{name}: the {split_name} split is empty")
-    if binarize != "none":
-        generator = torch.Generator().manual_seed(seed)
-        first = 1 if binarize == "dynamic" else 0  # dynamic: train stays gray, drawn per epoch
-        for i in range(first, 3):
+        if not torch.isfinite(split).all():
+            raise ValueError(f"{name}: the {split_name} split holds NaN or infinite values")
+    generator = torch.Generator().manual_seed(seed)
+    first = 1 if binarize == "dynamic" or dequantize else 0  # dynamic: train is redrawn per epoch
+    for i in range(first, 3):
+        if binarize != "none":
             splits[i] = torch.bernoulli(splits[i], generator=generator)
-    return Dataset(name, *splits, image_shape=tuple(image_shape), binarize=binarize)
+        elif dequantize:
+            splits[i] = _dequantized(splits[i], levels, generator)
+    if binarize != "none":
+        levels = 2
+    return Dataset(name, *splits, image_shape=tuple(image_shape), levels=levels, binarize=binarize, dequantize=dequantize)
 
 
 def _split_indices(n: int, num_valid: int, num_test: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -84,7 +130,7 @@ def _split_indices(n: int, num_valid: int, num_test: int, seed: int) -> tuple[np
     return order[num_valid + num_test :], order[:num_valid], order[num_valid : num_valid + num_test]
 
 
-def digits(binarize: str = "dynamic", num_valid: int = 180, num_test: int = 360, seed: int = 0) -> Dataset:
+def digits(binarize: str = "dynamic", dequantize: bool = False, num_valid: int = 180, num_test: int = 360, seed: int = 0) -> Dataset:
     """The 1797 handwritten 8×8 digits that ship inside scikit-learn (17 gray levels, 0..16).
 
     A fixed permutation (``seed``) splits them into train, valid and test. No network needed.
@@ -93,7 +139,7 @@ def digits(binarize: str = "dynamic", num_valid: int = 180, num_test: int = 360,
 
     x = load_digits().data.astype(np.float32) / 16.0  # (1797, 64) in [0, 1]
     train, valid, test = _split_indices(len(x), num_valid, num_test, seed)
-    return _binarized("digits", x[train], x[valid], x[test], (8, 8), binarize, seed)
+    return _transformed("digits", (x[train], x[valid], x[test]), (8, 8), 17, binarize, dequantize, seed)
 
 
 def _require_files(dataset: str, root: str | Path | None, names: list[str]) -> list[Path]:
@@ -142,22 +188,29 @@ MNIST_FILES = [
 ]
 
 
-def mnist(root: str | Path | None, binarize: str = "dynamic", num_valid: int = 10000, seed: int = 0) -> Dataset:
-    """MNIST from the four standard IDX gz files in ``root``.
+def mnist(
+    root: str | Path | None, binarize: str = "dynamic", dequantize: bool = False, num_valid: int = 10000, seed: int = 0, name: str = "mnist"
+) -> Dataset:
+    """MNIST (or Fashion-MNIST, same format) from the four standard IDX gz files in ``root``.
 
     The last ``num_valid`` training images form the validation split; the t10k files are the
     test split. ``binarize="dynamic"`` (the default) draws x ~ Bernoulli(pixel/255) every epoch.
     """
-    train_images, train_labels, test_images, test_labels = (_read_idx(p) for p in _require_files("mnist", root, MNIST_FILES))
+    train_images, train_labels, test_images, test_labels = (_read_idx(p) for p in _require_files(name, root, MNIST_FILES))
     for images, labels in [(train_images, train_labels), (test_images, test_labels)]:
         if len(images) != len(labels):
-            raise ValueError(f"mnist: {len(images)} images but {len(labels)} labels in {root}")
+            raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels in {root}")
     if not 0 <= num_valid < len(train_images):
-        raise ValueError(f"mnist: num_valid must lie in [0, {len(train_images)}), got {num_valid}")
+        raise ValueError(f"{name}: num_valid must lie in [0, {len(train_images)}), got {num_valid}")
     x = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
     x_test = test_images.reshape(len(test_images), -1).astype(np.float32) / 255.0
     n_train = len(x) - num_valid
-    return _binarized("mnist", x[:n_train], x[n_train:], x_test, train_images.shape[1:], binarize, seed)
+    return _transformed(name, (x[:n_train], x[n_train:], x_test), train_images.shape[1:], 256, binarize, dequantize, seed)
+
+
+def fashion_mnist(root: str | Path | None, binarize: str = "none", dequantize: bool = False, num_valid: int = 10000, seed: int = 0) -> Dataset:
+    """Fashion-MNIST (Xiao et al. 2017): the MNIST file format and sizes, 8-bit clothing images."""
+    return mnist(root, binarize, dequantize, num_valid, seed, name="fashion_mnist")
 
 
 BINARIZED_MNIST_FILES = [f"binarized_mnist_{split}.amat" for split in ("train", "valid", "test")]
@@ -185,7 +238,7 @@ def _read_amat(path: Path) -> np.ndarray:
 def binarized_mnist(root: str | Path | None) -> Dataset:
     """Statically binarized MNIST (Larochelle & Murray 2011): 50k/10k/10k rows of 784 zeros and ones."""
     train, valid, test = (_read_amat(p) for p in _require_files("binarized_mnist", root, BINARIZED_MNIST_FILES))
-    return Dataset("binarized_mnist", *(torch.from_numpy(s) for s in (train, valid, test)), image_shape=(28, 28))
+    return _transformed("binarized_mnist", (train, valid, test), (28, 28), levels=2)
 
 
 def linear_gaussian(
@@ -208,4 +261,4 @@ def linear_gaussian(
     n = num_train + num_valid + num_test
     x = torch.randn(n, z_dim, generator=g) @ W.T + b + x_scale * torch.randn(n, x_dim, generator=g)
     train, valid, test = x.split([num_train, num_valid, num_test])
-    return Dataset("linear_gaussian", train, valid, test, image_shape=(x_dim,))
+    return _transformed("linear_gaussian", (train, valid, test), (x_dim,), levels=None)

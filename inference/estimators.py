@@ -63,6 +63,14 @@ def _site_log_probs(trace: poutine.Trace, K: int, B: int, observed: bool | None)
     return sum(terms[1:], terms[0])
 
 
+def _latent_sites(trace: poutine.Trace) -> set[str]:
+    return {
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+
+
 def log_importance_weights(
     model: Program, guide: Program | None, x: torch.Tensor, num_particles: int
 ) -> torch.Tensor:
@@ -81,6 +89,14 @@ def log_importance_weights(
             return _site_log_probs(model_trace, K, B, observed=True)
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    # A model site the guide does not sample would be drawn from the prior and silently
+    # weighed as if proposed: refuse the pair instead.
+    model_sites, guide_sites = _latent_sites(model_trace), _latent_sites(guide_trace)
+    if model_sites != guide_sites:
+        raise ValueError(
+            f"the guide samples the sites {sorted(guide_sites)} but the model's latent sites are "
+            f"{sorted(model_sites)}; use a guide for this model (guide=hierarchical for model=hierarchical)"
+        )
     return _site_log_probs(model_trace, K, B, observed=None) - _site_log_probs(
         guide_trace, K, B, observed=False
     )

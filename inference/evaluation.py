@@ -7,7 +7,7 @@ from torch import nn
 
 from .estimators import DEFAULT_CHUNK_SIZE, importance_sampling
 
-__all__ = ["evaluate", "mean_and_stderr"]
+__all__ = ["evaluate", "mean_and_stderr", "bits_per_dim"]
 
 
 def mean_and_stderr(values: torch.Tensor) -> dict:
@@ -15,6 +15,18 @@ def mean_and_stderr(values: torch.Tensor) -> dict:
     n = values.numel()
     stderr = values.std().item() / math.sqrt(n) if n > 1 else 0.0
     return {"mean": values.mean().item(), "stderr": stderr, "n": n}
+
+
+def bits_per_dim(log_px: float, x_dim: int, dequantized_levels: int | None = None) -> float:
+    """−log₂ P(x) / D for a log probability of discrete data in nats.
+
+    For a density on uniformly dequantized data, x = (k + u)/L, each of the D values occupies
+    a bin of width 1/L, so log P(k) ≥ E_u[log p(x)] − D·log L (Theis et al. 2016, eq. 9): the
+    rule that makes continuous and discrete likelihoods comparable on 8-bit data.
+    """
+    if dequantized_levels is not None:
+        log_px = log_px - x_dim * math.log(dequantized_levels)
+    return -log_px / (x_dim * math.log(2))
 
 
 @torch.no_grad()

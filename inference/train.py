@@ -4,6 +4,8 @@ evaluates them, and writes the run directory (metrics.json, checkpoint.pt, .hydr
 ``train(cfg, run_dir)`` does the work and is what tests call; ``main`` is the Hydra wrapper.
 """
 
+import functools
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -18,7 +20,8 @@ from omegaconf import DictConfig
 
 from .config import check_config, resolve_device
 from .data import Dataset
-from .evaluation import evaluate
+from .estimators import log_importance_weights
+from .evaluation import bits_per_dim, evaluate
 from .rundir import save_checkpoint, write_metrics
 from .training import fit, parameters_of
 
@@ -36,21 +39,35 @@ def instantiate(node: DictConfig):
         raise
 
 
+def bind(factory: functools.partial, **available) -> functools.partial:
+    """Hand a partial config the run-time values its target asks for by name (``z_dim``,
+    ``x_dim``, ``image_shape``, ``guide``) and nothing else: a component declares what it
+    needs in its signature, so a new one plugs in without changes here."""
+    accepted = inspect.signature(factory).parameters
+    return functools.partial(factory, **{k: v for k, v in available.items() if k in accepted})
+
+
 def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Instantiate the model and guide of ``cfg``, sized from the data and ``z_dim``."""
+    """Instantiate the model and guide of ``cfg``, sized from the data and ``z_dim``.
+
+    The guide comes first because a prior may borrow it (the VampPrior uses its encoder).
+    """
+    image_shape = data.image_shape
     likelihood = instantiate(cfg.likelihood)
-    decoder = instantiate(cfg.decoder)(cfg.z_dim, data.x_dim * likelihood.params_per_dim)
-    model = instantiate(cfg.model)(prior=instantiate(cfg.prior), decoder=decoder, likelihood=likelihood)
-    guide = instantiate(cfg.guide)(encoder=instantiate(cfg.encoder), x_dim=data.x_dim, z_dim=cfg.z_dim)
+    encoder = bind(instantiate(cfg.encoder), image_shape=image_shape)
+    guide = instantiate(cfg.guide)(encoder=encoder, x_dim=data.x_dim, z_dim=cfg.z_dim)
+    prior = bind(instantiate(cfg.prior), z_dim=cfg.z_dim, x_dim=data.x_dim, guide=guide)()
+    decoder = bind(instantiate(cfg.decoder), image_shape=image_shape)
+    model = instantiate(cfg.model)(prior=prior, decoder=decoder, likelihood=likelihood, x_dim=data.x_dim)
     return model, guide
 
 
 def check_support(model: torch.nn.Module, data: Dataset) -> None:
-    """Check every split as the model will see it against the likelihood's support."""
+    """Check every split, as the model will see it, against the likelihood's support."""
     for name in ("train", "valid", "test"):
-        split = data.split(name)
-        if split.shape[0] == 0 or (name == "train" and data.binarize == "dynamic"):
-            continue  # dynamic binarization draws binary data every epoch
+        split = data.train_epoch() if name == "train" else data.split(name)  # one draw if dynamic
+        if split.shape[0] == 0:
+            continue
         try:
             model.likelihood.check_support(split)
         except ValueError as e:
@@ -73,6 +90,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     model, guide = build(cfg, data)
     check_support(model, data)
     model.to(device), guide.to(device)
+    log_importance_weights(model, guide, data.test[:2], num_particles=1)  # a dry run: sites, shapes
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
 
     metrics = {"train": fit(
@@ -94,6 +112,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
             model, guide, x, num_particles=cfg.evaluation.num_particles, chunk_size=cfg.evaluation.chunk_size
         )
         metrics[split]["seconds"] = time.perf_counter() - start
+        if data.levels is not None and (model.likelihood.discrete or data.dequantize):
+            levels = data.levels if data.dequantize else None
+            metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["log_px"]["mean"], data.x_dim, levels)
     write_metrics(run_dir, metrics)
     log.info(summary(metrics, run_dir))
     return metrics
@@ -108,6 +129,8 @@ def summary(metrics: dict, run_dir: Path) -> str:
         for key, label in [("log_px", "test log p̂(x), guide proposal"), ("log_px_prior", "test log p̂(x), prior proposal")]:
             est = test[key]
             lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
+        if "bits_per_dim" in test:
+            lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
         if "log_px_exact" in test:
             lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
     lines.append(f"run directory: {run_dir}")

@@ -1,9 +1,37 @@
-"""Pyro model programs and their parts: priors p(z), likelihoods p(x|z), networks, the VAE."""
+"""Pyro model programs and their parts: priors p(z), likelihoods p(x|z), networks, the VAEs."""
 
-from .likelihoods import Bernoulli, Gaussian, Likelihood
+from .hierarchical import HierarchicalVAE
+from .likelihoods import (
+    Bernoulli,
+    Beta,
+    ContinuousBernoulli,
+    DiscretizedLogisticLikelihood,
+    Gaussian,
+    Laplace,
+    Likelihood,
+)
 from .linear_gaussian import LinearGaussian
-from .networks import MLP
-from .priors import StandardNormal
+from .networks import MLP, ConvDecoder, ConvEncoder
+from .priors import FlowPrior, LearnedNormal, MixturePrior, StandardNormal, VampPrior
 from .vae import VAE
 
-__all__ = ["Bernoulli", "Gaussian", "Likelihood", "LinearGaussian", "MLP", "StandardNormal", "VAE"]
+__all__ = [
+    "Bernoulli",
+    "Beta",
+    "ContinuousBernoulli",
+    "ConvDecoder",
+    "ConvEncoder",
+    "DiscretizedLogisticLikelihood",
+    "FlowPrior",
+    "Gaussian",
+    "HierarchicalVAE",
+    "Laplace",
+    "LearnedNormal",
+    "Likelihood",
+    "LinearGaussian",
+    "MLP",
+    "MixturePrior",
+    "StandardNormal",
+    "VAE",
+    "VampPrior",
+]

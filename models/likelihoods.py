@@ -1,92 +1,222 @@
 """Likelihoods p(x|z): map the decoder's output to a Pyro distribution over x.
 
 Each likelihood states how many decoder outputs it needs per data dimension
-(``params_per_dim``) and checks that data lies in its support before any training starts,
-so that a mismatch is a clear error rather than a silently wrong log p(x).
+(``params_per_dim``; the decoder's output is those blocks of ``x_dim`` side by side), whether it
+is a distribution over discrete values (``discrete``: then log p(x) is a log probability and
+converts to bits per dimension), and checks that the data lies in its support before any
+training starts, so that a mismatch is a clear error rather than a silently wrong log p(x).
 Data is flat, ``(..., x_dim)``, so every distribution has event dim 1.
 """
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import pyro.distributions as dist
 
-__all__ = ["Likelihood", "Bernoulli", "Gaussian"]
+from .distributions import DiscretizedLogistic
 
+__all__ = [
+    "Likelihood",
+    "Bernoulli",
+    "ContinuousBernoulli",
+    "Gaussian",
+    "Laplace",
+    "Beta",
+    "DiscretizedLogisticLikelihood",
+]
 
-def _value_range(x: torch.Tensor) -> str:
-    return f"[{x.min().item():.4g}, {x.max().item():.4g}]"
+SCALE_MODES = ("fixed", "shared", "decoder")
 
 
 class Likelihood(nn.Module):
     """Base class: ``likelihood(decoder_output)`` returns a distribution over x.
 
-    Subclasses set ``params_per_dim`` and implement :meth:`forward` and :meth:`check_support`.
+    Subclasses set ``params_per_dim`` and ``discrete`` and implement :meth:`forward`; a
+    subclass with a bounded support overrides :meth:`check_support`.
     """
 
     params_per_dim: int = 1
+    discrete: bool = False
 
     def check_support(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` if ``x`` lies outside this likelihood's support."""
-        raise NotImplementedError
-
-    def _check_finite(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming the problem and the fix if ``x`` lies outside the support."""
         if not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).sum().item()
-            raise ValueError(
-                f"{type(self).__name__} likelihood: the data holds {bad} NaN or infinite values; "
-                "clean the data before training"
-            )
+            raise ValueError(f"{self._name} likelihood: the data holds {bad} NaN or infinite values; clean the data before training")
+
+    @property
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _refuse(self, x: torch.Tensor, needs: str, fix: str) -> None:
+        raise ValueError(
+            f"{self._name} likelihood needs {needs}, but the data has values in "
+            f"[{x.min().item():.4g}, {x.max().item():.4g}] that are not. {fix}"
+        )
+
+
+def _positive(raw: torch.Tensor, floor: float) -> torch.Tensor:
+    # softplus plus a floor: smooth, and never so small that log p(x) runs off to infinity
+    return F.softplus(raw) + floor
 
 
 class Bernoulli(Likelihood):
     """x_d ~ Bernoulli(logits = decoder output), for binary data."""
 
-    params_per_dim = 1
+    discrete = True
 
     def forward(self, x_logits: torch.Tensor) -> dist.TorchDistribution:
-        # validate_args=False: the support was checked once, up front, by check_support;
-        # checking every batch again costs time on the hot path.
+        # validate_args=False: check_support ran once, up front; checking each batch again is slow.
         return dist.Bernoulli(logits=x_logits, validate_args=False).to_event(1)
 
     def check_support(self, x: torch.Tensor) -> None:
-        self._check_finite(x)
+        super().check_support(x)
         if not ((x == 0) | (x == 1)).all():
-            raise ValueError(
-                f"Bernoulli likelihood needs binary data in {{0, 1}}, but the data has values in "
-                f"{_value_range(x)} that are not all 0 or 1. Binarize the data "
-                "(data.binarize=dynamic or data.binarize=fixed), or use a likelihood for "
-                "gray values (likelihood=gaussian)"
+            self._refuse(
+                x,
+                "binary data in {0, 1}",
+                "Binarize the data (data.binarize=dynamic or data.binarize=fixed), or use a likelihood "
+                "for gray values (likelihood=continuous_bernoulli, gaussian, beta or discretized_logistic)",
             )
 
 
-class Gaussian(Likelihood):
-    """x_d ~ N(decoder output, x_scale²), with one scale shared by every dimension.
+class ContinuousBernoulli(Likelihood):
+    """x_d ~ CB(logits = decoder output) on [0, 1], with its normalizing constant
+    (Loaiza-Ganem & Cunningham 2019): the proper likelihood for gray values in [0, 1]."""
 
-    :param float scale: the scale, or its initial value when learned.
-    :param bool learned: learn the scale (a single parameter) or keep it fixed.
+    def forward(self, x_logits: torch.Tensor) -> dist.TorchDistribution:
+        return dist.ContinuousBernoulli(logits=x_logits, validate_args=False).to_event(1)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        super().check_support(x)
+        if not ((x >= 0) & (x <= 1)).all():
+            self._refuse(x, "data in [0, 1]", "Use an image dataset scaled to [0, 1], or likelihood=gaussian for real values")
+
+
+class _LocScale(Likelihood):
+    """A location-scale family: loc from the decoder, the scale fixed, shared and learned, or
+    per dimension from the decoder.
+
+    :param float scale: the fixed scale, or the initial one when ``scale_mode="shared"``.
+    :param str scale_mode: ``fixed``, ``shared`` (one learned scale for all dimensions), or
+        ``decoder`` (the decoder outputs a scale per dimension; ``params_per_dim`` = 2).
+    :param float scale_floor: the smallest scale the decoder may output.
     """
 
-    params_per_dim = 1
+    family = dist.Normal
 
-    def __init__(self, scale: float = 1.0, learned: bool = True):
+    def __init__(self, scale: float = 1.0, scale_mode: str = "shared", scale_floor: float = 1e-3):
         super().__init__()
-        if not scale > 0:
-            raise ValueError(f"Gaussian likelihood: scale must be positive, got {scale}")
+        if scale_mode not in SCALE_MODES:
+            raise ValueError(f"{self._name} likelihood: scale_mode must be one of {SCALE_MODES}, got {scale_mode!r}")
+        if not scale > 0 or not scale_floor > 0:
+            raise ValueError(f"{self._name} likelihood: scale and scale_floor must be positive, got {scale} and {scale_floor}")
+        self.scale_mode, self.scale_floor = scale_mode, scale_floor
+        self.params_per_dim = 2 if scale_mode == "decoder" else 1
         log_scale = torch.tensor(math.log(scale))
-        if learned:
+        if scale_mode == "shared":
             self.log_scale = nn.Parameter(log_scale)
         else:
             self.register_buffer("log_scale", log_scale)
 
     @property
     def x_scale(self) -> torch.Tensor:
+        """The shared or fixed scale (not defined when the decoder outputs the scale)."""
+        if self.scale_mode == "decoder":
+            raise AttributeError(f"{self._name}: with scale_mode=decoder the scale varies with z")
         return self.log_scale.exp()
 
-    def forward(self, x_loc: torch.Tensor) -> dist.TorchDistribution:
-        return dist.Normal(x_loc, self.x_scale.expand_as(x_loc), validate_args=False).to_event(1)
+    def forward(self, decoder_output: torch.Tensor) -> dist.TorchDistribution:
+        if self.scale_mode == "decoder":
+            x_loc, x_raw_scale = decoder_output.chunk(2, dim=-1)
+            x_scale = _positive(x_raw_scale, self.scale_floor)
+        else:
+            x_loc, x_scale = decoder_output, self.x_scale.expand_as(decoder_output)
+        return self.family(x_loc, x_scale, validate_args=False).to_event(1)
+
+
+class Gaussian(_LocScale):
+    """x_d ~ N(x_loc, x_scale²)."""
+
+    family = dist.Normal
+
+
+class Laplace(_LocScale):
+    """x_d ~ Laplace(x_loc, x_scale): heavier tails than the Gaussian, an L1 reconstruction."""
+
+    family = dist.Laplace
+
+
+class Beta(Likelihood):
+    """x_d ~ Beta(α, β) on the open interval (0, 1), both concentrations from the decoder.
+
+    :param float concentration_floor: the smallest α and β.
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, concentration_floor: float = 1e-2):
+        super().__init__()
+        self.concentration_floor = concentration_floor
+
+    def forward(self, decoder_output: torch.Tensor) -> dist.TorchDistribution:
+        raw_alpha, raw_beta = decoder_output.chunk(2, dim=-1)
+        floor = self.concentration_floor
+        return dist.Beta(_positive(raw_alpha, floor), _positive(raw_beta, floor), validate_args=False).to_event(1)
 
     def check_support(self, x: torch.Tensor) -> None:
-        self._check_finite(x)
+        super().check_support(x)
+        if not ((x > 0) & (x < 1)).all():
+            self._refuse(
+                x,
+                "data strictly inside (0, 1)",
+                "Dequantize the data (data.dequantize=true), which moves every value off 0 and 1",
+            )
+
+
+class DiscretizedLogisticLikelihood(Likelihood):
+    """x_d ~ a mixture of ``mixtures`` logistics discretized into ``num_bins`` bins on [0, 1]
+    (:class:`~models.distributions.DiscretizedLogistic`): a proper distribution over the
+    discrete values of 8-bit data, so log p(x) converts straight to bits per dimension.
+
+    :param int num_bins: the number of values, 256 for 8-bit data (17 for the digits).
+    :param int mixtures: logistic components per dimension; the decoder outputs a logit, a loc
+        and a log scale for each (``params_per_dim = 3·mixtures``, or 2 for one component).
+    """
+
+    discrete = True
+
+    def __init__(self, num_bins: int = 256, mixtures: int = 1):
+        super().__init__()
+        if num_bins < 2 or mixtures < 1:
+            raise ValueError(f"DiscretizedLogistic likelihood: needs num_bins ≥ 2 and mixtures ≥ 1, got {num_bins} and {mixtures}")
+        self.num_bins, self.mixtures = num_bins, mixtures
+        self.params_per_dim = 2 if mixtures == 1 else 3 * mixtures
+
+    @property
+    def _name(self) -> str:
+        return "DiscretizedLogistic"
+
+    def forward(self, decoder_output: torch.Tensor) -> dist.TorchDistribution:
+        blocks = decoder_output.chunk(self.params_per_dim, dim=-1)  # each (..., x_dim)
+        if self.mixtures == 1:
+            loc, log_scale, logits = blocks[0].unsqueeze(-1), blocks[1].unsqueeze(-1), None
+        else:
+            logits, loc, log_scale = (torch.stack(blocks[i::3], -1) for i in range(3))  # (..., x_dim, M)
+        # A floor on the scale: a vanishing one would make one bin certain and the rest −inf.
+        log_scale = log_scale.clamp(min=-7.0)
+        return DiscretizedLogistic(loc, log_scale, logits, num_bins=self.num_bins).to_event(1)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        super().check_support(x)
+        steps = x * (self.num_bins - 1)
+        if not (((x >= 0) & (x <= 1)).all() and ((steps - steps.round()).abs() < 1e-3).all()):
+            self._refuse(
+                x,
+                f"values on the {self.num_bins} levels k/{self.num_bins - 1} of [0, 1]",
+                "Use 8-bit data without binarization or dequantization (data.binarize=none "
+                "data.dequantize=false), and likelihood.num_bins to match the data's levels (17 for digits)",
+            )

@@ -37,6 +37,8 @@ class LinearGaussian(VAE):
                     f"got {type(value).__name__}; use experiment=linear_gaussian, or model=vae "
                     "for other parts"
                 )
+        if likelihood.scale_mode == "decoder":
+            raise ValueError("LinearGaussian needs one scale σ for all of x; use likelihood.scale_mode=shared or fixed")
         super().__init__(prior, decoder, likelihood)
 
     @classmethod
@@ -47,7 +49,7 @@ class LinearGaussian(VAE):
         with torch.no_grad():
             decoder.weight.copy_(W)
             decoder.bias.copy_(b)
-        return cls(StandardNormal(z_dim), decoder, Gaussian(x_scale, learned=False))
+        return cls(StandardNormal(z_dim), decoder, Gaussian(x_scale, scale_mode="fixed"))
 
     def marginal(self) -> dist.MultivariateNormal:
         """p(x) = N(b, W Wᵀ + σ² I)."""

@@ -1,10 +1,17 @@
-"""Plain ``nn.Module`` networks shared by decoders and encoders, sized from the data and latent."""
+"""Plain ``nn.Module`` networks for decoders and encoders, sized from the data and latent.
 
+Every network maps ``(..., in_features)`` to ``(..., out_features)`` over any leading dims
+(particles, data points). The convolutional ones also take ``image_shape``, the (H, W) of one
+flat data point, and work for any size (28×28, 28×20, 8×8, ...).
+"""
+
+import math
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder"]
 
 
 def _activation(name: str) -> nn.Module:
@@ -13,10 +20,15 @@ def _activation(name: str) -> nn.Module:
     module = getattr(nn, name, None)
     if not (isinstance(module, type) and issubclass(module, nn.Module)):
         raise ValueError(
-            f"MLP: activation {name!r} is not a torch.nn module; use a class name such as "
+            f"activation {name!r} is not a torch.nn module; use a class name such as "
             "'ReLU', 'Tanh', 'ELU' or 'Softplus'"
         )
     return module()
+
+
+def _check_widths(name: str, widths: Sequence[int]) -> None:
+    if any(isinstance(w, bool) or int(w) != w or w <= 0 for w in widths):
+        raise ValueError(f"{name}: layer widths must be positive integers, got {list(widths)}")
 
 
 class MLP(nn.Sequential):
@@ -24,25 +36,82 @@ class MLP(nn.Sequential):
 
     The output layer is linear: likelihoods and guides map it to distribution parameters.
 
-    :param int in_features: input size (the latent for a decoder, the data for an encoder).
-    :param int out_features: output size (the distribution parameters).
     :param hidden: widths of the hidden layers; empty for a linear map.
     :param str activation: a ``torch.nn`` activation class name.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        hidden: Sequence[int] = (200, 200),
-        activation: str = "ReLU",
-    ):
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (200, 200), activation: str = "ReLU"):
         widths = [in_features, *hidden, out_features]
-        if any(int(w) != w or w <= 0 for w in widths):
-            raise ValueError(f"MLP: layer widths must be positive integers, got {widths}")
+        _check_widths("MLP", widths)
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
             layers.append(nn.Linear(int(n_in), int(n_out)))
             if i < len(widths) - 2:
                 layers.append(_activation(activation))
         super().__init__(*layers)
+
+
+def _image_shape(name: str, image_shape: Sequence[int]) -> tuple[int, int]:
+    if len(image_shape) != 2:
+        raise ValueError(f"{name} needs image data with an (H, W) image_shape, got {tuple(image_shape)}; use an MLP for flat data")
+    return int(image_shape[0]), int(image_shape[1])
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions (each halving H and W), then a linear layer to ``out_features``.
+
+    :param channels: output channels of each 3×3, stride-2 convolution.
+    """
+
+    def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int], channels: Sequence[int] = (32, 64), activation: str = "ReLU"):
+        super().__init__()
+        H, W = self.image_shape = _image_shape("ConvEncoder", image_shape)
+        if H * W != in_features:
+            raise ValueError(f"ConvEncoder: image_shape {H}x{W} does not hold {in_features} values")
+        _check_widths("ConvEncoder", [*channels, out_features])
+        layers, c_in = [], 1
+        for c in channels:
+            layers += [nn.Conv2d(c_in, int(c), kernel_size=3, stride=2, padding=1), _activation(activation)]
+            c_in = int(c)
+            H, W = math.ceil(H / 2), math.ceil(W / 2)
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        self.linear = nn.Linear(c_in * H * W, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch_shape = x.shape[:-1]
+        h = self.convs(x.reshape(-1, 1, *self.image_shape))  # (N, C·h·w)
+        return self.linear(h).reshape(*batch_shape, -1)
+
+
+class ConvDecoder(nn.Module):
+    """A linear layer to a small feature map, transposed convolutions (each doubling H and W),
+    a crop to the image size, and a 3×3 convolution to one channel per likelihood parameter.
+
+    The output ``(..., P·H·W)`` holds the P parameter maps side by side, as likelihoods expect.
+
+    :param channels: channels of the feature map and after each transposed convolution.
+    """
+
+    def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int], channels: Sequence[int] = (64, 32), activation: str = "ReLU"):
+        super().__init__()
+        H, W = self.image_shape = _image_shape("ConvDecoder", image_shape)
+        if out_features % (H * W):
+            raise ValueError(f"ConvDecoder: {out_features} outputs are not a whole number of {H}x{W} maps")
+        _check_widths("ConvDecoder", [in_features, *channels])
+        self.params_per_pixel = out_features // (H * W)
+        channels = [int(c) for c in channels]
+        ups = len(channels) - 1
+        self.start = (channels[0], math.ceil(H / 2**ups), math.ceil(W / 2**ups))
+        self.linear = nn.Sequential(nn.Linear(in_features, math.prod(self.start)), _activation(activation))
+        layers = []
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1), _activation(activation)]
+        self.deconvs = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels[-1], self.params_per_pixel, kernel_size=3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch_shape = z.shape[:-1]
+        H, W = self.image_shape
+        h = self.linear(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
+        h = self.out(self.deconvs(h)[..., :H, :W])  # (N, P, H, W)
+        return h.reshape(*batch_shape, -1)

@@ -1,5 +1,7 @@
 """The VAE model program: p(x, z) = p(z) p(x|z), one data plate, sites ``"z"`` and ``"x"``."""
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -17,7 +19,8 @@ class VAE(nn.Module):
     inside ``pyro.plate("data", B)``. Any guide that samples ``"z"`` under the same plate works
     with it.
 
-    :param prior: a module; ``prior(B)`` is a distribution over z, batch ``(B,)``, event ``(z_dim,)``.
+    :param prior: a module with a ``z_dim``; ``prior(B)`` is a distribution over z with batch
+        ``(B,)`` and event ``(z_dim,)``.
     :param decoder: a module mapping z ``(..., z_dim)`` to ``(..., x_dim * likelihood.params_per_dim)``.
     :param likelihood: maps the decoder output to a distribution over x with event dim 1.
     """
@@ -27,6 +30,11 @@ class VAE(nn.Module):
         self.prior = prior
         self.decoder = decoder
         self.likelihood = likelihood
+
+    @classmethod
+    def build(cls, prior: nn.Module, decoder: Callable[[int, int], nn.Module], likelihood: Likelihood, x_dim: int) -> "VAE":
+        """Size the decoder from the prior's ``z_dim`` and the data: what configs call."""
+        return cls(prior, decoder(prior.z_dim, x_dim * likelihood.params_per_dim), likelihood)
 
     def forward(self, x: torch.Tensor) -> None:
         """:param x: a ``(batch, x_dim)``-shaped tensor of observations."""

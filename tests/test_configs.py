@@ -16,6 +16,13 @@ PARTNERS = {
     "data/linear_gaussian": ["likelihood=gaussian"],
     "decoder/linear": [],
     "data/mnist": ["data.root={mnist_root}", "data.num_valid=10"],
+    "data/fashion_mnist": ["data.root={mnist_root}", "data.num_valid=10", "data.binarize=fixed"],
+    "likelihood/beta": ["data.binarize=none", "data.dequantize=true"],
+    "likelihood/continuous_bernoulli": ["data.binarize=none"],
+    "likelihood/discretized_logistic": ["data.binarize=none", "likelihood.num_bins=17"],
+    "model/hierarchical": ["guide=hierarchical"],
+    "guide/hierarchical": ["model=hierarchical"],
+    "prior/vamp": ["prior.components=5"],
     "data/binarized_mnist": ["data.root={binarized_mnist_root}"],
 }
 OPTIONS = sorted(

@@ -34,8 +34,3 @@ def test_mlp_rejects_unknown_activation_and_bad_widths():
         MLP(3, 4, activation="Relu")
     with pytest.raises(ValueError, match="positive integers"):
         MLP(3, 4, hidden=[0])
-
-
-def test_standard_normal_rejects_nonpositive_z_dim():
-    with pytest.raises(ValueError, match="z_dim must be a positive integer, got 0"):
-        StandardNormal(0)
