@@ -26,7 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Dataset", "digits", "mnist", "fashion_mnist", "binarized_mnist", "linear_gaussian"]
+__all__ = [
+    "Dataset",
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "binarized_mnist",
+    "frey_face",
+    "caltech_silhouettes",
+    "linear_gaussian",
+]
 
 BINARIZE_MODES = ("none", "dynamic", "fixed")
 SPLITS = ("train", "valid", "test")
@@ -44,6 +53,8 @@ class Dataset:
         afresh every epoch (see :meth:`train_epoch`).
     :ivar dequantize: whether ``train`` holds the levels k/(L−1) to be dequantized afresh
         every epoch, and valid and test hold dequantized values (k + u)/L.
+    :ivar factors: ground-truth latent factors where the data has them, per split an
+        ``(N, F)`` CPU tensor whose columns ``factor_names`` names (the pendulum's state).
     """
 
     name: str
@@ -54,6 +65,8 @@ class Dataset:
     levels: int | None = None
     binarize: str = "none"
     dequantize: bool = False
+    factors: dict[str, torch.Tensor] | None = None
+    factor_names: tuple[str, ...] = ()
 
     @property
     def x_dim(self) -> int:
@@ -90,6 +103,7 @@ def _transformed(
     binarize: str = "none",
     dequantize: bool = False,
     seed: int = 0,
+    **extra,
 ) -> Dataset:
     """Assemble a Dataset from splits scaled to [0, 1], binarized or dequantized as asked.
 
@@ -117,7 +131,7 @@ def _transformed(
             splits[i] = _dequantized(splits[i], levels, generator)
     if binarize != "none":
         levels = 2
-    return Dataset(name, *splits, image_shape=tuple(image_shape), levels=levels, binarize=binarize, dequantize=dequantize)
+    return Dataset(name, *splits, image_shape=tuple(image_shape), levels=levels, binarize=binarize, dequantize=dequantize, **extra)
 
 
 def _split_indices(n: int, num_valid: int, num_test: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -235,10 +249,54 @@ def _read_amat(path: Path) -> np.ndarray:
     return x
 
 
-def binarized_mnist(root: str | Path | None) -> Dataset:
+def binarized_mnist(root: str | Path | None, dequantize: bool = False, seed: int = 0) -> Dataset:
     """Statically binarized MNIST (Larochelle & Murray 2011): 50k/10k/10k rows of 784 zeros and ones."""
     train, valid, test = (_read_amat(p) for p in _require_files("binarized_mnist", root, BINARIZED_MNIST_FILES))
-    return _transformed("binarized_mnist", (train, valid, test), (28, 28), levels=2)
+    return _transformed("binarized_mnist", (train, valid, test), (28, 28), 2, dequantize=dequantize, seed=seed)
+
+
+def _read_mat(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """Read named arrays from a MATLAB file (scipy's reader: no pickle, no code runs)."""
+    from scipy.io import loadmat  # imported here: only the .mat loaders need it
+
+    try:
+        contents = loadmat(path, variable_names=keys)
+    except Exception as e:  # scipy raises several types for a damaged file
+        raise ValueError(f"{path}: cannot read as a MATLAB .mat file ({type(e).__name__}: {e})") from e
+    missing = [k for k in keys if k not in contents]
+    if missing:
+        raise ValueError(f"{path}: has no variable {', '.join(repr(k) for k in missing)}; expected {', '.join(keys)}")
+    return contents
+
+
+def frey_face(
+    root: str | Path | None, binarize: str = "none", dequantize: bool = False, num_valid: int = 200, num_test: int = 200, seed: int = 0
+) -> Dataset:
+    """Frey Face: 1965 gray 28×20 faces from ``frey_rawface.mat`` (variable ``ff``, one face per
+    column, row-major), 8-bit, scaled to [0, 1], split by a fixed permutation (``seed``)."""
+    (path,) = _require_files("frey_face", root, ["frey_rawface.mat"])
+    faces = _read_mat(path, ["ff"])["ff"]
+    if faces.ndim != 2 or faces.shape[0] != 28 * 20:
+        raise ValueError(f"{path}: 'ff' should be 560 × N (one 28×20 face per column), got {faces.shape}")
+    x = faces.T.astype(np.float32) / 255.0
+    train, valid, test = _split_indices(len(x), num_valid, num_test, seed)
+    return _transformed("frey_face", (x[train], x[valid], x[test]), (28, 20), 256, binarize, dequantize, seed)
+
+
+def caltech_silhouettes(root: str | Path | None, dequantize: bool = False, seed: int = 0) -> Dataset:
+    """Caltech 101 Silhouettes 28×28 (Marlin et al. 2010), binary, with the file's own
+    train/valid/test split (4100/2264/2307) from ``caltech101_silhouettes_28_split1.mat``."""
+    (path,) = _require_files("caltech_silhouettes", root, ["caltech101_silhouettes_28_split1.mat"])
+    keys = ["train_data", "val_data", "test_data"]
+    contents = _read_mat(path, keys)
+    splits = []
+    for key in keys:
+        x = np.asarray(contents[key], dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != 784:
+            raise ValueError(f"{path}: '{key}' should hold rows of 784 pixels, got shape {x.shape}")
+        # stored column-major (MATLAB): transpose each image so that it stands upright
+        splits.append(x.reshape(-1, 28, 28).transpose(0, 2, 1).reshape(-1, 784))
+    return _transformed("caltech_silhouettes", splits, (28, 28), 2, dequantize=dequantize, seed=seed)
 
 
 def linear_gaussian(

@@ -28,7 +28,7 @@ import pyro
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-__all__ = ["ImportanceEstimate", "log_importance_weights", "importance_sampling", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["ImportanceEstimate", "log_importance_weights", "importance_sampling", "posterior_mean", "DEFAULT_CHUNK_SIZE"]
 
 Program = Callable[[torch.Tensor], None]
 
@@ -153,3 +153,14 @@ def importance_sampling(
         log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
         elbo.append(log_w.mean(0))
     return ImportanceEstimate(torch.cat(log_px), torch.cat(elbo))
+
+
+@torch.no_grad()
+def posterior_mean(guide: Program, x: torch.Tensor, site: str = "z", num_particles: int = 64) -> torch.Tensor:
+    """E_q[z | x] by averaging ``num_particles`` draws of ``site`` from the guide: works for any
+    guide, flows included. :returns: a ``(B, z_dim)``-shaped tensor."""
+    with pyro.plate("particles", num_particles, dim=_PARTICLE_DIM):
+        trace = poutine.trace(guide).get_trace(x)
+    if site not in trace.nodes:
+        raise ValueError(f"the guide has no site {site!r}; its sites are {sorted(_latent_sites(trace))}")
+    return trace.nodes[site]["value"].mean(0)

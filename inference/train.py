@@ -20,8 +20,9 @@ from omegaconf import DictConfig
 
 from .config import check_config, resolve_device
 from .data import Dataset
-from .estimators import log_importance_weights
+from .estimators import log_importance_weights, posterior_mean
 from .evaluation import bits_per_dim, evaluate
+from .probe import linear_probe_r2
 from .rundir import save_checkpoint, write_metrics
 from .training import fit, parameters_of
 
@@ -100,6 +101,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         log_every=cfg.train.log_every,
         progress=cfg.train.progress,
         loss=instantiate(cfg.objective),
+        scheduler=instantiate(cfg.schedule)(optimizer),
     )}
     save_checkpoint(run_dir, model, guide, optimizer)
 
@@ -115,9 +117,19 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         if data.levels is not None and (model.likelihood.discrete or data.dequantize):
             levels = data.levels if data.dequantize else None
             metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["log_px"]["mean"], data.x_dim, levels)
+    if data.factors is not None and "test" in metrics:
+        metrics["test"]["probe"] = probe(guide, data, cfg.evaluation)
     write_metrics(run_dir, metrics)
     log.info(summary(metrics, run_dir))
     return metrics
+
+
+def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
+    """R² of a linear read-out of the true factors from the posterior means (trained on the
+    training frames, scored on the test frames)."""
+    means = {split: posterior_mean(guide, data.split(split)[: evaluation.max_points], evaluation.probe_site) for split in ("train", "test")}
+    r2 = linear_probe_r2(means["train"], data.factors["train"][: len(means["train"])], means["test"], data.factors["test"][: len(means["test"])])
+    return {"r2": dict(zip(data.factor_names, r2.tolist())), "r2_mean": r2.mean().item(), "site": evaluation.probe_site}
 
 
 def summary(metrics: dict, run_dir: Path) -> str:
@@ -131,6 +143,9 @@ def summary(metrics: dict, run_dir: Path) -> str:
             lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
         if "bits_per_dim" in test:
             lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
+        if "probe" in test:
+            r2 = ", ".join(f"{k} {v:.3f}" for k, v in test["probe"]["r2"].items())
+            lines.append(f"test linear probe R²: {r2}")
         if "log_px_exact" in test:
             lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
     lines.append(f"run directory: {run_dir}")

@@ -40,6 +40,7 @@ class ElboStep:
     :param guide: the guide program.
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
+    :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
     :param loss: an ELBO with a ``differentiable_loss``; ``Trace_ELBO()`` by default.
     """
 
@@ -75,6 +76,7 @@ def fit(
     log_every: int = 50,
     progress: bool = True,
     loss=None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch.
 
@@ -82,6 +84,7 @@ def fit(
 
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
+    :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
     :returns: the training summary: ``epochs``, ``steps``, ``seconds`` (the SVI loop alone),
         ``valid_seconds``, ``device``, and ``curve``, a list of per-epoch
         ``{"epoch", "train_elbo", "valid_elbo", "seconds"}``, ELBOs in mean nats per data point.
@@ -108,6 +111,8 @@ def fit(
                 bar.set_postfix(elbo=f"{-epoch_loss.item() / min(N, (i + 1) * batch_size):.2f}")
                 bar.update(log_every)
         train_elbo = -epoch_loss.item() / N
+        if scheduler is not None:
+            scheduler.step()
         epoch_seconds = time.perf_counter() - start
         seconds += epoch_seconds
         _check_finite(epoch_loss, epoch, steps)

@@ -69,3 +69,27 @@ def binarized_mnist_root(tmp_path) -> Path:
     for split in ("train", "valid", "test"):
         np.savetxt(root / f"binarized_mnist_{split}.amat", rng.integers(0, 2, (20, 784)), fmt="%d")
     return root
+
+
+@pytest.fixture
+def frey_root(tmp_path) -> Path:
+    """A folder with frey_rawface.mat holding 30 random 28×20 faces, one per column."""
+    from scipy.io import savemat
+
+    root = tmp_path / "frey_face"
+    root.mkdir()
+    savemat(root / "frey_rawface.mat", {"ff": np.random.default_rng(0).integers(0, 256, (560, 30)).astype(np.uint8)})
+    return root
+
+
+@pytest.fixture
+def caltech_root(tmp_path) -> Path:
+    """A folder with caltech101_silhouettes_28_split1.mat: 20/10/10 binary images."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "caltech"
+    root.mkdir()
+    splits = {f"{k}_data": rng.integers(0, 2, (n, 784)).astype(np.float64) for k, n in [("train", 20), ("val", 10), ("test", 10)]}
+    savemat(root / "caltech101_silhouettes_28_split1.mat", splits)
+    return root

@@ -23,6 +23,14 @@ PARTNERS = {
     "model/hierarchical": ["guide=hierarchical"],
     "guide/hierarchical": ["model=hierarchical"],
     "prior/vamp": ["prior.components=5"],
+    "data/frey_face": ["data.root={frey_root}", "likelihood=gaussian", "data.num_valid=5", "data.num_test=5"],
+    "data/caltech_silhouettes": ["data.root={caltech_root}"],
+    "data/pendulum": ["likelihood=gaussian", "data.num_train=100", "data.num_test=50", "data.num_valid=50"],
+    "experiment/iwae_mnist_1layer": ["data.root={mnist_root}"],
+    "experiment/iwae_mnist_2layer": ["data.root={mnist_root}"],
+    "experiment/vampprior_mnist": ["data.root={binarized_mnist_root}", "prior.components=5"],
+    "experiment/frey_gaussian": ["data.root={frey_root}", "data.num_valid=5", "data.num_test=5"],
+    "experiment/pendulum": ["data.num_train=100", "data.num_test=50", "data.num_valid=50"],
     "data/binarized_mnist": ["data.root={binarized_mnist_root}"],
 }
 OPTIONS = sorted(
@@ -37,9 +45,10 @@ def test_every_group_is_listed():
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_root):
+def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_root, frey_root, caltech_root):
     group, name = option.split("/")
-    partners = [p.format(mnist_root=mnist_root, binarized_mnist_root=binarized_mnist_root) for p in PARTNERS.get(option, [])]
+    roots = dict(mnist_root=mnist_root, binarized_mnist_root=binarized_mnist_root, frey_root=frey_root, caltech_root=caltech_root)
+    partners = [p.format(**roots) for p in PARTNERS.get(option, [])]
     cfg = compose_config(*TINY, f"{group}={name}", *partners)
     data = instantiate(cfg.data)
     model, guide = build(cfg, data)

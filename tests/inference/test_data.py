@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from conftest import write_idx
-from inference.data import binarized_mnist, digits, linear_gaussian, mnist
+import numpy as np
+
+from inference.data import binarized_mnist, caltech_silhouettes, digits, frey_face, linear_gaussian, mnist
 
 
 def test_digits_split_and_dynamic_binarization():
@@ -117,3 +119,59 @@ def test_real_mnist_files():
     static = binarized_mnist(SHARED_DATA / "binarized_mnist")
     assert [len(s) for s in (static.train, static.valid, static.test)] == [50000, 10000, 10000]
     assert 0.12 < static.train.mean().item() < 0.145  # about as many ones as MNIST has ink
+    faces = frey_face(SHARED_DATA / "frey_face")
+    assert sum(len(s) for s in (faces.train, faces.valid, faces.test)) == 1965 and faces.x_dim == 560
+    silhouettes = caltech_silhouettes(SHARED_DATA / "caltech101_silhouettes")
+    assert [len(s) for s in (silhouettes.train, silhouettes.valid, silhouettes.test)] == [4100, 2264, 2307]
+
+
+def test_frey_face_reads_the_mat_file(frey_root):
+    data = frey_face(frey_root, num_valid=5, num_test=5)
+    assert [len(s) for s in (data.train, data.valid, data.test)] == [20, 5, 5]
+    assert data.image_shape == (28, 20) and data.levels == 256
+    from scipy.io import loadmat
+
+    faces = loadmat(frey_root / "frey_rawface.mat")["ff"].T / 255.0
+    every = torch.cat([data.train, data.valid, data.test])
+    assert sorted(every.sum(1).tolist()) == pytest.approx(sorted(faces.sum(1).tolist()), rel=1e-5)
+
+
+def test_caltech_silhouettes_keeps_its_split(caltech_root):
+    data = caltech_silhouettes(caltech_root)
+    assert [len(s) for s in (data.train, data.valid, data.test)] == [20, 10, 10]
+    assert data.levels == 2
+
+
+def test_mat_file_without_the_expected_variable_is_named(frey_root):
+    from scipy.io import savemat
+
+    path = frey_root / "frey_rawface.mat"
+    savemat(path, {"faces": np.zeros((560, 3), dtype=np.uint8)})
+    with pytest.raises(ValueError, match=f"{path}: has no variable 'ff'"):
+        frey_face(frey_root)
+
+
+def test_corrupt_mat_file_is_named(caltech_root):
+    path = caltech_root / "caltech101_silhouettes_28_split1.mat"
+    path.write_bytes(b"not a MATLAB file at all" * 10)
+    with pytest.raises(ValueError, match=f"{path}: cannot read as a MATLAB .mat file"):
+        caltech_silhouettes(caltech_root)
+
+
+def test_dequantization_follows_the_rule():
+    gray = digits(binarize="none")
+    data = digits(binarize="none", dequantize=True)
+    levels = torch.round(gray.test * 16)  # k in 0..16
+    assert ((data.test * 17 - levels) >= 0).all() and ((data.test * 17 - levels) < 1).all()  # x = (k + u)/17
+    epoch = data.train_epoch()
+    assert ((epoch * 17 - torch.round(gray.train * 16)) >= 0).all() and ((epoch > 0) & (epoch < 1)).all()
+    assert not torch.equal(epoch, data.train_epoch())  # fresh noise every epoch
+
+
+def test_bad_transforms_and_splits_are_refused():
+    with pytest.raises(ValueError, match="binarize=fixed and dequantize=true exclude each other"):
+        digits(binarize="fixed", dequantize=True)
+    with pytest.raises(ValueError, match="binarize must be one of"):
+        digits(binarize="static")
+    with pytest.raises(ValueError, match="cannot split 1797 examples into num_valid=0 and num_test=0"):
+        digits(num_valid=0, num_test=0)

@@ -12,11 +12,11 @@ import pytest
 import torch
 from pyro.infer import RenyiELBO
 
-from guides import AmortizedNormal
+from guides import AmortizedNormal, HierarchicalGuide
 from inference.data import digits, linear_gaussian
 from inference.estimators import importance_sampling, log_importance_weights
 from inference.training import fit, parameters_of
-from models import MLP, VAE, Bernoulli, Gaussian, LinearGaussian, StandardNormal
+from models import MLP, VAE, Bernoulli, Gaussian, HierarchicalVAE, LinearGaussian, StandardNormal
 
 
 def mean_se(d: torch.Tensor) -> tuple[float, float]:
@@ -102,15 +102,25 @@ def test_chunking_does_not_change_the_estimate(linear_gaussian_fit):
         assert abs(d) <= 4 * se + 1e-6, f"chunk_size={chunk_size}: {d:.4f} ± {se:.4f}"
 
 
-def test_agrees_with_pyro_renyi_elbo_alpha_zero():
+def small_vae():
+    model = VAE(StandardNormal(4), MLP(4, 64, hidden=[32]), Bernoulli())
+    return model, AmortizedNormal(partial(MLP, hidden=[32]), x_dim=64, z_dim=4)
+
+
+def small_hierarchical():
+    model = HierarchicalVAE.build(StandardNormal(3), partial(MLP, hidden=[32]), Bernoulli(), x_dim=64, z1_dim=6, hidden=[16])
+    return model, HierarchicalGuide(partial(MLP, hidden=[32]), x_dim=64, z_dim=3, z1_dim=6, hidden=[16])
+
+
+@pytest.mark.parametrize("make", [small_vae, small_hierarchical], ids=["vae", "hierarchical"])
+def test_agrees_with_pyro_renyi_elbo_alpha_zero(make):
     """RenyiELBO(alpha=0) keeps the data plate and averages weights per data point, so
-    −loss / B is an independent implementation of the mean log p̂(x)."""
+    −loss / B is an independent implementation of the mean log p̂(x), for one latent site or two."""
     data = digits(binarize="fixed")
     x = data.test[:100]
-    model = VAE(StandardNormal(4), MLP(4, 64, hidden=[32]), Bernoulli())
-    guide = AmortizedNormal(partial(MLP, hidden=[32]), x_dim=64, z_dim=4)
+    model, guide = make()
     optimizer = torch.optim.Adam(parameters_of(model, guide), lr=3e-3)
-    fit(model, guide, data, optimizer, epochs=20, batch_size=100, progress=False)
+    fit(model, guide, data, optimizer, epochs=10, batch_size=100, progress=False)
     K = 50
 
     ours = importance_sampling(model, guide, x, num_particles=K).log_px
@@ -122,6 +132,21 @@ def test_agrees_with_pyro_renyi_elbo_alpha_zero():
     mc_se = math.sqrt(((again - ours) ** 2 / 2).mean().item() / x.shape[0])
     difference = ours.mean().item() - theirs
     assert abs(difference) <= 4 * math.sqrt(2) * mc_se, f"{difference:.4f} vs MC error {mc_se:.4f}"
+
+
+def test_hierarchical_estimate_rises_with_num_particles():
+    model, guide = small_hierarchical()
+    x = digits(binarize="fixed").test[:100]
+    estimates = [importance_sampling(model, guide, x, num_particles=K).log_px for K in (1, 100)]
+    rise = estimates[1] - estimates[0]
+    assert rise.mean() > 3 * rise.std() / math.sqrt(len(rise))
+
+
+def test_guide_with_other_latent_sites_is_refused():
+    model, _ = small_hierarchical()
+    _, guide = small_vae()
+    with pytest.raises(ValueError, match=r"the guide samples the sites \['z'\] but the model's latent sites are \['z1', 'z2'\]"):
+        log_importance_weights(model, guide, torch.zeros(2, 64), num_particles=1)
 
 
 def test_site_outside_the_data_plate_is_refused():

@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import SMALL_NETS, TINY, compose_config
 
-TINY = [*TINY, *SMALL_NETS]
+RUN = [*TINY, *SMALL_NETS]  # a tiny run with small networks
 from inference.data import digits
 from inference.train import build, train
 
@@ -28,7 +28,7 @@ def without_timings(value):
 
 
 def test_run_writes_the_run_directory_contract(tmp_path):
-    cfg = compose_config(*TINY)
+    cfg = compose_config(*RUN)
     metrics = train(cfg, tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     for split in ("valid", "test"):
@@ -47,7 +47,7 @@ def test_run_writes_the_run_directory_contract(tmp_path):
 
 
 def test_training_raises_the_elbo_on_digits(tmp_path):
-    cfg = compose_config(*TINY, "train.epochs=30", "optim.lr=3e-3")
+    cfg = compose_config(*RUN, "train.epochs=30", "optim.lr=3e-3")
     curve = train(cfg, tmp_path)["train"]["curve"]
     first, last = curve[0], curve[-1]
     # Per-point ELBO on 8x8 binary digits starts near −44 nats (64·log 2 at initialization)
@@ -57,11 +57,11 @@ def test_training_raises_the_elbo_on_digits(tmp_path):
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):
-    cfg = compose_config(*TINY)
+    cfg = compose_config(*RUN)
     first = train(cfg, tmp_path / "a")
     second = train(cfg, tmp_path / "b")
     assert without_timings(first) == without_timings(second)
-    other = train(compose_config(*TINY, "train.seed=1"), tmp_path / "c")
+    other = train(compose_config(*RUN, "train.seed=1"), tmp_path / "c")
     assert without_timings(other) != without_timings(first)
 
 
@@ -75,8 +75,8 @@ def test_linear_gaussian_experiment_reports_the_exact_log_px(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
 def test_jit_objective_trains_like_the_plain_one(tmp_path):
-    jit = train(compose_config(*TINY, "objective=jit_trace_elbo", "train.validate=false"), tmp_path / "jit")
-    plain = train(compose_config(*TINY), tmp_path / "plain")
+    jit = train(compose_config(*RUN, "objective=jit_trace_elbo", "train.validate=false"), tmp_path / "jit")
+    plain = train(compose_config(*RUN), tmp_path / "plain")
     # Same seed, but compilation draws random numbers, so the runs differ by Monte Carlo noise.
     a, b = jit["test"]["log_px"], plain["test"]["log_px"]
     assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
@@ -84,7 +84,7 @@ def test_jit_objective_trains_like_the_plain_one(tmp_path):
 
 
 def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
-    cfg = compose_config(*TINY, "data.binarize=none")
+    cfg = compose_config(*RUN, "data.binarize=none")
     with pytest.raises(ValueError, match=r"data=digits, train split: Bernoulli likelihood needs binary data"):
         train(cfg, tmp_path)
     assert not any(tmp_path.iterdir())  # nothing written
@@ -103,7 +103,7 @@ def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
 )
 def test_invalid_values_fail_at_start(tmp_path, override, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        train(compose_config(*TINY, override), tmp_path)
+        train(compose_config(*RUN, override), tmp_path)
     assert not any(tmp_path.iterdir())
 
 
@@ -114,18 +114,18 @@ def test_unknown_key_fails_at_composition():
 
 def test_mnist_needs_a_data_root(tmp_path):
     with pytest.raises(ValueError, match="mnist: no data folder given; set data.root=DIR"):
-        train(compose_config(*TINY, "data=mnist"), tmp_path)
+        train(compose_config(*RUN, "data=mnist"), tmp_path)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_run(tmp_path):
-    metrics = train(compose_config(*TINY, "train.device=cuda"), tmp_path)
+    metrics = train(compose_config(*RUN, "train.device=cuda"), tmp_path)
     assert metrics["train"]["device"].startswith("cuda")
 
 
 def test_command_line_run_and_its_errors(tmp_path):
     """The real entry point: a tiny run writes .hydra/ and prints the summary; a typo fails."""
-    run = [sys.executable, "-m", "inference.train", *TINY, f"hydra.run.dir={tmp_path}"]
+    run = [sys.executable, "-m", "inference.train", *RUN, f"hydra.run.dir={tmp_path}"]
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     done = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -137,3 +137,16 @@ def test_command_line_run_and_its_errors(tmp_path):
     assert typo.returncode != 0
     assert "Could not override 'trian.epochs'" in typo.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_likelihood_that_does_not_fit_the_data_names_the_transform(tmp_path, caltech_root):
+    cfg = compose_config(*RUN, "data=caltech_silhouettes", f"data.root={caltech_root}", "likelihood=beta")
+    with pytest.raises(ValueError, match=r"data=caltech_silhouettes, train split: Beta likelihood needs data strictly inside \(0, 1\).*data.dequantize=true"):
+        train(cfg, tmp_path)
+
+
+def test_pendulum_run_reports_the_probe(tmp_path):
+    cfg = compose_config(*TINY, "experiment=pendulum", "data.num_train=200", "data.num_valid=50", "data.num_test=100", "train.epochs=2")
+    probe = train(cfg, tmp_path)["test"]["probe"]
+    assert set(probe["r2"]) == {"cos_angle", "sin_angle", "angular_velocity"}
+    assert probe["r2_mean"] == pytest.approx(sum(probe["r2"].values()) / 3)
