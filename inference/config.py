@@ -33,6 +33,9 @@ def check_config(cfg) -> None:
     for key in ("progress", "validate"):
         if not isinstance(cfg.train[key], bool):
             _fail(f"train.{key}", cfg.train[key], "true or false")
+    budget = cfg.train.max_seconds
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+        _fail("train.max_seconds", budget, "a positive number of seconds or null")
     resolve_device(cfg.train.device)
     lr = cfg.optim.get("lr")
     if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):

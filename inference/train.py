@@ -102,6 +102,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         progress=cfg.train.progress,
         loss=instantiate(cfg.objective),
         scheduler=instantiate(cfg.schedule)(optimizer),
+        max_seconds=cfg.train.max_seconds,
     )}
     save_checkpoint(run_dir, model, guide, optimizer)
 

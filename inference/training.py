@@ -41,6 +41,7 @@ class ElboStep:
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
     :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
+    :param max_seconds: a time budget: no new epoch starts once the SVI loop has run this long.
     :param loss: an ELBO with a ``differentiable_loss``; ``Trace_ELBO()`` by default.
     """
 
@@ -77,6 +78,7 @@ def fit(
     progress: bool = True,
     loss=None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    max_seconds: float | None = None,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch.
 
@@ -85,7 +87,8 @@ def fit(
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
     :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
-    :returns: the training summary: ``epochs``, ``steps``, ``seconds`` (the SVI loop alone),
+    :param max_seconds: a time budget: no new epoch starts once the SVI loop has run this long.
+    :returns: the training summary: ``epochs`` (run), ``steps``, ``seconds`` (the SVI loop alone),
         ``valid_seconds``, ``device``, and ``curve``, a list of per-epoch
         ``{"epoch", "train_elbo", "valid_elbo", "seconds"}``, ELBOs in mean nats per data point.
     """
@@ -127,10 +130,13 @@ def fit(
         if progress and (epoch % report_every == 0 or epoch == epochs):
             valid = "" if valid_elbo is None else f"  valid ELBO {valid_elbo:10.3f}"
             log.info(f"epoch {epoch:>4}  train ELBO {train_elbo:10.3f}{valid}")
+        if max_seconds is not None and seconds >= max_seconds and epoch < epochs:
+            log.info(f"stopping after epoch {epoch}: the time budget of {max_seconds} s is spent")
+            break
     bar.close()
     model.eval(), guide.eval()
     return {
-        "epochs": epochs,
+        "epochs": len(curve),
         "steps": steps,
         "seconds": seconds,
         "valid_seconds": valid_seconds,

@@ -5,14 +5,13 @@ A prior is an ``nn.Module`` called with the batch size; it has a ``z_dim``. Lear
 registers them and the optimizer trains them with the rest.
 """
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import pyro.distributions as dist
 from pyro.distributions.transforms import Permute, spline_coupling
+
+from .distributions import DiagonalNormalMixture
 
 __all__ = ["StandardNormal", "LearnedNormal", "MixturePrior", "VampPrior", "FlowPrior"]
 
@@ -75,19 +74,18 @@ class MixturePrior(nn.Module):
         self.z_log_scales = nn.Parameter(torch.zeros(components, z_dim))
 
     def forward(self, batch_size: int) -> dist.TorchDistribution:
-        components = dist.Normal(self.z_locs, self.z_log_scales.exp()).to_event(1)  # batch (K,)
-        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components).expand([batch_size])
+        return DiagonalNormalMixture(self.logits, self.z_locs, self.z_log_scales.exp(), [batch_size])
 
 
 class VampPrior(nn.Module):
     """The VampPrior (Tomczak & Welling 2018, eq. 9): p(z) = (1/K) Σ_k q(z | u_k), the guide's
     posterior averaged over K learned pseudo-inputs u_k.
 
-    The seam: the prior holds the pseudo-inputs and borrows the guide's ``posterior(x)``, a
-    distribution over z with batch shape ``(len(x),)``; the encoder's weights stay the guide's,
-    and the optimizer sees them once.
+    The seam: the prior holds the pseudo-inputs and borrows the guide's
+    ``posterior_params(x) -> (z_loc, z_scale)``; the encoder's weights stay the guide's, and
+    the optimizer sees them once.
 
-    :param guide: a guide with a ``posterior(x)`` method and a ``z_dim``.
+    :param guide: a guide with ``posterior_params`` and a ``z_dim``.
     :param int x_dim: the size of a (flat) data point, and so of a pseudo-input.
     :param int components: K, the number of pseudo-inputs. They start as uniform draws on
         [0, 1], the range of image data.
@@ -95,8 +93,11 @@ class VampPrior(nn.Module):
 
     def __init__(self, guide: nn.Module, x_dim: int, components: int = 500):
         super().__init__()
-        if not callable(getattr(guide, "posterior", None)):
-            raise ValueError(f"VampPrior needs a guide with a posterior(x) method; {type(guide).__name__} has none")
+        if not callable(getattr(guide, "posterior_params", None)):
+            raise ValueError(
+                f"VampPrior needs a guide with diagonal Gaussian posteriors, posterior_params(x) -> (z_loc, z_scale); "
+                f"{type(guide).__name__} has none (use guide=normal)"
+            )
         _check_components("VampPrior", components)
         # Kept out of the module tree: the guide owns the encoder and registers it itself.
         self._guide = (guide,)
@@ -105,9 +106,9 @@ class VampPrior(nn.Module):
 
     def forward(self, batch_size: int) -> dist.TorchDistribution:
         (guide,) = self._guide
-        components = guide.posterior(self.pseudo_inputs)  # batch (K,), event (z_dim,)
-        weights = dist.Categorical(logits=torch.zeros(components.batch_shape, device=self.pseudo_inputs.device))
-        return dist.MixtureSameFamily(weights, components).expand([batch_size])
+        z_loc, z_scale = guide.posterior_params(self.pseudo_inputs)  # (K, z_dim) each
+        weights = torch.zeros(len(z_loc), device=z_loc.device)
+        return DiagonalNormalMixture(weights, z_loc, z_scale, [batch_size])
 
 
 class FlowPrior(nn.Module):

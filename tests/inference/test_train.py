@@ -150,3 +150,10 @@ def test_pendulum_run_reports_the_probe(tmp_path):
     probe = train(cfg, tmp_path)["test"]["probe"]
     assert set(probe["r2"]) == {"cos_angle", "sin_angle", "angular_velocity"}
     assert probe["r2_mean"] == pytest.approx(sum(probe["r2"].values()) / 3)
+
+
+def test_time_budget_stops_between_epochs(tmp_path):
+    train_summary = train(compose_config(*RUN, "train.epochs=1000", "train.max_seconds=0.5"), tmp_path)["train"]
+    assert 1 <= train_summary["epochs"] < 1000
+    assert train_summary["steps"] == 20 * train_summary["epochs"]  # whole epochs only
+    assert train_summary["seconds"] >= 0.5 > sum(row["seconds"] for row in train_summary["curve"][:-1])

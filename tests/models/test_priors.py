@@ -47,7 +47,7 @@ def test_vamp_prior_is_the_average_of_posteriors_at_the_pseudo_inputs():
 
 
 def test_vamp_prior_needs_a_guide_with_a_posterior():
-    with pytest.raises(ValueError, match="VampPrior needs a guide with a posterior"):
+    with pytest.raises(ValueError, match="VampPrior needs a guide with diagonal Gaussian posteriors"):
         VampPrior(torch.nn.Linear(2, 2), x_dim=2)
 
 

@@ -1,0 +1,108 @@
+"""The paper presets written by hand in plain PyTorch: the reference the suite is measured against.
+
+One stochastic layer (Burda et al. 2016), two stochastic layers (ibid.), or one layer with a
+VampPrior (Tomczak & Welling 2018); diagonal Gaussian posteriors with the same scale floor as
+the suite, a Bernoulli likelihood, single-sample ELBO training, and the IWAE estimate of log p(x).
+"""
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_2PI = math.log(2 * math.pi)
+SCALE_FLOOR = 1e-3
+
+
+def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    loc, raw = params.chunk(2, -1)
+    return loc, F.softplus(raw) + SCALE_FLOOR
+
+
+def log_normal(z, loc, scale):
+    return (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - 0.5 * LOG_2PI).sum(-1)
+
+
+class HandVAE(nn.Module):
+    def __init__(self, x_dim=784, hidden=(200, 200), z_dim=50, activation=nn.Tanh, z1_dim=None, hidden_top=(100, 100), pseudo_inputs=0):
+        super().__init__()
+        self.two_layer = z1_dim is not None
+        bottom = z1_dim if self.two_layer else z_dim  # the layer next to x
+        self.encoder = mlp([x_dim, *hidden, 2 * bottom], activation)
+        self.decoder = mlp([bottom, *hidden, x_dim], activation)
+        if self.two_layer:
+            self.encoder_top = mlp([bottom, *hidden_top, 2 * z_dim], activation)
+            self.decoder_top = mlp([z_dim, *hidden_top, 2 * bottom], activation)
+        self.pseudo_inputs = nn.Parameter(torch.rand(pseudo_inputs, x_dim)) if pseudo_inputs else None
+
+    def log_prior(self, z):
+        if self.pseudo_inputs is None:
+            return log_normal(z, torch.zeros_like(z), torch.ones_like(z))
+        loc, scale = gaussian(self.encoder(self.pseudo_inputs))  # (C, z)
+        # Σ_d (z − μ)²/σ² expanded into matrix products (float64 against cancellation): the
+        # broadcast (..., C, z) tensor would be 500× the size of z.
+        zf, precision, locf = z.reshape(-1, z.shape[-1]).double(), scale.double() ** -2, loc.double()
+        squared = zf**2 @ precision.T - 2 * zf @ (locf * precision).T + (locf**2 * precision).sum(-1)
+        per_component = -0.5 * squared - scale.double().log().sum(-1) - 0.5 * z.shape[-1] * LOG_2PI
+        return (torch.logsumexp(per_component, -1) - math.log(len(loc))).float().reshape(z.shape[:-1])
+
+    def log_weights(self, x: torch.Tensor, K: int) -> torch.Tensor:
+        """(K, B) log p(x, z) − log q(z|x) for K reparameterized draws per point."""
+        loc, scale = gaussian(self.encoder(x))
+        z = loc + scale * torch.randn(K, *loc.shape)
+        log_q = log_normal(z, loc, scale)
+        if self.two_layer:
+            loc2, scale2 = gaussian(self.encoder_top(z))
+            z2 = loc2 + scale2 * torch.randn_like(loc2)
+            log_q = log_q + log_normal(z2, loc2, scale2)
+            p_loc, p_scale = gaussian(self.decoder_top(z2))
+            log_p = log_normal(z2, torch.zeros_like(z2), torch.ones_like(z2)) + log_normal(z, p_loc, p_scale)
+        else:
+            log_p = self.log_prior(z)
+        x_logits = self.decoder(z)
+        log_px_z = (x * x_logits - F.softplus(x_logits)).sum(-1)
+        return log_px_z + log_p - log_q
+
+
+def train_budgeted(model, train_gray, *, lr, eps, batch_size, max_seconds, schedule=None, dynamic=True):
+    """Adam on the negative ELBO over random minibatches until the time budget is spent."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule) if schedule else None
+    N, epochs, seconds = len(train_gray), 0, 0.0
+    while seconds < max_seconds:
+        start = time.perf_counter()
+        x_all = torch.bernoulli(train_gray) if dynamic else train_gray
+        order = torch.randperm(N)
+        for i in range(0, N, batch_size):
+            loss = -model.log_weights(x_all[order[i : i + batch_size]], 1).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if scheduler:
+            scheduler.step()
+        epochs += 1
+        seconds += time.perf_counter() - start
+    return epochs, seconds
+
+
+@torch.no_grad()
+def iwae_log_px(model, x, K=5000, chunk_size=2**16):
+    block = max(1, chunk_size // K)
+    particles = max(1, min(K, chunk_size // block))
+    out = []
+    for start in range(0, len(x), block):
+        xb = x[start : start + block]
+        log_w = torch.cat([model.log_weights(xb, min(particles, K - k)) for k in range(0, K, particles)])
+        out.append(torch.logsumexp(log_w, 0) - math.log(K))
+    return torch.cat(out)
