@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench bench-presets clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: setup  ## the whole test suite; pass pytest options as ARGS="-k estimators
 bench: setup  ## the benchmarks of BENCHMARKS.md
 	$(BIN)/python -m bench.train_step
 	$(BIN)/python -m bench.estimator
+
+bench-presets: setup  ## the paper presets on a 10-minute CPU budget each, beside hand-written PyTorch (over an hour)
+	$(BIN)/python -m bench.presets
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
