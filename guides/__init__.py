@@ -1,6 +1,9 @@
-"""Pyro guide programs: amortized variational posteriors q(z|x), each with its encoder."""
+"""Pyro guide programs: variational posteriors q(z|x), each with its encoder."""
 
+from .flow import AmortizedFlow
+from .full_rank import AmortizedFullRank
 from .hierarchical import HierarchicalGuide
 from .normal import AmortizedNormal
+from .prior import PriorGuide
 
-__all__ = ["AmortizedNormal", "HierarchicalGuide"]
+__all__ = ["AmortizedFlow", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "PriorGuide"]

@@ -51,15 +51,22 @@ def bind(factory: functools.partial, **available) -> functools.partial:
 def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Instantiate the model and guide of ``cfg``, sized from the data and ``z_dim``.
 
-    The guide comes first because a prior may borrow it (the VampPrior uses its encoder).
+    A prior may borrow the guide (the VampPrior uses its encoder) and a guide may borrow the
+    prior (guide=prior); whichever asks for the other is built second.
     """
     image_shape = data.image_shape
-    likelihood = instantiate(cfg.likelihood)
-    encoder = bind(instantiate(cfg.encoder), image_shape=image_shape)
-    guide = instantiate(cfg.guide)(encoder=encoder, x_dim=data.x_dim, z_dim=cfg.z_dim)
-    prior = bind(instantiate(cfg.prior), z_dim=cfg.z_dim, x_dim=data.x_dim, guide=guide)()
+    make_prior = bind(instantiate(cfg.prior), z_dim=cfg.z_dim, x_dim=data.x_dim)
+    make_guide = bind(
+        instantiate(cfg.guide), encoder=bind(instantiate(cfg.encoder), image_shape=image_shape), x_dim=data.x_dim, z_dim=cfg.z_dim
+    )
+    if "guide" in inspect.signature(make_prior).parameters:
+        guide = make_guide()
+        prior = make_prior(guide=guide)
+    else:
+        prior = make_prior()
+        guide = bind(make_guide, prior=prior)()
     decoder = bind(instantiate(cfg.decoder), image_shape=image_shape)
-    model = instantiate(cfg.model)(prior=prior, decoder=decoder, likelihood=likelihood, x_dim=data.x_dim)
+    model = instantiate(cfg.model)(prior=prior, decoder=decoder, likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim)
     return model, guide
 
 

@@ -42,7 +42,8 @@ class ElboStep:
     :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
     :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
     :param max_seconds: a time budget: no new epoch starts once the SVI loop has run this long.
-    :param loss: an ELBO with a ``differentiable_loss``; ``Trace_ELBO()`` by default.
+    :param loss: an ELBO with a ``differentiable_loss`` (or, like ``RenyiELBO``, only a
+        ``loss_and_grads``); ``Trace_ELBO()`` by default.
     """
 
     def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None):
@@ -52,10 +53,14 @@ class ElboStep:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """:returns: the batch's negative ELBO (summed over data points), a detached 0-dim tensor."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss.differentiable_loss(self.model, self.guide, x)
-        loss.backward()
+        if hasattr(self.loss, "differentiable_loss"):
+            loss = self.loss.differentiable_loss(self.model, self.guide, x)
+            loss.backward()
+            loss = loss.detach()
+        else:  # it backpropagates its own surrogate and returns a float (a host sync)
+            loss = torch.tensor(self.loss.loss_and_grads(self.model, self.guide, x), device=x.device)
         self.optimizer.step()
-        return loss.detach()
+        return loss
 
 
 def _check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
@@ -102,6 +107,8 @@ def fit(
     report_every = max(1, epochs // 10)
     for epoch in range(1, epochs + 1):
         model.train(), guide.train()
+        if hasattr(step.loss, "set_epoch"):  # a KL warm-up follows the epoch
+            step.loss.set_epoch(epoch - 1)
         start = time.perf_counter()
         x = data.train_epoch()
         order = torch.randperm(N, device=x.device)

@@ -1,0 +1,49 @@
+"""Every guide × objective pair trains a few steps on the digits with a finite ELBO; the full-rank
+guide's covariance; the prior guide proposes from the prior."""
+
+import math
+from functools import partial
+
+import pytest
+import torch
+from pyro import poutine
+
+from conftest import CONF, SMALL_NETS, TINY, compose_config
+from guides import AmortizedFullRank, PriorGuide
+from inference.train import train
+from models import MLP, StandardNormal
+
+GUIDES = sorted(p.stem for p in (CONF / "guide").glob("*.yaml") if p.stem != "hierarchical")
+OBJECTIVES = sorted(p.stem for p in (CONF / "objective").glob("*.yaml"))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+@pytest.mark.filterwarnings("ignore:.*:torch.jit.TracerWarning")
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("guide", GUIDES)
+def test_guide_and_objective_train(guide, objective, tmp_path):
+    overrides = [*TINY, *SMALL_NETS, f"guide={guide}", f"objective={objective}", "data.binarize=fixed"]
+    if objective == "jit_trace_elbo":
+        overrides.append("train.validate=false")
+    metrics = train(compose_config(*overrides), tmp_path)
+    assert math.isfinite(metrics["train"]["curve"][-1]["train_elbo"])
+    assert math.isfinite(metrics["test"]["elbo"]) and math.isfinite(metrics["test"]["log_px"]["mean"])
+
+
+def test_full_rank_guide_has_a_valid_cholesky_factor():
+    guide = AmortizedFullRank(partial(MLP, hidden=[8]), x_dim=5, z_dim=3)
+    q = guide.posterior(torch.randn(4, 5))
+    L = q.scale_tril
+    assert L.shape == (4, 3, 3) and torch.equal(L, L.tril())
+    assert (L.diagonal(dim1=-2, dim2=-1) >= 1e-3).all()
+    trace = poutine.trace(guide).get_trace(torch.randn(4, 5))
+    assert trace.nodes["z"]["value"].shape == (4, 3)
+
+
+def test_prior_guide_proposes_from_the_models_prior():
+    prior = StandardNormal(2)
+    guide = PriorGuide(prior)
+    trace = poutine.trace(guide).get_trace(torch.zeros(500, 7))
+    z = trace.nodes["z"]["value"]
+    assert z.shape == (500, 2)
+    assert abs(z.mean().item()) < 4 / math.sqrt(1000) and abs(z.std().item() - 1) < 0.1
