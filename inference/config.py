@@ -43,6 +43,8 @@ def check_config(cfg) -> None:
     _positive_int("evaluation.num_particles", cfg.evaluation.num_particles)
     _positive_int("evaluation.max_points", cfg.evaluation.max_points, allow_none=True)
     _positive_int("evaluation.chunk_size", cfg.evaluation.chunk_size)
+    _positive_int("evaluation.gap_points", cfg.evaluation.gap_points)
+    _positive_int("evaluation.gap_particles", cfg.evaluation.gap_particles)
     for split in cfg.evaluation.splits:
         if split not in ("train", "valid", "test"):
             _fail("evaluation.splits", list(cfg.evaluation.splits), "a list of 'train', 'valid', 'test'")

@@ -28,7 +28,14 @@ import pyro
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-__all__ = ["ImportanceEstimate", "log_importance_weights", "importance_sampling", "posterior_mean", "DEFAULT_CHUNK_SIZE"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ImportanceEstimate",
+    "importance_sampling",
+    "latent_sites",
+    "log_importance_weights",
+    "posterior_mean",
+]
 
 Program = Callable[[torch.Tensor], None]
 
@@ -69,6 +76,12 @@ def _latent_sites(trace: poutine.Trace) -> set[str]:
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     }
+
+
+@torch.no_grad()
+def latent_sites(program: Program, x: torch.Tensor) -> set[str]:
+    """The names of the latent sites that ``program(x)`` samples."""
+    return _latent_sites(poutine.trace(program).get_trace(x))
 
 
 def log_importance_weights(
@@ -125,6 +138,7 @@ class ImportanceEstimate(NamedTuple):
 
     log_px: torch.Tensor  #: log p̂(x) = logsumexp_k log w_k − log K
     elbo: torch.Tensor  #: mean_k log w_k, the ELBO of the proposal
+    by_num_particles: dict[int, torch.Tensor]  #: log p̂(x) from the first k of the K particles
 
 
 @torch.no_grad()
@@ -134,6 +148,7 @@ def importance_sampling(
     x: torch.Tensor,
     num_particles: int,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    curve: tuple[int, ...] = (),
 ) -> ImportanceEstimate:
     """Estimate log p(x) and the ELBO of every data point by importance sampling.
 
@@ -142,17 +157,22 @@ def importance_sampling(
     :param x: an ``(N, x_dim)``-shaped tensor of data points.
     :param int num_particles: K, the number of importance samples per data point.
     :param int chunk_size: the most particle × data-point pairs evaluated at once.
+    :param curve: particle counts k ≤ K at which to also report log p̂(x) from the first k
+        particles: the estimate's convergence in K, for free.
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:
         raise ValueError(f"num_particles must be at least 1, got {num_particles}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    log_px, elbo = [], []
+    curve = sorted({k for k in curve if k <= num_particles})
+    log_px, elbo, by_k = [], [], {k: [] for k in curve}
     for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size):
         log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
         elbo.append(log_w.mean(0))
-    return ImportanceEstimate(torch.cat(log_px), torch.cat(elbo))
+        for k in curve:
+            by_k[k].append(torch.logsumexp(log_w[:k], 0) - math.log(k))
+    return ImportanceEstimate(torch.cat(log_px), torch.cat(elbo), {k: torch.cat(v) for k, v in by_k.items()})
 
 
 @torch.no_grad()

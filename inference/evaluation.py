@@ -9,6 +9,9 @@ from .estimators import DEFAULT_CHUNK_SIZE, importance_sampling
 
 __all__ = ["evaluate", "mean_and_stderr", "bits_per_dim"]
 
+# The particle counts of the curve of mean log p̂(x) against K (from the first k of the K particles).
+CURVE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
 
 def mean_and_stderr(values: torch.Tensor) -> dict:
     """The mean of per-datapoint values and its standard error over data points."""
@@ -46,16 +49,17 @@ def evaluate(
 
     :returns: ``{"elbo": float, "log_px": {...}, "log_px_prior": {...}[, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
-        estimates ``num_particles`` and ``proposal``. All in nats per data point.
+        estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
+        first k particles for k in 1, 2, 5, 10, … up to K. All in nats per data point.
     """
     model.eval(), guide.eval()
-    guided = importance_sampling(model, guide, x, num_particles, chunk_size)
-    naive = importance_sampling(model, None, x, num_particles, chunk_size)
-    metrics = {
-        "elbo": guided.elbo.mean().item(),
-        "log_px": {**mean_and_stderr(guided.log_px), "num_particles": num_particles, "proposal": "guide"},
-        "log_px_prior": {**mean_and_stderr(naive.log_px), "num_particles": num_particles, "proposal": "prior"},
-    }
+    metrics = {}
+    for key, proposal, name in [("log_px", guide, "guide"), ("log_px_prior", None, "prior")]:
+        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE)
+        curve = {str(k): v.mean().item() for k, v in estimate.by_num_particles.items()}
+        metrics[key] = {**mean_and_stderr(estimate.log_px), "num_particles": num_particles, "proposal": name, "curve": curve}
+        if proposal is not None:
+            metrics["elbo"] = estimate.elbo.mean().item()
     if hasattr(model, "exact_log_px"):
         metrics["log_px_exact"] = mean_and_stderr(model.exact_log_px(x))
     return metrics

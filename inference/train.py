@@ -22,6 +22,7 @@ from .config import check_config, resolve_device
 from .data import Dataset
 from .estimators import log_importance_weights, posterior_mean
 from .evaluation import bits_per_dim, evaluate
+from .gaps import inference_gaps
 from .probe import linear_probe_r2
 from .rundir import save_checkpoint, write_metrics
 from .training import fit, parameters_of
@@ -125,11 +126,24 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         if data.levels is not None and (model.likelihood.discrete or data.dequantize):
             levels = data.levels if data.dequantize else None
             metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["log_px"]["mean"], data.x_dim, levels)
+    if cfg.evaluation.gaps and "test" in metrics:
+        start = time.perf_counter()
+        metrics["test"]["gaps"] = gaps(model, guide, data.test[: cfg.evaluation.gap_points], cfg.evaluation.gap_particles)
+        metrics["test"]["gaps"]["seconds"] = time.perf_counter() - start
     if data.factors is not None and "test" in metrics:
         metrics["test"]["probe"] = probe(guide, data, cfg.evaluation)
     write_metrics(run_dir, metrics)
     log.info(summary(metrics, run_dir))
     return metrics
+
+
+def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int) -> dict:
+    """The inference-gap decomposition, or why it could not run (a guide without an encoder)."""
+    try:
+        return inference_gaps(model, guide, x, num_particles)
+    except ValueError as e:
+        log.warning(f"no inference gaps: {e}")
+        return {"skipped": str(e)}
 
 
 def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
@@ -151,6 +165,12 @@ def summary(metrics: dict, run_dir: Path) -> str:
             lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
         if "bits_per_dim" in test:
             lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
+        if "gaps" in test and "inference" in test["gaps"]:
+            g = test["gaps"]
+            lines.append(
+                f"test gaps (n={g['points']}): approximation {g['approximation']['mean']:.3f} ± {g['approximation']['stderr']:.3f}, "
+                f"amortization {g['amortization']['mean']:.3f} ± {g['amortization']['stderr']:.3f}"
+            )
         if "probe" in test:
             r2 = ", ".join(f"{k} {v:.3f}" for k, v in test["probe"]["r2"].items())
             lines.append(f"test linear probe R²: {r2}")
