@@ -5,5 +5,6 @@ from .full_rank import AmortizedFullRank
 from .hierarchical import HierarchicalGuide
 from .normal import AmortizedNormal
 from .prior import PriorGuide
+from .semi_amortized import SemiAmortizedNormal
 
-__all__ = ["AmortizedFlow", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "PriorGuide"]
+__all__ = ["AmortizedFlow", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "PriorGuide", "SemiAmortizedNormal"]

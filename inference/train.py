@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig
+from pyro.infer import JitTrace_ELBO
 
 from .config import check_config, resolve_device
 from .data import Dataset
@@ -52,22 +53,24 @@ def bind(factory: functools.partial, **available) -> functools.partial:
 def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Instantiate the model and guide of ``cfg``, sized from the data and ``z_dim``.
 
-    A prior may borrow the guide (the VampPrior uses its encoder) and a guide may borrow the
-    prior (guide=prior); whichever asks for the other is built second.
+    A prior may borrow the guide (the VampPrior uses its encoder), and a guide may borrow the
+    prior (guide=prior) or the model (guide=semi_amortized); whichever asks is built second.
     """
     image_shape = data.image_shape
     make_prior = bind(instantiate(cfg.prior), z_dim=cfg.z_dim, x_dim=data.x_dim)
     make_guide = bind(
         instantiate(cfg.guide), encoder=bind(instantiate(cfg.encoder), image_shape=image_shape), x_dim=data.x_dim, z_dim=cfg.z_dim
     )
+    make_model = functools.partial(
+        instantiate(cfg.model), decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim
+    )
     if "guide" in inspect.signature(make_prior).parameters:
         guide = make_guide()
-        prior = make_prior(guide=guide)
+        model = make_model(prior=make_prior(guide=guide))
     else:
         prior = make_prior()
-        guide = bind(make_guide, prior=prior)()
-    decoder = bind(instantiate(cfg.decoder), image_shape=image_shape)
-    model = instantiate(cfg.model)(prior=prior, decoder=decoder, likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim)
+        model = make_model(prior=prior)
+        guide = bind(make_guide, prior=prior, model=model)()
     return model, guide
 
 
@@ -101,6 +104,12 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     model.to(device), guide.to(device)
     log_importance_weights(model, guide, data.test[:2], num_particles=1)  # a dry run: sites, shapes
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
+    loss = instantiate(cfg.objective)
+    if isinstance(getattr(loss, "loss", loss), JitTrace_ELBO) and getattr(guide, "steps", 0):
+        raise ValueError(
+            "guide=semi_amortized takes gradients inside the guide, which objective=jit_trace_elbo "
+            "cannot trace; use objective=trace_elbo"
+        )
 
     metrics = {"train": fit(
         model, guide, data, optimizer,
@@ -108,7 +117,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         batch_size=cfg.train.batch_size,
         log_every=cfg.train.log_every,
         progress=cfg.train.progress,
-        loss=instantiate(cfg.objective),
+        loss=loss,
         scheduler=instantiate(cfg.schedule)(optimizer),
         max_seconds=cfg.train.max_seconds,
     )}
