@@ -62,11 +62,10 @@ class SemiAmortizedNormal(nn.Module):
             raise ValueError(f"SemiAmortizedNormal refines one latent site 'z', but the model also samples {unobserved}")
         return sum(s["fn"].log_prob(s["value"]) for s in sites.values())
 
-    def _refined(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def _refined(self, x: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         differentiable = self.training
+        params = start if differentiable else start.detach().requires_grad_(True)
         with torch.enable_grad():  # evaluation runs under no_grad; the steps need gradients
-            if not params.requires_grad:
-                params = params.detach().requires_grad_(True)
             for _ in range(self.steps):
                 z_loc, z_scale = diagonal_normal_params(params, self.scale_floor)
                 z = z_loc + z_scale * torch.randn_like(z_loc)
@@ -74,7 +73,9 @@ class SemiAmortizedNormal(nn.Module):
                 elbo = (self._log_joint(x, z) - log_q).sum()  # points are independent: one sum serves all
                 (grad,) = torch.autograd.grad(elbo, params, create_graph=differentiable)
                 params = params + self.step_size * grad
-        return params if differentiable else params.detach()
+        # Out of training, the steps are not differentiated through; the start point still gets
+        # the gradient as if the refinement were the identity (a local fit of the start needs it).
+        return params if differentiable else start + (params - start).detach()
 
     def posterior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:returns: the refined ``z_loc`` and ``z_scale``, each ``(batch, z_dim)``-shaped."""
