@@ -63,7 +63,7 @@ class SemiAmortizedNormal(nn.Module):
         return sum(s["fn"].log_prob(s["value"]) for s in sites.values())
 
     def _refined(self, x: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        differentiable = self.training
+        differentiable = self.training and torch.is_grad_enabled()  # not inside a no_grad evaluation
         params = start if differentiable else start.detach().requires_grad_(True)
         with torch.enable_grad():  # evaluation runs under no_grad; the steps need gradients
             for _ in range(self.steps):
