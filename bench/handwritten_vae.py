@@ -35,12 +35,13 @@ def log_normal(z, loc, scale):
 
 
 class HandVAE(nn.Module):
-    def __init__(self, x_dim=784, hidden=(200, 200), z_dim=50, activation=nn.Tanh, z1_dim=None, hidden_top=(100, 100), pseudo_inputs=0):
+    def __init__(self, x_dim=784, hidden=(200, 200), z_dim=50, activation=nn.Tanh, z1_dim=None, hidden_top=(100, 100), pseudo_inputs=0, gaussian_floor=None):
         super().__init__()
         self.two_layer = z1_dim is not None
+        self.gaussian_floor = gaussian_floor  # a Gaussian decoder (mean and scale per pixel) instead of Bernoulli
         bottom = z1_dim if self.two_layer else z_dim  # the layer next to x
         self.encoder = mlp([x_dim, *hidden, 2 * bottom], activation)
-        self.decoder = mlp([bottom, *hidden, x_dim], activation)
+        self.decoder = mlp([bottom, *hidden, x_dim * (2 if gaussian_floor else 1)], activation)
         if self.two_layer:
             self.encoder_top = mlp([bottom, *hidden_top, 2 * z_dim], activation)
             self.decoder_top = mlp([z_dim, *hidden_top, 2 * bottom], activation)
@@ -70,14 +71,21 @@ class HandVAE(nn.Module):
             log_p = log_normal(z2, torch.zeros_like(z2), torch.ones_like(z2)) + log_normal(z, p_loc, p_scale)
         else:
             log_p = self.log_prior(z)
-        x_logits = self.decoder(z)
-        log_px_z = (x * x_logits - F.softplus(x_logits)).sum(-1)
+        out = self.decoder(z)
+        if self.gaussian_floor:
+            x_loc, x_raw = out.chunk(2, -1)
+            log_px_z = log_normal(x, x_loc, F.softplus(x_raw) + self.gaussian_floor)
+        else:
+            log_px_z = (x * out - F.softplus(out)).sum(-1)
         return log_px_z + log_p - log_q
 
 
-def train_budgeted(model, train_gray, *, lr, eps, batch_size, max_seconds, schedule=None, dynamic=True):
-    """Adam on the negative ELBO over random minibatches until the time budget is spent."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
+def train_budgeted(model, train_gray, *, lr, batch_size, max_seconds, eps=1e-8, schedule=None, dynamic=True, optimizer="adam"):
+    """Adam (or Adagrad) on the negative ELBO over random minibatches until the time budget is spent."""
+    if optimizer == "adagrad":
+        optimizer = torch.optim.Adagrad(model.parameters(), lr=lr)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule) if schedule else None
     N, epochs, seconds = len(train_gray), 0, 0.0
     while seconds < max_seconds:

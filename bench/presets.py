@@ -26,7 +26,7 @@ from .handwritten_vae import HandVAE, iwae_log_px, train_budgeted
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
-    # preset: (data folder, published test log p(x), hand-written model, optimizer, schedule)
+    # preset: (data folder, published test log p(x) or "none", hand-written model, optimizer, schedule)
     "iwae_mnist_1layer": ("mnist", -86.76, dict(), dict(lr=1e-3, eps=1e-4, batch_size=20), iwae_factor),
     "iwae_mnist_2layer": ("mnist", -85.33, dict(z1_dim=100), dict(lr=1e-3, eps=1e-4, batch_size=20), iwae_factor),
     "vampprior_mnist": (
@@ -34,6 +34,13 @@ PRESETS = {
         -85.57,
         dict(hidden=(300, 300), z_dim=40, activation=torch.nn.ReLU, pseudo_inputs=500),
         dict(lr=5e-4, eps=1e-8, batch_size=100),
+        None,
+    ),
+    "frey_gaussian": (
+        "frey_face",
+        "none",
+        dict(x_dim=560, hidden=(200,), z_dim=10, gaussian_floor=1e-2),
+        dict(lr=2e-2, batch_size=100, optimizer="adagrad"),
         None,
     ),
 }
@@ -60,6 +67,7 @@ def main() -> None:
             f"experiment={preset}",
             f"data.root={args.data / folder}",
             f"train.max_seconds={args.seconds}",
+            "train.epochs=1000000",  # the budget, not the preset's epoch count, ends training
             f"evaluation.max_points={args.points}",
             "evaluation.splits=[test]",
             "train.progress=false",
