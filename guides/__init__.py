@@ -3,8 +3,9 @@
 from .flow import AmortizedFlow
 from .full_rank import AmortizedFullRank
 from .hierarchical import HierarchicalGuide
+from .local import LocalNormal, PointTable
 from .normal import AmortizedNormal
 from .prior import PriorGuide
 from .semi_amortized import SemiAmortizedNormal
 
-__all__ = ["AmortizedFlow", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "PriorGuide", "SemiAmortizedNormal"]
+__all__ = ["AmortizedFlow", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "LocalNormal", "PointTable", "PriorGuide", "SemiAmortizedNormal"]

@@ -51,6 +51,11 @@ class SemiAmortizedNormal(nn.Module):
         self.z_dim, self.steps, self.step_size, self.refine, self.scale_floor = z_dim, steps, step_size, refine, scale_floor
         self._model = (model,)  # borrowed, not a submodule: the model registers its own weights
 
+    @property
+    def untraceable(self) -> str | None:
+        """Why ``torch.jit.trace`` (objective=jit_trace_elbo) cannot capture this guide."""
+        return "it takes gradients inside the guide" if self.steps else None
+
     def _log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) per data point, hidden from any enclosing trace or plate."""
         (model,) = self._model

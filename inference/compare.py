@@ -18,6 +18,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
+from .rundir import FAILURE_MARK  # noqa: E402
+
 __all__ = ["find_runs", "read_run", "varying_overrides", "table", "compare", "main"]
 
 METRIC_COLUMNS = [
@@ -50,9 +52,14 @@ def read_run(run: Path) -> dict:
     record = {"run": run, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "metrics": None}
     path = run / "metrics.json"
     if not path.is_file():
-        # Hydra's job log holds the traceback of a run that raised; one still running has none
-        failed = any("Error" in log.read_text(errors="replace") for log in run.glob("*.log"))
-        record["status"] = "failed" if failed else "incomplete"
+        # the entry point logs why a run failed (FAILURE_MARK); one still running logged nothing such
+        reasons = [
+            line.split(FAILURE_MARK, 1)[1].strip()
+            for log in run.glob("*.log")
+            for line in log.read_text(errors="replace").splitlines()
+            if FAILURE_MARK in line
+        ]
+        record["status"] = f"failed ({reasons[-1]})" if reasons else "incomplete"
         return record
     try:
         record["metrics"] = json.loads(path.read_text())

@@ -4,7 +4,8 @@
                                  + (ELBO[q*_local] − ELBO[q_amortized])  amortization gap
 
 q*_local is the best posterior of the guide's own family for each data point: the guide with
-its encoder replaced by a table of free per-point outputs (:func:`localized`), initialized at the
+its encoder replaced by a table of free per-point outputs (:func:`localized`, the
+construction of ``guide=local``), initialized at the
 encoder's outputs and optimized by SVI on those points until the ELBO stops rising. A flexible
 local guide (an IAF with free per-point base and context) shows how much of the approximation
 gap a richer family would close.
@@ -20,28 +21,12 @@ from torch import nn
 from pyro.distributions.transforms import conditional_affine_autoregressive
 from pyro.infer import Trace_ELBO
 
+from guides import AmortizedFlow, PointTable
+
 from .estimators import importance_sampling, latent_sites
 from .evaluation import mean_and_stderr
 
-__all__ = ["FreeOutputs", "localized", "fit_local", "inference_gaps"]
-
-
-class FreeOutputs(nn.Module):
-    """An "encoder" for a fixed set of points: a table of free outputs, one row per point.
-
-    It looks each input up among its points, so the estimators may hand it any block of them.
-    """
-
-    def __init__(self, points: torch.Tensor, init: torch.Tensor):
-        super().__init__()
-        self.register_buffer("points", points.detach().clone())
-        self.outputs = nn.Parameter(init.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        matches = (x[:, None, :] == self.points[None]).all(-1)  # (B, N)
-        if not matches.any(1).all():
-            raise ValueError(f"a local guide serves only the {len(self.points)} points it was fitted to")
-        return self.outputs[matches.float().argmax(1)]
+__all__ = ["localized", "fit_local", "inference_gaps"]
 
 
 def localized(guide: nn.Module, x: torch.Tensor) -> nn.Module:
@@ -51,15 +36,13 @@ def localized(guide: nn.Module, x: torch.Tensor) -> nn.Module:
         raise ValueError(f"{type(guide).__name__} has no encoder to replace with per-point parameters")
     local = copy.deepcopy(guide)
     with torch.no_grad():
-        local.encoder = FreeOutputs(x, guide.encoder(x))
+        local.encoder = PointTable(x, guide.encoder(x))
     return local
 
 
 def local_flow(guide: nn.Module, x: torch.Tensor, layers: int = 2, context_dim: int = 8) -> nn.Module:
     """An IAF guide with a free base loc, scale and context per point; the base starts at the
     amortized guide's Gaussian where it has one."""
-    from guides import AmortizedFlow  # guides import models, not inference: no cycle at load
-
     z_dim = guide.z_dim
     init = torch.zeros(x.shape[0], 2 * z_dim + context_dim, device=x.device)
     if hasattr(guide, "posterior_params"):
@@ -68,7 +51,7 @@ def local_flow(guide: nn.Module, x: torch.Tensor, layers: int = 2, context_dim: 
             init[:, :z_dim] = z_loc
             init[:, z_dim : 2 * z_dim] = torch.log(torch.expm1((z_scale - guide.scale_floor).clamp(min=1e-6)))
     transform = partial(conditional_affine_autoregressive, hidden_dims=[4 * z_dim, 4 * z_dim])
-    flow = AmortizedFlow(lambda i, o: FreeOutputs(x, init), x.shape[1], z_dim, transform, layers, context_dim)
+    flow = AmortizedFlow(lambda i, o: PointTable(x, init), x.shape[1], z_dim, transform, layers, context_dim)
     return flow.to(x.device)
 
 
@@ -96,6 +79,7 @@ def fit_local(
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
+    training, _ = model.training, model.eval()  # fixed: no dropout, and Pyro registers none of it
     try:
         best, left = -math.inf, decays
         for step in range(1, max_steps + 1):
@@ -115,6 +99,7 @@ def fit_local(
     finally:
         for p in frozen:
             p.requires_grad_(True)
+        model.train(training)
 
 
 def inference_gaps(

@@ -17,6 +17,7 @@ __all__ = ["write_metrics", "read_metrics", "save_checkpoint", "load_checkpoint"
 
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
+FAILURE_MARK = "run failed:"  # the entry point logs it, with the error, to the job log when a run raises
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -23,9 +23,9 @@ from .config import check_config, resolve_device
 from .data import Dataset
 from .estimators import log_importance_weights, posterior_mean
 from .evaluation import bits_per_dim, evaluate
-from .gaps import inference_gaps
+from .gaps import fit_local, inference_gaps
 from .probe import linear_probe_r2
-from .rundir import save_checkpoint, write_metrics
+from .rundir import FAILURE_MARK, save_checkpoint, write_metrics
 from .training import fit, parameters_of
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,23 @@ def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Mod
 
     A prior may borrow the guide (the VampPrior uses its encoder), and a guide may borrow the
     prior (guide=prior) or the model (guide=semi_amortized); whichever asks is built second.
+    A local guide (guide=local) gets the training points, which must then stay fixed.
     """
     image_shape = data.image_shape
     make_prior = bind(instantiate(cfg.prior), z_dim=cfg.z_dim, x_dim=data.x_dim)
     make_guide = bind(
-        instantiate(cfg.guide), encoder=bind(instantiate(cfg.encoder), image_shape=image_shape), x_dim=data.x_dim, z_dim=cfg.z_dim
+        instantiate(cfg.guide),
+        encoder=bind(instantiate(cfg.encoder), image_shape=image_shape),
+        x_dim=data.x_dim,
+        z_dim=cfg.z_dim,
+        points=data.train,  # a local guide's parameters are per training point
     )
+    if "points" in inspect.signature(make_guide).parameters and (data.binarize == "dynamic" or data.dequantize):
+        redrawn = "data.binarize=fixed" if data.binarize == "dynamic" else "data.dequantize=false"
+        raise ValueError(
+            f"guide={guide_name(cfg)} keeps parameters for each training point, so the training data "
+            f"must stay fixed, but data={data.name} redraws it every epoch; set {redrawn}"
+        )
     make_model = functools.partial(
         instantiate(cfg.model), decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim
     )
@@ -72,6 +83,14 @@ def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Mod
         model = make_model(prior=prior)
         guide = bind(make_guide, prior=prior, model=model)()
     return model, guide
+
+
+def guide_name(cfg: DictConfig) -> str:
+    """The guide's name as the user chose it (``local`` for ``guide=local``)."""
+    try:
+        return HydraConfig.get().runtime.choices["guide"]
+    except ValueError:  # not under Hydra (tests compose configs themselves)
+        return cfg.guide._target_.rsplit(".", 1)[-1]
 
 
 def check_support(model: torch.nn.Module, data: Dataset) -> None:
@@ -102,14 +121,14 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     model, guide = build(cfg, data)
     check_support(model, data)
     model.to(device), guide.to(device)
-    log_importance_weights(model, guide, data.test[:2], num_particles=1)  # a dry run: sites, shapes
+    # A dry run: sites and shapes. On training points, the only ones a local guide knows yet
+    # (and which are then fixed), or on test points, which are in the likelihood's support.
+    log_importance_weights(model, guide, (data.test if getattr(guide, "amortized", True) else data.train)[:2], num_particles=1)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     loss = instantiate(cfg.objective)
-    if isinstance(getattr(loss, "loss", loss), JitTrace_ELBO) and getattr(guide, "steps", 0):
-        raise ValueError(
-            "guide=semi_amortized takes gradients inside the guide, which objective=jit_trace_elbo "
-            "cannot trace; use objective=trace_elbo"
-        )
+    reason = getattr(guide, "untraceable", None)
+    if reason and isinstance(getattr(loss, "loss", loss), JitTrace_ELBO):
+        raise ValueError(f"guide={guide_name(cfg)} cannot be traced by objective=jit_trace_elbo: {reason}; use objective=trace_elbo")
 
     metrics = {"train": fit(
         model, guide, data, optimizer,
@@ -128,10 +147,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         if x.shape[0] == 0:
             continue
         start = time.perf_counter()
+        local_steps = fit_local_guide(model, guide, x)
         metrics[split] = evaluate(
             model, guide, x, num_particles=cfg.evaluation.num_particles, chunk_size=cfg.evaluation.chunk_size
         )
         metrics[split]["seconds"] = time.perf_counter() - start
+        if local_steps is not None:
+            metrics[split]["local_fit_steps"] = local_steps
         if data.levels is not None and (model.likelihood.discrete or data.dequantize):
             levels = data.levels if data.dequantize else None
             metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["log_px"]["mean"], data.x_dim, levels)
@@ -144,6 +166,15 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     write_metrics(run_dir, metrics)
     log.info(summary(metrics, run_dir))
     return metrics
+
+
+def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -> int | None:
+    """Fit a local guide's parameters for the points ``x`` with the model fixed, so that they
+    can be evaluated; returns the steps taken, or None for an amortized guide."""
+    if getattr(guide, "amortized", True):
+        return None
+    guide.add_points(x)
+    return fit_local(model, guide, x, max_steps=guide.fit_steps)
 
 
 def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int) -> dict:
@@ -191,7 +222,12 @@ def summary(metrics: dict, run_dir: Path) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        train(cfg, HydraConfig.get().runtime.output_dir)
+    except Exception as e:
+        # into the job's log file, where inference.compare finds why a job of a sweep failed
+        log.error(f"{FAILURE_MARK} {type(e).__name__}: {e}".splitlines()[0], exc_info=True)
+        raise
 
 
 if __name__ == "__main__":

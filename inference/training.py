@@ -85,7 +85,8 @@ def fit(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     max_seconds: float | None = None,
 ) -> dict:
-    """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch.
+    """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch
+    (for amortized guides: a local guide has no parameters for the validation points yet).
 
     Call it with model, guide and data already on the training device and the RNG seeded.
 
@@ -130,7 +131,7 @@ def fit(
         start = time.perf_counter()
         model.eval(), guide.eval()
         valid_elbo = None
-        if data.valid.shape[0] > 0:
+        if data.valid.shape[0] > 0 and getattr(guide, "amortized", True):  # a local guide knows no valid points yet
             valid_elbo = importance_sampling(model, guide, data.valid, num_particles=1).elbo.mean().item()
         valid_seconds += time.perf_counter() - start
         curve.append({"epoch": epoch, "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": epoch_seconds})

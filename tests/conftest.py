@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyro
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -39,6 +40,19 @@ TINY = [
     "z_dim=4",
 ]
 SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]
+
+
+# Strongly correlated columns: the posterior of z is correlated, so a diagonal q cannot match it.
+CORRELATED_W = torch.tensor([[1.0, 0.9], [0.8, 1.0], [1.0, 1.1], [0.5, 0.4], [1.2, 1.0], [0.3, 0.5]])
+X_SCALE = 0.5
+
+
+def best_diagonal_gap() -> float:
+    """KL(q* ‖ p) of the best diagonal Gaussian q* for the Gaussian posterior p with precision
+    Λ = (WᵀW + σ²I)/σ²: q* has variances 1/Λ_ii (Bishop 2006, §10.1.2), so the KL is
+    ½(Σ_i log Λ_ii − log det Λ), the same for every x."""
+    precision = (CORRELATED_W.T @ CORRELATED_W + X_SCALE**2 * torch.eye(2)) / X_SCALE**2
+    return 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

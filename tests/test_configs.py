@@ -22,6 +22,7 @@ PARTNERS = {
     "likelihood/discretized_logistic": ["data.binarize=none", "likelihood.num_bins=17"],
     "model/hierarchical": ["guide=hierarchical"],
     "guide/hierarchical": ["model=hierarchical"],
+    "guide/local": ["data.binarize=fixed"],
     "prior/vamp": ["prior.components=5"],
     "data/frey_face": ["data.root={frey_root}", "likelihood=gaussian", "data.num_valid=5", "data.num_test=5"],
     "data/caltech_silhouettes": ["data.root={caltech_root}"],
@@ -55,6 +56,8 @@ def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_ro
     check_support(model, data)
     optimizer = instantiate(cfg.optim)(list(model.parameters()) + list(guide.parameters()))
     assert isinstance(optimizer, torch.optim.Optimizer)
+    if not getattr(guide, "amortized", True):
+        guide.add_points(data.test[:4])  # a local guide has parameters for the training points only
     estimate = importance_sampling(model, guide, data.test[:4], num_particles=3)
     assert torch.isfinite(estimate.log_px).all() and torch.isfinite(estimate.elbo).all()
 

@@ -7,23 +7,11 @@ import pytest
 import torch
 
 from guides import AmortizedFullRank, AmortizedNormal
+from conftest import CORRELATED_W as W, X_SCALE, best_diagonal_gap
 from inference.data import Dataset
 from inference.gaps import inference_gaps, localized
 from inference.training import fit
 from models import MLP, LinearGaussian
-
-# Strongly correlated columns: the posterior of z is correlated, so a diagonal q cannot match it.
-W = torch.tensor([[1.0, 0.9], [0.8, 1.0], [1.0, 1.1], [0.5, 0.4], [1.2, 1.0], [0.3, 0.5]])
-X_SCALE = 0.5
-
-
-def best_diagonal_gap() -> float:
-    """KL(q* ‖ p) of the best diagonal Gaussian q* for the Gaussian posterior p with precision
-    Λ = (WᵀW + σ²I)/σ²: q* has variances 1/Λ_ii (Bishop 2006, §10.1.2), so the KL is
-    ½(Σ_i log Λ_ii − log det Λ), the same for every x."""
-    precision = (W.T @ W + X_SCALE**2 * torch.eye(2)) / X_SCALE**2
-    return 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
-
 
 @pytest.fixture(scope="module")
 def fitted():
@@ -71,5 +59,5 @@ def test_a_local_guide_serves_only_its_points():
     points = torch.randn(5, 3)
     local = localized(guide, points)
     assert torch.allclose(local.encoder(points[[3, 1]]), guide.encoder(points[[3, 1]]))
-    with pytest.raises(ValueError, match="serves only the 5 points it was fitted to"):
+    with pytest.raises(ValueError, match="has free parameters for 5 points only"):
         local.encoder(torch.randn(2, 3))
