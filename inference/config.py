@@ -30,7 +30,15 @@ def check_config(cfg) -> None:
     _positive_int("train.log_every", cfg.train.log_every)
     if isinstance(cfg.train.seed, bool) or not isinstance(cfg.train.seed, int) or cfg.train.seed < 0:
         _fail("train.seed", cfg.train.seed, "a non-negative integer")
-    for key in ("progress", "validate"):
+    _positive_int("train.checkpoint_every", cfg.train.checkpoint_every)
+    if cfg.train.on_nan not in ("stop", "rollback"):
+        _fail("train.on_nan", cfg.train.on_nan, "stop or rollback")
+    factor = cfg.train.rollback_lr_factor
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+        _fail("train.rollback_lr_factor", factor, "a number between 0 and 1")
+    if isinstance(cfg.train.max_rollbacks, bool) or not isinstance(cfg.train.max_rollbacks, int) or cfg.train.max_rollbacks < 0:
+        _fail("train.max_rollbacks", cfg.train.max_rollbacks, "a non-negative integer")
+    for key in ("progress", "validate", "resume"):
         if not isinstance(cfg.train[key], bool):
             _fail(f"train.{key}", cfg.train[key], "true or false")
     budget = cfg.train.max_seconds

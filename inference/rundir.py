@@ -1,22 +1,26 @@
-"""Files of the run-directory contract: ``metrics.json`` and ``checkpoint.pt``.
+"""Files of the run-directory contract: ``metrics.json``, ``checkpoint.pt`` and the lock.
 
 Both are written atomically (a temporary file in the same folder, then a rename), so a run
 killed mid-write leaves the previous file whole rather than a truncated one.
 """
 
+import fcntl
 import json
 import math
 import os
+import pickle
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["write_metrics", "read_metrics", "save_checkpoint", "load_checkpoint"]
+__all__ = ["write_metrics", "read_metrics", "save_checkpoint", "load_checkpoint", "locked"]
 
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
 FAILURE_MARK = "run failed:"  # the entry point logs it, with the error, to the job log when a run raises
 
 
@@ -58,23 +62,53 @@ def read_metrics(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / METRICS).read_text())
 
 
-def save_checkpoint(run_dir: str | Path, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer) -> Path:
-    """Write ``checkpoint.pt``: the state dicts of model, guide and optimizer."""
-    state = {"model": model.state_dict(), "guide": guide.state_dict(), "optimizer": optimizer.state_dict()}
+def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
+    """Write ``checkpoint.pt`` atomically: the previous one stays whole until the new one is."""
     path = Path(run_dir) / CHECKPOINT
     _atomic_write(path, lambda f: torch.save(state, f))
     return path
 
 
-def load_checkpoint(run_dir: str | Path, model: nn.Module, guide: nn.Module, optimizer=None, map_location=None) -> dict:
-    """Load ``checkpoint.pt`` into the given modules with ``weights_only=True``: a checkpoint
-    that carries pickled code is refused rather than run."""
+def load_checkpoint(run_dir: str | Path, map_location=None) -> dict:
+    """Read ``checkpoint.pt`` with ``weights_only=True``: tensors and plain containers only. A
+    checkpoint that carries pickled code is refused with a ValueError, and its code never runs."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    model.load_state_dict(state["model"])
-    guide.load_state_dict(state["guide"])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    return state
+        raise FileNotFoundError(f"no checkpoint at {path}; train.resume=true needs a run directory that holds one")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        named = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "nsupported" in line]
+        reason = named[0] if named else "not allowed by weights_only"
+        raise ValueError(
+            f"{path} was refused: it holds pickled objects other than tensors and plain containers, "
+            f"which could run code on loading ({reason}). Only load checkpoints written by this suite"
+        ) from None
+    except (RuntimeError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable checkpoint ({e}); it is damaged or not a checkpoint") from None
+
+
+@contextmanager
+def locked(run_dir: str | Path):
+    """Hold ``run_dir/.lock`` for the duration: a second process that wants the same run
+    directory (two resumes of one run) fails at once with a clear error. The lock is the
+    kernel's (``flock``), so it dies with its process, even under SIGKILL: no stale locks."""
+    path = Path(run_dir) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not path.exists() or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                raise BlockingIOError  # its holder finished and removed it as we opened it
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RuntimeError(
+                f"{run_dir} is in use by {holder}; two processes cannot write one run directory. "
+                "Wait for it to finish, or train into another directory"
+            ) from None
+        f.seek(0), f.truncate(), f.write(f"process {os.getpid()}\n"), f.flush()
+        try:
+            yield
+        finally:
+            path.unlink()  # before unlocking: whoever opens it next finds it gone and fails cleanly

@@ -16,17 +16,18 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pyro.infer import JitTrace_ELBO
 
+from .checkpoint import Checkpoints, config_differences, restore
 from .config import check_config, resolve_device
 from .data import Dataset
 from .estimators import log_importance_weights, posterior_mean
 from .evaluation import bits_per_dim, evaluate
 from .gaps import fit_local, inference_gaps
 from .probe import linear_probe_r2
-from .rundir import FAILURE_MARK, save_checkpoint, write_metrics
-from .training import fit, parameters_of
+from .rundir import CHECKPOINT, FAILURE_MARK, load_checkpoint, locked, write_metrics
+from .training import fit, new_progress, parameters_of
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,21 @@ def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Mod
     return model, guide
 
 
+def resume(run_dir: Path, config: dict, objects: tuple, device: torch.device) -> dict:
+    """Load the run's checkpoint into ``objects`` and the RNGs; returns its progress. Refuses a
+    config that differs from the checkpoint's in more than the keys of ``RESUMABLE``."""
+    state = load_checkpoint(run_dir, map_location=device)
+    differences = config_differences(state["config"], config, ignore=RESUMABLE)
+    if differences:
+        raise ValueError(
+            f"cannot resume {run_dir}: the config differs from the checkpoint's in {'; '.join(differences)}. "
+            f"Resume with the run's own overrides (only {', '.join(RESUMABLE[:2])} may change), or start a new run"
+        )
+    progress = restore(state, *objects)
+    log.info(f"resuming {run_dir} after epoch {progress['epoch']} ({progress['steps']} steps)")
+    return progress
+
+
 def guide_name(cfg: DictConfig) -> str:
     """The guide's name as the user chose it (``local`` for ``guide=local``)."""
     try:
@@ -105,13 +121,26 @@ def check_support(model: torch.nn.Module, data: Dataset) -> None:
             raise ValueError(f"data={data.name}, {name} split: {e}") from None
 
 
+# Keys that may change when a run is resumed: how long it trains, and the resume switch itself.
+RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume")
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train, evaluate and write the run directory; returns the metrics written."""
+    """Train, evaluate and write the run directory; returns the metrics written.
+
+    With ``train.resume=true`` it continues the run in ``run_dir`` from its checkpoint.
+    """
     check_config(cfg)
+    run_dir = Path(run_dir)
+    if not cfg.train.resume and (run_dir / CHECKPOINT).exists():
+        raise ValueError(
+            f"{run_dir} already holds a checkpoint: continue that run with train.resume=true, "
+            "or train into a new directory (hydra.run.dir=...)"
+        )
     # Pyro's and torch's argument checks cost about a tenth of a small training step
     # (BENCHMARKS.md); the data's support is checked once up front instead.
-    with pyro.validation_enabled(cfg.train.validate):
-        return _train(cfg, Path(run_dir))
+    with locked(run_dir), pyro.validation_enabled(cfg.train.validate):
+        return _train(cfg, run_dir)
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> dict:
@@ -125,11 +154,19 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     # (and which are then fixed), or on test points, which are in the likelihood's support.
     log_importance_weights(model, guide, (data.test if getattr(guide, "amortized", True) else data.train)[:2], num_particles=1)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
+    scheduler = instantiate(cfg.schedule)(optimizer)
     loss = instantiate(cfg.objective)
     reason = getattr(guide, "untraceable", None)
     if reason and isinstance(getattr(loss, "loss", loss), JitTrace_ELBO):
         raise ValueError(f"guide={guide_name(cfg)} cannot be traced by objective=jit_trace_elbo: {reason}; use objective=trace_elbo")
 
+    config = OmegaConf.to_container(cfg, resolve=True)
+    checkpoints = Checkpoints(
+        run_dir, (model, guide, optimizer, scheduler), config,
+        on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks,
+    )
+    start = resume(run_dir, config, (model, guide, optimizer, scheduler), device) if cfg.train.resume else None
+    checkpoints.save(start or new_progress())  # the first last-good state: a NaN may come at step 1
     metrics = {"train": fit(
         model, guide, data, optimizer,
         epochs=cfg.train.epochs,
@@ -137,10 +174,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         log_every=cfg.train.log_every,
         progress=cfg.train.progress,
         loss=loss,
-        scheduler=instantiate(cfg.schedule)(optimizer),
+        scheduler=scheduler,
         max_seconds=cfg.train.max_seconds,
+        start=checkpoints.last["progress"],
+        checkpoint_every=cfg.train.checkpoint_every,
+        checkpoint=checkpoints.save,
+        on_non_finite=checkpoints.on_non_finite,
     )}
-    save_checkpoint(run_dir, model, guide, optimizer)
 
     for split in cfg.evaluation.splits:
         x = data.split(split)[: cfg.evaluation.max_points]

@@ -7,22 +7,27 @@ skips SVI's per-parameter optimizers and param-store bookkeeping, which cost mor
 networks themselves at the batch sizes VAEs train with (see BENCHMARKS.md).
 
 The dataset is a tensor on the training device and a batch is an index slice of a random
-permutation; the loss stays on the device and is read back every ``log_every`` steps only.
+permutation; the loss stays on the device and is read back every ``log_every`` steps only
+(one boolean per step says whether loss and gradients were finite).
 """
 
+import copy
 import logging
 import time
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 import pyro
+from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 from .data import Dataset
 from .estimators import importance_sampling
 
-__all__ = ["ElboStep", "fit", "parameters_of"]
+__all__ = ["ElboStep", "NonFiniteError", "fit", "new_progress", "parameters_of"]
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +38,25 @@ def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
     return list(unique.values())
 
 
+class NonFiniteError(FloatingPointError):
+    """A step's loss or gradients were NaN or infinite; the parameters were left as they were.
+    ``epoch`` and ``step`` say where, once the training loop knows."""
+
+    epoch: int | None = None
+    step: int | None = None
+
+
 class ElboStep:
     """One gradient step on the negative ELBO of a batch.
+
+    Before the optimizer steps, the loss and the gradients are checked (one boolean read per
+    step): a non-finite value raises :class:`NonFiniteError` naming the parameters whose
+    gradients are non-finite and the sites whose log-probabilities are, and the parameters stay
+    as they were, so that the state can be saved or rolled back.
 
     :param model: the model program.
     :param guide: the guide program.
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
-    :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
-    :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
-    :param max_seconds: a time budget: no new epoch starts once the SVI loop has run this long.
     :param loss: an ELBO with a ``differentiable_loss`` (or, like ``RenyiELBO``, only a
         ``loss_and_grads``); ``Trace_ELBO()`` by default.
     """
@@ -49,6 +64,7 @@ class ElboStep:
     def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None):
         self.model, self.guide, self.optimizer = model, guide, optimizer
         self.loss = loss if loss is not None else Trace_ELBO()
+        self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """:returns: the batch's negative ELBO (summed over data points), a detached 0-dim tensor."""
@@ -59,16 +75,36 @@ class ElboStep:
             loss = loss.detach()
         else:  # it backpropagates its own surrogate and returns a float (a host sync)
             loss = torch.tensor(self.loss.loss_and_grads(self.model, self.guide, x), device=x.device)
+        grads = [p.grad for p in self.parameters if p.grad is not None]
+        if not (torch.isfinite(loss) & torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+            raise NonFiniteError(self._diagnosis(x, loss))
         self.optimizer.step()
         return loss
 
+    def _diagnosis(self, x: torch.Tensor, loss: torch.Tensor) -> str:
+        """What was non-finite: the loss, the parameters' gradients, and, from a re-run of the
+        batch (fresh samples, so a rare fault may not recur), the sites' log-probabilities."""
+        named = [(f"{prefix}.{name}", p) for prefix, module in (("model", self.model), ("guide", self.guide)) for name, p in module.named_parameters()]
+        grads = [name for name, p in named if p.grad is not None and not torch.isfinite(p.grad).all()]
+        parts = [f"the loss was {loss.item()}" if not torch.isfinite(loss) else "the loss was finite"]
+        parts.append(f"non-finite gradients of {', '.join(grads)}" if grads else "no parameter's gradient was non-finite")
+        with torch.no_grad(), pyro.validation_enabled(False):
+            guide_trace = poutine.trace(self.guide).get_trace(x)
+            model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x)
+            sites = [
+                f"{'guide' if trace is guide_trace else 'model'} site {name!r}"
+                for trace in (model_trace, guide_trace)
+                for name, site in trace.nodes.items()
+                if site["type"] == "sample" and not torch.isfinite(site["fn"].log_prob(site["value"])).all()
+            ]
+        if sites:
+            parts.append(f"non-finite log-probabilities at {', '.join(sites)}")
+        return "; ".join(parts)
 
-def _check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"training diverged: the loss became {loss.item()} by epoch {epoch}, step {step}. "
-            "Lower the learning rate (optim.lr=...) or check the data for extreme values"
-        )
+
+def new_progress() -> dict:
+    """The training loop's position before the first epoch (what checkpoints call progress)."""
+    return {"epoch": 0, "steps": 0, "seconds": 0.0, "valid_seconds": 0.0, "rollbacks": [], "curve": []}
 
 
 def fit(
@@ -84,70 +120,91 @@ def fit(
     loss=None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     max_seconds: float | None = None,
+    start: dict | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+    on_non_finite: Callable[[NonFiniteError], dict] | None = None,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch
     (for amortized guides: a local guide has no parameters for the validation points yet).
 
-    Call it with model, guide and data already on the training device and the RNG seeded.
+    Call it with model, guide and data already on the training device and the RNG seeded (or,
+    to continue a run, restored with :func:`inference.checkpoint.restore`).
 
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
     :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
     :param max_seconds: a time budget: no new epoch starts once the SVI loop has run this long.
-    :returns: the training summary: ``epochs`` (run), ``steps``, ``seconds`` (the SVI loop alone),
-        ``valid_seconds``, ``device``, and ``curve``, a list of per-epoch
-        ``{"epoch", "train_elbo", "valid_elbo", "seconds"}``, ELBOs in mean nats per data point.
+    :param start: the ``progress`` to continue from (a checkpoint's); a fresh run when ``None``.
+    :param checkpoint: called with the progress after every ``checkpoint_every`` epochs and
+        after the last, with everything in its state, to save it.
+    :param on_non_finite: called when a step's loss or gradients are not finite, with the error
+        whose message names epoch, step and culprits; it restores a good state and returns its
+        progress to go on from, or raises. Without it the error propagates.
+    :returns: the progress, a training summary: ``epoch`` and ``epochs`` (run), ``steps``,
+        ``seconds`` (the SVI loop alone), ``valid_seconds``, ``device``, ``rollbacks``, and
+        ``curve``, a list of per-epoch ``{"epoch", "train_elbo", "valid_elbo", "seconds"}``,
+        ELBOs in mean nats per data point.
     """
     pyro.clear_param_store()  # the modules own their parameters; drop stale copies of earlier fits
     step = ElboStep(model, guide, optimizer, loss)
     N = data.train.shape[0]
     steps_per_epoch = -(-N // batch_size)
-    curve, seconds, valid_seconds, steps = [], 0.0, 0.0, 0
+    state = copy.deepcopy(start) if start else new_progress()
     # disable=None: a bar on a terminal, none in logs and CI; the epoch lines go to the log instead
-    bar = tqdm(total=epochs * steps_per_epoch, desc="SVI", unit="step", disable=None if progress else True, leave=False)
+    bar = tqdm(total=epochs * steps_per_epoch, initial=state["steps"], desc="SVI", unit="step", disable=None if progress else True, leave=False)
     report_every = max(1, epochs // 10)
-    for epoch in range(1, epochs + 1):
-        model.train(), guide.train()
-        if hasattr(step.loss, "set_epoch"):  # a KL warm-up follows the epoch
-            step.loss.set_epoch(epoch - 1)
-        start = time.perf_counter()
-        x = data.train_epoch()
-        order = torch.randperm(N, device=x.device)
-        epoch_loss = torch.zeros((), device=x.device)
-        for i in range(steps_per_epoch):
-            epoch_loss += step(x[order[i * batch_size : (i + 1) * batch_size]])
-            steps += 1
-            if steps % log_every == 0:  # the only host sync inside an epoch
-                _check_finite(epoch_loss, epoch, steps)
-                bar.set_postfix(elbo=f"{-epoch_loss.item() / min(N, (i + 1) * batch_size):.2f}")
-                bar.update(log_every)
-        train_elbo = -epoch_loss.item() / N
+    while state["epoch"] < epochs:
+        epoch = state["epoch"] + 1
+        try:
+            row = _epoch(step, data, epoch, batch_size, steps_per_epoch, log_every, state, bar)
+        except NonFiniteError as e:
+            error = NonFiniteError(f"a non-finite value in training at epoch {epoch}, step {state['steps'] + 1}: {e}")
+            error.epoch, error.step = epoch, state["steps"] + 1
+            if on_non_finite is None:
+                raise error from None
+            state = on_non_finite(error)
+            bar.reset(total=epochs * steps_per_epoch), bar.update(state["steps"])
+            continue
         if scheduler is not None:
             scheduler.step()
-        epoch_seconds = time.perf_counter() - start
-        seconds += epoch_seconds
-        _check_finite(epoch_loss, epoch, steps)
-
-        start = time.perf_counter()
+        start_valid = time.perf_counter()
         model.eval(), guide.eval()
-        valid_elbo = None
         if data.valid.shape[0] > 0 and getattr(guide, "amortized", True):  # a local guide knows no valid points yet
-            valid_elbo = importance_sampling(model, guide, data.valid, num_particles=1).elbo.mean().item()
-        valid_seconds += time.perf_counter() - start
-        curve.append({"epoch": epoch, "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": epoch_seconds})
+            row["valid_elbo"] = importance_sampling(model, guide, data.valid, num_particles=1).elbo.mean().item()
+        state["valid_seconds"] += time.perf_counter() - start_valid
+        state["curve"].append(row)
+        state["epoch"] = epoch
         if progress and (epoch % report_every == 0 or epoch == epochs):
-            valid = "" if valid_elbo is None else f"  valid ELBO {valid_elbo:10.3f}"
-            log.info(f"epoch {epoch:>4}  train ELBO {train_elbo:10.3f}{valid}")
-        if max_seconds is not None and seconds >= max_seconds and epoch < epochs:
+            valid = "" if row["valid_elbo"] is None else f"  valid ELBO {row['valid_elbo']:10.3f}"
+            log.info(f"epoch {epoch:>4}  train ELBO {row['train_elbo']:10.3f}{valid}")
+        out_of_time = max_seconds is not None and state["seconds"] >= max_seconds and epoch < epochs
+        if checkpoint is not None and (epoch == epochs or out_of_time or (checkpoint_every and epoch % checkpoint_every == 0)):
+            checkpoint(state)
+        if out_of_time:
             log.info(f"stopping after epoch {epoch}: the time budget of {max_seconds} s is spent")
             break
     bar.close()
     model.eval(), guide.eval()
-    return {
-        "epochs": len(curve),
-        "steps": steps,
-        "seconds": seconds,
-        "valid_seconds": valid_seconds,
-        "device": str(data.train.device),
-        "curve": curve,
-    }
+    return {**copy.deepcopy(state), "epochs": len(state["curve"]), "device": str(data.train.device)}
+
+
+def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, steps_per_epoch: int, log_every: int, state: dict, bar) -> dict:
+    """One pass over the training data; updates ``state``'s steps and seconds, returns the curve row."""
+    step.model.train(), step.guide.train()
+    if hasattr(step.loss, "set_epoch"):  # a KL warm-up follows the epoch
+        step.loss.set_epoch(epoch - 1)
+    start = time.perf_counter()
+    x = data.train_epoch()
+    N = x.shape[0]
+    order = torch.randperm(N, device=x.device)
+    epoch_loss = torch.zeros((), device=x.device)
+    for i in range(steps_per_epoch):
+        epoch_loss += step(x[order[i * batch_size : (i + 1) * batch_size]])
+        state["steps"] += 1
+        if state["steps"] % log_every == 0:  # the loss is read back only now and then
+            bar.set_postfix(elbo=f"{-epoch_loss.item() / min(N, (i + 1) * batch_size):.2f}")
+            bar.update(log_every)
+    seconds = time.perf_counter() - start
+    state["seconds"] += seconds
+    return {"epoch": epoch, "train_elbo": -epoch_loss.item() / N, "valid_elbo": None, "seconds": seconds}

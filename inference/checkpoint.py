@@ -1,0 +1,123 @@
+"""What a checkpoint holds, and how training continues from one exactly.
+
+A checkpoint is a plain dict of tensors and containers (it loads with ``weights_only=True``):
+the model, guide, optimizer and scheduler states; ``progress``, the training loop's position
+(epoch, steps, the curve so far, seconds, rollbacks); every RNG state the run draws from (torch,
+CUDA where used, numpy, Python); and the run's config. Restoring all of it at an epoch boundary
+makes the epochs after it draw the same batches and noise as an uninterrupted run would.
+"""
+
+import copy
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from .rundir import save_checkpoint
+
+__all__ = ["rng_state", "set_rng_state", "capture", "restore", "config_differences", "Checkpoints"]
+
+
+def rng_state() -> dict:
+    """The states of every RNG a run draws from, as tensors and plain lists."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss, "cached": cached},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def capture(model: nn.Module, guide: nn.Module, optimizer, scheduler, progress: dict, config: dict) -> dict:
+    """A checkpoint of the run as it is now (a deep copy: training may go on)."""
+    return copy.deepcopy(
+        {
+            "model": model.state_dict(),
+            "guide": guide.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "progress": progress,
+            "rng": rng_state(),
+            "config": config,
+        }
+    )
+
+
+def restore(state: dict, model: nn.Module, guide: nn.Module, optimizer, scheduler) -> dict:
+    """Load a checkpoint into the run's objects and RNGs; returns a copy of its ``progress``."""
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return copy.deepcopy(state["progress"])
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The keys whose values differ between two configs (as plain dicts), as ``key: a → b``."""
+    a, b = _flat(saved), _flat(current)
+    return [f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}" for k in sorted(a.keys() | b.keys()) if k not in ignore and a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+class Checkpoints:
+    """The run's last good state: written to the run directory and kept in memory, so that a
+    non-finite step can be met by stopping (naming the checkpoint) or by rolling back to it.
+
+    :param run_dir: where ``checkpoint.pt`` is written.
+    :param objects: ``(model, guide, optimizer, scheduler)``.
+    :param config: the run's config as a plain dict, kept in each checkpoint.
+    :param on_nan: ``"stop"``, or ``"rollback"``: restore the last good state, multiply the
+        learning rate by ``lr_factor`` and go on, at most ``max_rollbacks`` times in the run.
+    """
+
+    def __init__(self, run_dir, objects: tuple, config: dict, on_nan: str = "stop", lr_factor: float = 0.5, max_rollbacks: int = 3):
+        self.run_dir, self.objects, self.config = run_dir, objects, config
+        self.on_nan, self.lr_factor, self.max_rollbacks = on_nan, lr_factor, max_rollbacks
+        self.last = None
+
+    def save(self, progress: dict) -> None:
+        self.last = capture(*self.objects, progress, self.config)
+        self.path = save_checkpoint(self.run_dir, self.last)
+
+    def on_non_finite(self, error: FloatingPointError) -> dict:
+        """Roll back to the last good state with a lower learning rate; or raise, naming it."""
+        epoch = self.last["progress"]["epoch"]
+        rollbacks = self.last["progress"]["rollbacks"]
+        if self.on_nan != "rollback" or len(rollbacks) >= self.max_rollbacks:
+            tried = f" after {len(rollbacks)} rollbacks (train.max_rollbacks={self.max_rollbacks})" if self.on_nan == "rollback" else ""
+            raise type(error)(
+                f"{error}. Training stopped{tried}; the last good checkpoint is {self.path} (epoch {epoch}). "
+                "Lower the learning rate (optim.lr=...), or set train.on_nan=rollback to go on from the last good "
+                "state with a lower one"
+            ) from None
+        model, guide, optimizer, scheduler = self.objects
+        progress = restore(self.last, model, guide, optimizer, scheduler)
+        for group in optimizer.param_groups:
+            group["lr"] *= self.lr_factor
+        if scheduler is not None:  # it recomputes the rate from its base rates every epoch
+            scheduler.base_lrs = [lr * self.lr_factor for lr in scheduler.base_lrs]
+        progress["rollbacks"].append({"epoch": error.epoch, "step": error.step, "to_epoch": epoch, "lr": optimizer.param_groups[0]["lr"]})
+        self.save(progress)  # the lower rate and the rollback are the new last good state
+        return progress

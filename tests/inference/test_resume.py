@@ -1,0 +1,136 @@
+"""Nothing lost: checkpoints that survive SIGKILL, resume that reproduces an uninterrupted run,
+run directories that one process at a time may write, and NaN met by a clear stop or a rollback."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SMALL_NETS, TINY, compose_config
+from inference.rundir import load_checkpoint, locked
+from inference.train import train
+from inference.training import NonFiniteError
+
+ROOT = Path(__file__).resolve().parents[2]
+# Long enough (about 5 s of training on 2 cores) to be killed in the middle; dynamic
+# binarization, so that a resumed run must restore the RNG to draw the same data.
+LONG = [*TINY, *SMALL_NETS, "train.epochs=100", "train.checkpoint_every=1"]
+
+
+def launch(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "inference.train", *LONG, *overrides, f"hydra.run.dir={run_dir}"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def checkpointed_epoch(run_dir: Path) -> int:
+    try:
+        return load_checkpoint(run_dir)["progress"]["epoch"]
+    except (FileNotFoundError, ValueError):  # not written yet
+        return -1
+
+
+def without_timings(value):
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
+    reference = finish(launch(tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
+
+    killed = launch(tmp_path / "killed")
+    deadline = time.monotonic() + 120
+    while checkpointed_epoch(tmp_path / "killed") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # while it trains, a second process may not resume the same run directory
+    concurrent = finish(launch(tmp_path / "killed", "train.resume=true"))
+    assert concurrent.returncode == 1 and "is in use by process" in concurrent.stderr, concurrent.stderr
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    assert not (tmp_path / "killed" / "metrics.json").exists(), "the run ended before it was killed: make LONG longer"
+    interrupted_at = checkpointed_epoch(tmp_path / "killed")
+    assert 3 <= interrupted_at < 100
+
+    resumed = finish(launch(tmp_path / "killed", "train.resume=true"))  # the killed process's lock died with it
+    assert resumed.returncode == 0, resumed.stderr
+    expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    got = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert [row["epoch"] for row in got["train"]["curve"]] == list(range(1, 101))  # no gap, no repeat
+    assert without_timings(got) == without_timings(expected)
+
+
+def test_resume_refuses_a_changed_config_but_lets_the_run_grow(tmp_path):
+    train(compose_config(*TINY, *SMALL_NETS), tmp_path)
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in optim.lr: 0.001 → 0.01; z_dim: 4 → 5\. Resume"):
+        train(compose_config(*TINY, *SMALL_NETS, "train.resume=true", "z_dim=5", "optim.lr=0.01"), tmp_path)
+    grown = train(compose_config(*TINY, *SMALL_NETS, "train.resume=true", "train.epochs=3"), tmp_path)
+    assert [row["epoch"] for row in grown["train"]["curve"]] == [1, 2, 3]
+
+
+def test_a_new_run_refuses_a_directory_that_holds_a_checkpoint(tmp_path):
+    train(compose_config(*TINY, *SMALL_NETS), tmp_path)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds a checkpoint: continue that run with train.resume=true"):
+        train(compose_config(*TINY, *SMALL_NETS), tmp_path)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_held_run_directory_is_refused(tmp_path):
+    with locked(tmp_path):
+        with pytest.raises(RuntimeError, match=f"{tmp_path} is in use by process {os.getpid()}"):
+            train(compose_config(*TINY, *SMALL_NETS), tmp_path)
+    assert not (tmp_path / ".lock").exists()
+
+
+FAULTY = [*TINY, "train.validate=false", "train.epochs=4", "train.checkpoint_every=1", "data.binarize=fixed", "encoder.hidden=[32]", "decoder._target_=faults.FaultyMLP", "decoder.hidden=[32]"]
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+def test_a_nan_loss_stops_naming_where_and_the_intact_checkpoint(tmp_path):
+    # 20 steps an epoch (1257 points in batches of 64); the dry run before training is the
+    # decoder's first pass, so its 30th is step 29, in epoch 2
+    with pytest.raises(NonFiniteError) as error:
+        train(compose_config(*FAULTY, "+decoder.fail_at=30"), tmp_path)
+    message = str(error.value)
+    assert "at epoch 2, step 29: the loss was nan; non-finite gradients of " in message
+    assert "non-finite log-probabilities at model site 'x'" in message
+    assert f"the last good checkpoint is {tmp_path / 'checkpoint.pt'} (epoch 1)" in message
+    assert "train.on_nan=rollback" in message
+    state = load_checkpoint(tmp_path)
+    assert state["progress"]["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+def test_a_nan_gradient_names_the_parameters(tmp_path):
+    with pytest.raises(NonFiniteError, match=r"the loss was finite; non-finite gradients of model\.decoder\.0\.weight"):
+        train(compose_config(*FAULTY, "+decoder.fail_at=30", "+decoder.fault=grad"), tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+def test_rollback_restores_the_last_good_state_with_a_lower_rate_and_finishes(tmp_path):
+    metrics = train(compose_config(*FAULTY, "+decoder.fail_at=30", "train.on_nan=rollback"), tmp_path)
+    assert metrics["train"]["rollbacks"] == [{"epoch": 2, "step": 29, "to_epoch": 1, "lr": 5e-4}]
+    assert [row["epoch"] for row in metrics["train"]["curve"]] == [1, 2, 3, 4]
+    assert metrics["train"]["steps"] == 80  # the lost steps of epoch 2 are not counted twice
+    assert load_checkpoint(tmp_path)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+def test_rollbacks_are_bounded(tmp_path):
+    with pytest.raises(NonFiniteError, match=r"Training stopped after 0 rollbacks \(train.max_rollbacks=0\)"):
+        train(compose_config(*FAULTY, "+decoder.fail_at=30", "train.on_nan=rollback", "train.max_rollbacks=0"), tmp_path)
