@@ -63,7 +63,13 @@ def read_run(run: Path) -> dict:
         return record
     try:
         record["metrics"] = json.loads(path.read_text())
-        record["status"] = "complete" if "test" in record["metrics"] else "incomplete"
+        test = record["metrics"].get("test")
+        if test is None:
+            record["status"] = "incomplete"
+        elif test.get("log_px", {}).get("mean") is None or test.get("elbo") is None:
+            record["status"] = "non-finite estimates (see its metrics.json)"
+        else:
+            record["status"] = "complete"
     except json.JSONDecodeError as e:
         record["status"] = f"failed (unreadable metrics.json: {e.msg})"
     return record
@@ -160,7 +166,7 @@ def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
         for key, style in [("log_px", "-"), ("log_px_prior", "--")]:
             curve = test.get(key, {}).get("curve")
             if curve:
-                ks = sorted(curve, key=int)
+                ks = sorted((k for k in curve if curve[k] is not None), key=int)
                 label = _label(r, varying) + (" (prior proposal)" if key == "log_px_prior" else "")
                 ax.plot([int(k) for k in ks], [curve[k] for k in ks], style, color=f"C{i % 10}", marker="o", markersize=3, label=label)
     ax.set_xscale("log")

@@ -103,6 +103,7 @@ def _transformed(
     binarize: str = "none",
     dequantize: bool = False,
     seed: int = 0,
+    source: Path | None = None,
     **extra,
 ) -> Dataset:
     """Assemble a Dataset from splits scaled to [0, 1], binarized or dequantized as asked.
@@ -117,11 +118,16 @@ def _transformed(
     if (binarize != "none" or dequantize) and levels is None:
         raise ValueError(f"{name}: holds real values, which cannot be binarized or dequantized; use data.binarize=none data.dequantize=false")
     splits = [torch.as_tensor(s, dtype=torch.float32) for s in splits]
+    where = f"{name} ({source})" if source else name
     for split_name, split in zip(SPLITS, splits):
         if split.shape[0] == 0 and split_name != "valid":
-            raise ValueError(f"{name}: the {split_name} split is empty")
+            raise ValueError(f"{where}: the {split_name} split is empty")
         if not torch.isfinite(split).all():
-            raise ValueError(f"{name}: the {split_name} split holds NaN or infinite values")
+            raise ValueError(f"{where}: the {split_name} split holds NaN or infinite values")
+        if levels == 2 and not ((split == 0) | (split == 1)).all():
+            raise ValueError(f"{where}: the {split_name} split should be binary but holds values other than 0 and 1")
+        if levels is not None and split.numel() and not (0 <= split.min() and split.max() <= 1):
+            raise ValueError(f"{where}: the {split_name} split holds values outside [0, 1] (from {split.min():g} to {split.max():g})")
     generator = torch.Generator().manual_seed(seed)
     first = 1 if binarize == "dynamic" or dequantize else 0  # dynamic: train is redrawn per epoch
     for i in range(first, 3):
@@ -280,7 +286,7 @@ def frey_face(
         raise ValueError(f"{path}: 'ff' should be 560 × N (one 28×20 face per column), got {faces.shape}")
     x = faces.T.astype(np.float32) / 255.0
     train, valid, test = _split_indices(len(x), num_valid, num_test, seed)
-    return _transformed("frey_face", (x[train], x[valid], x[test]), (28, 20), 256, binarize, dequantize, seed)
+    return _transformed("frey_face", (x[train], x[valid], x[test]), (28, 20), 256, binarize, dequantize, seed, source=path)
 
 
 def caltech_silhouettes(root: str | Path | None, dequantize: bool = False, seed: int = 0) -> Dataset:
@@ -296,7 +302,7 @@ def caltech_silhouettes(root: str | Path | None, dequantize: bool = False, seed:
             raise ValueError(f"{path}: '{key}' should hold rows of 784 pixels, got shape {x.shape}")
         # stored column-major (MATLAB): transpose each image so that it stands upright
         splits.append(x.reshape(-1, 28, 28).transpose(0, 2, 1).reshape(-1, 784))
-    return _transformed("caltech_silhouettes", splits, (28, 28), 2, dequantize=dequantize, seed=seed)
+    return _transformed("caltech_silhouettes", splits, (28, 28), 2, dequantize=dequantize, seed=seed, source=path)
 
 
 def linear_gaussian(

@@ -14,8 +14,23 @@ CURVE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
 def mean_and_stderr(values: torch.Tensor) -> dict:
-    """The mean of per-datapoint values and its standard error over data points."""
+    """The mean of per-datapoint values and its standard error over data points; where some are
+    NaN or infinite, no mean but how many and why (metrics.json holds finite numbers only)."""
     n = values.numel()
+    finite = torch.isfinite(values)
+    if not finite.all():
+        kinds = " and ".join(
+            f"{int(count)} {name}" for name, count in [("NaN", values.isnan().sum()), ("+inf", (values == math.inf).sum()), ("-inf", (values == -math.inf).sum())] if count
+        )
+        return {
+            "mean": None,
+            "stderr": None,
+            "n": n,
+            "non_finite": int((~finite).sum()),
+            "reason": f"{kinds} of {n} values: -inf where every sample gave a point zero probability (data outside "
+            "the likelihood's support, or log weights that underflow); NaN or +inf from a model or guide that "
+            "produced non-finite parameters",
+        }
     stderr = values.std().item() / math.sqrt(n) if n > 1 else 0.0
     return {"mean": values.mean().item(), "stderr": stderr, "n": n}
 

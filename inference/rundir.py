@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,11 +49,30 @@ def _non_finite_paths(value, path="") -> list[str]:
     return []
 
 
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _value_at(tree, path: str):
+    for part in path.replace("[", ".[").split("."):
+        tree = tree[int(part[1:-1])] if part.startswith("[") else tree[part]
+    return tree
+
+
 def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
-    """Write ``metrics.json``; refuses NaN and infinities, which are not JSON numbers."""
+    """Write ``metrics.json``. NaN and infinities are not JSON numbers: each is written as
+    ``null`` and listed, with what it was, under ``"non_finite"``, so a long run's results
+    are written whatever one of its numbers turned out to be."""
     bad = _non_finite_paths(metrics)
     if bad:
-        raise ValueError(f"metrics hold non-finite values at {', '.join(bad)}; metrics.json takes finite numbers only")
+        values = {path: _value_at(metrics, path) for path in bad}
+        metrics = {**_finite(metrics), "non_finite": {path: f"{value} (written as null)" for path, value in values.items()}}
     path = Path(run_dir) / METRICS
     _atomic_write(path, lambda f: f.write(json.dumps(metrics, indent=2).encode() + b"\n"))
     return path
@@ -78,8 +98,8 @@ def load_checkpoint(run_dir: str | Path, map_location=None) -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        named = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "nsupported" in line]
-        reason = named[0] if named else "not allowed by weights_only"
+        named = re.search(r"GLOBAL (\S+)", str(e))
+        reason = f"it refers to {named.group(1)}" if named else "weights_only refused it"
         raise ValueError(
             f"{path} was refused: it holds pickled objects other than tensors and plain containers, "
             f"which could run code on loading ({reason}). Only load checkpoints written by this suite"

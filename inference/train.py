@@ -121,6 +121,9 @@ def check_support(model: torch.nn.Module, data: Dataset) -> None:
             raise ValueError(f"data={data.name}, {name} split: {e}") from None
 
 
+# conf/hydra/default.yaml: where Hydra writes a run's config, so a resume cannot overwrite the original's.
+OmegaConf.register_new_resolver("run_config_dir", lambda resume: ".hydra_resume" if resume else ".hydra", replace=True)
+
 # Keys that may change when a run is resumed: how long it trains, and the resume switch itself.
 RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume")
 
@@ -194,7 +197,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         metrics[split]["seconds"] = time.perf_counter() - start
         if local_steps is not None:
             metrics[split]["local_fit_steps"] = local_steps
-        if data.levels is not None and (model.likelihood.discrete or data.dequantize):
+        if data.levels is not None and (model.likelihood.discrete or data.dequantize) and metrics[split]["log_px"]["mean"] is not None:
             levels = data.levels if data.dequantize else None
             metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["log_px"]["mean"], data.x_dim, levels)
     if cfg.evaluation.gaps and "test" in metrics:
@@ -242,10 +245,13 @@ def summary(metrics: dict, run_dir: Path) -> str:
         lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
         for key, label in [("log_px", "test log p̂(x), guide proposal"), ("log_px_prior", "test log p̂(x), prior proposal")]:
             est = test[key]
-            lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
+            if est["mean"] is None:
+                lines.append(f"{label}  not finite for {est['non_finite']} of {est['n']} points: {est['reason']}")
+            else:
+                lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
         if "bits_per_dim" in test:
             lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
-        if "gaps" in test and "inference" in test["gaps"]:
+        if "gaps" in test and test["gaps"].get("inference", {}).get("mean") is not None:
             g = test["gaps"]
             lines.append(
                 f"test gaps (n={g['points']}): approximation {g['approximation']['mean']:.3f} ± {g['approximation']['stderr']:.3f}, "

@@ -175,3 +175,35 @@ def test_bad_transforms_and_splits_are_refused():
         digits(binarize="static")
     with pytest.raises(ValueError, match="cannot split 1797 examples into num_valid=0 and num_test=0"):
         digits(num_valid=0, num_test=0)
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("other values", "the train split should be binary but holds values other than 0 and 1"),
+        ("NaN", "the train split holds NaN or infinite values"),
+        ("empty", "the test split is empty"),
+    ],
+)
+def test_bad_contents_of_a_data_file_are_named_with_the_file(caltech_root, fault, message):
+    from scipy.io import loadmat, savemat
+
+    path = caltech_root / "caltech101_silhouettes_28_split1.mat"
+    contents = {k: v for k, v in loadmat(path).items() if k.endswith("_data")}
+    if fault == "other values":
+        contents["train_data"][0, 5] = 3
+    elif fault == "NaN":
+        contents["train_data"][1, 7] = np.nan
+    else:
+        contents["test_data"] = np.zeros((0, 784))
+    savemat(path, contents)
+    with pytest.raises(ValueError, match=f"caltech_silhouettes \\({path}\\): {message}"):
+        caltech_silhouettes(caltech_root)
+
+
+def test_gray_values_outside_the_unit_interval_are_refused():
+    from inference.data import _transformed
+
+    splits = [torch.rand(5, 4), torch.rand(3, 4), torch.rand(3, 4) * 2 + 0.5]
+    with pytest.raises(ValueError, match=r"gray: the test split holds values outside \[0, 1\] \(from 0\.5"):
+        _transformed("gray", splits, (2, 2), 256)

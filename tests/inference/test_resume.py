@@ -134,3 +134,21 @@ def test_rollback_restores_the_last_good_state_with_a_lower_rate_and_finishes(tm
 def test_rollbacks_are_bounded(tmp_path):
     with pytest.raises(NonFiniteError, match=r"Training stopped after 0 rollbacks \(train.max_rollbacks=0\)"):
         train(compose_config(*FAULTY, "+decoder.fail_at=30", "train.on_nan=rollback", "train.max_rollbacks=0"), tmp_path)
+
+
+class _RunsCode:
+    """Unpickling this calls a function: what a crafted checkpoint would carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_checkpoint_is_refused_and_its_code_never_runs(tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"model": {}, "progress": _RunsCode(marker)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint.pt was refused: it holds pickled objects other than tensors .*\(it refers to [\w.]+\)"):
+        train(compose_config(*TINY, *SMALL_NETS, "train.resume=true"), tmp_path)
+    assert not marker.exists()

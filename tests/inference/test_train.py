@@ -94,6 +94,9 @@ def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
     "override, message",
     [
         ("z_dim=0", "config key z_dim=0 is invalid: expected a positive integer"),
+        ("train.epochs=ten", "config key train.epochs='ten' is invalid: expected a positive integer"),
+        ("train.on_nan=retry", "config key train.on_nan='retry' is invalid: expected stop or rollback"),
+        ("train.rollback_lr_factor=2", "train.rollback_lr_factor=2 is invalid: expected a number between 0 and 1"),
         ("z_dim=-3", "config key z_dim=-3 is invalid"),
         ("evaluation.num_particles=0", "evaluation.num_particles=0 is invalid"),
         ("optim.lr=-1", "optim.lr=-1 is invalid: expected a positive number"),
