@@ -9,7 +9,6 @@ the overrides that differ between runs, then the test metrics; runs without a re
 import argparse
 import csv
 import json
-import math
 from pathlib import Path
 
 import matplotlib

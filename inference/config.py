@@ -53,6 +53,16 @@ def check_config(cfg) -> None:
     _positive_int("evaluation.chunk_size", cfg.evaluation.chunk_size)
     _positive_int("evaluation.gap_points", cfg.evaluation.gap_points)
     _positive_int("evaluation.gap_particles", cfg.evaluation.gap_particles)
+    for key in ("ais_points", "ais_steps", "ais_leapfrog", "ais_chains"):
+        _positive_int(f"evaluation.{key}", cfg.evaluation[key])
+    step = cfg.evaluation.ais_step_size
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
+        _fail("evaluation.ais_step_size", step, "a positive number")
+    if cfg.evaluation.ais_start not in ("prior", "guide"):
+        _fail("evaluation.ais_start", cfg.evaluation.ais_start, "prior or guide")
+    for key in ("gaps", "ais"):
+        if not isinstance(cfg.evaluation[key], bool):
+            _fail(f"evaluation.{key}", cfg.evaluation[key], "true or false")
     for split in cfg.evaluation.splits:
         if split not in ("train", "valid", "test"):
             _fail("evaluation.splits", list(cfg.evaluation.splits), "a list of 'train', 'valid', 'test'")

@@ -28,6 +28,8 @@ import pyro
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from .diagnostics import pareto_k_and_ess
+
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "ImportanceEstimate",
@@ -139,6 +141,8 @@ class ImportanceEstimate(NamedTuple):
     log_px: torch.Tensor  #: log p̂(x) = logsumexp_k log w_k − log K
     elbo: torch.Tensor  #: mean_k log w_k, the ELBO of the proposal
     by_num_particles: dict[int, torch.Tensor]  #: log p̂(x) from the first k of the K particles
+    pareto_k: torch.Tensor | None = None  #: k̂ of each point's weights (with ``diagnose``)
+    ess: torch.Tensor | None = None  #: effective sample size of each point's weights (with ``diagnose``)
 
 
 @torch.no_grad()
@@ -149,6 +153,7 @@ def importance_sampling(
     num_particles: int,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     curve: tuple[int, ...] = (),
+    diagnose: bool = False,
 ) -> ImportanceEstimate:
     """Estimate log p(x) and the ELBO of every data point by importance sampling.
 
@@ -159,6 +164,8 @@ def importance_sampling(
     :param int chunk_size: the most particle × data-point pairs evaluated at once.
     :param curve: particle counts k ≤ K at which to also report log p̂(x) from the first k
         particles: the estimate's convergence in K, for free.
+    :param diagnose: also fit each point's Pareto k̂ and effective sample size
+        (:mod:`inference.diagnostics`).
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:
@@ -166,13 +173,17 @@ def importance_sampling(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     curve = sorted({k for k in curve if k <= num_particles})
-    log_px, elbo, by_k = [], [], {k: [] for k in curve}
+    log_px, elbo, by_k, k_hat, ess = [], [], {k: [] for k in curve}, [], []
     for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size):
         log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
         elbo.append(log_w.mean(0))
         for k in curve:
             by_k[k].append(torch.logsumexp(log_w[:k], 0) - math.log(k))
-    return ImportanceEstimate(torch.cat(log_px), torch.cat(elbo), {k: torch.cat(v) for k, v in by_k.items()})
+        if diagnose:
+            block_k_hat, block_ess = pareto_k_and_ess(log_w)
+            k_hat.append(block_k_hat), ess.append(block_ess)
+    diagnostics = (torch.cat(k_hat), torch.cat(ess)) if diagnose else (None, None)
+    return ImportanceEstimate(torch.cat(log_px), torch.cat(elbo), {k: torch.cat(v) for k, v in by_k.items()}, *diagnostics)
 
 
 @torch.no_grad()

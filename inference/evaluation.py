@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from .diagnostics import summarize
 from .estimators import DEFAULT_CHUNK_SIZE, importance_sampling
 
 __all__ = ["evaluate", "mean_and_stderr", "bits_per_dim"]
@@ -65,14 +66,22 @@ def evaluate(
     :returns: ``{"elbo": float, "log_px": {...}, "log_px_prior": {...}[, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
-        first k particles for k in 1, 2, 5, 10, … up to K. All in nats per data point.
+        first k particles for k in 1, 2, 5, 10, … up to K, and ``diagnostics``, the Pareto k̂
+        and effective sample sizes of the points' weights (:func:`inference.diagnostics.summarize`).
+        All in nats per data point.
     """
     model.eval(), guide.eval()
     metrics = {}
     for key, proposal, name in [("log_px", guide, "guide"), ("log_px_prior", None, "prior")]:
-        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE)
+        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True)
         curve = {str(k): v.mean().item() for k, v in estimate.by_num_particles.items()}
-        metrics[key] = {**mean_and_stderr(estimate.log_px), "num_particles": num_particles, "proposal": name, "curve": curve}
+        metrics[key] = {
+            **mean_and_stderr(estimate.log_px),
+            "num_particles": num_particles,
+            "proposal": name,
+            "curve": curve,
+            "diagnostics": summarize(estimate.pareto_k, estimate.ess),
+        }
         if proposal is not None:
             metrics["elbo"] = estimate.elbo.mean().item()
     if hasattr(model, "exact_log_px"):

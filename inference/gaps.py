@@ -25,6 +25,7 @@ from guides import AmortizedFlow, PointTable
 
 from .estimators import importance_sampling, latent_sites
 from .evaluation import mean_and_stderr
+from .training import frozen
 
 __all__ = ["localized", "fit_local", "inference_gaps"]
 
@@ -76,11 +77,7 @@ def fit_local(
     """
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
     optimizer = torch.optim.Adam(local.parameters(), lr=lr)
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    training, _ = model.training, model.eval()  # fixed: no dropout, and Pyro registers none of it
-    try:
+    with frozen(model):
         best, left = -math.inf, decays
         for step in range(1, max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
@@ -96,10 +93,6 @@ def fit_local(
                         group["lr"] /= 10
                 best = max(best, current)
         return max_steps
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        model.train(training)
 
 
 def inference_gaps(

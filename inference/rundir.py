@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from torch import nn
 
 __all__ = ["write_metrics", "read_metrics", "save_checkpoint", "load_checkpoint", "locked"]
 

@@ -7,7 +7,6 @@ evaluates them, and writes the run directory (metrics.json, checkpoint.pt, .hydr
 import functools
 import inspect
 import logging
-import time
 from pathlib import Path
 
 import hydra
@@ -22,10 +21,8 @@ from pyro.infer import JitTrace_ELBO
 from .checkpoint import Checkpoints, config_differences, restore
 from .config import check_config, resolve_device
 from .data import Dataset
-from .estimators import log_importance_weights, posterior_mean
-from .evaluation import bits_per_dim, evaluate
-from .gaps import fit_local, inference_gaps
-from .probe import linear_probe_r2
+from .estimators import log_importance_weights
+from .evaluate import evaluate_run, summary
 from .rundir import CHECKPOINT, FAILURE_MARK, load_checkpoint, locked, write_metrics
 from .training import fit, new_progress, parameters_of
 
@@ -185,85 +182,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         on_non_finite=checkpoints.on_non_finite,
     )}
 
-    for split in cfg.evaluation.splits:
-        x = data.split(split)[: cfg.evaluation.max_points]
-        if x.shape[0] == 0:
-            continue
-        start = time.perf_counter()
-        local_steps = fit_local_guide(model, guide, x)
-        metrics[split] = evaluate(
-            model, guide, x, num_particles=cfg.evaluation.num_particles, chunk_size=cfg.evaluation.chunk_size
-        )
-        metrics[split]["seconds"] = time.perf_counter() - start
-        if local_steps is not None:
-            metrics[split]["local_fit_steps"] = local_steps
-        if data.levels is not None and (model.likelihood.discrete or data.dequantize) and metrics[split]["log_px"]["mean"] is not None:
-            levels = data.levels if data.dequantize else None
-            metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["log_px"]["mean"], data.x_dim, levels)
-    if cfg.evaluation.gaps and "test" in metrics:
-        start = time.perf_counter()
-        metrics["test"]["gaps"] = gaps(model, guide, data.test[: cfg.evaluation.gap_points], cfg.evaluation.gap_particles)
-        metrics["test"]["gaps"]["seconds"] = time.perf_counter() - start
-    if data.factors is not None and "test" in metrics:
-        metrics["test"]["probe"] = probe(guide, data, cfg.evaluation)
+    metrics.update(evaluate_run(model, guide, data, cfg.evaluation))
     write_metrics(run_dir, metrics)
     log.info(summary(metrics, run_dir))
     return metrics
-
-
-def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -> int | None:
-    """Fit a local guide's parameters for the points ``x`` with the model fixed, so that they
-    can be evaluated; returns the steps taken, or None for an amortized guide."""
-    if getattr(guide, "amortized", True):
-        return None
-    guide.add_points(x)
-    return fit_local(model, guide, x, max_steps=guide.fit_steps)
-
-
-def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int) -> dict:
-    """The inference-gap decomposition, or why it could not run (a guide without an encoder)."""
-    try:
-        return inference_gaps(model, guide, x, num_particles)
-    except ValueError as e:
-        log.warning(f"no inference gaps: {e}")
-        return {"skipped": str(e)}
-
-
-def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
-    """R² of a linear read-out of the true factors from the posterior means (trained on the
-    training frames, scored on the test frames)."""
-    means = {split: posterior_mean(guide, data.split(split)[: evaluation.max_points], evaluation.probe_site) for split in ("train", "test")}
-    r2 = linear_probe_r2(means["train"], data.factors["train"][: len(means["train"])], means["test"], data.factors["test"][: len(means["test"])])
-    return {"r2": dict(zip(data.factor_names, r2.tolist())), "r2_mean": r2.mean().item(), "site": evaluation.probe_site}
-
-
-def summary(metrics: dict, run_dir: Path) -> str:
-    """The few lines a user reads at the end of a run."""
-    lines = [f"trained {metrics['train']['steps']} steps in {metrics['train']['seconds']:.1f} s on {metrics['train']['device']}"]
-    test = metrics.get("test")
-    if test:
-        lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
-        for key, label in [("log_px", "test log p̂(x), guide proposal"), ("log_px_prior", "test log p̂(x), prior proposal")]:
-            est = test[key]
-            if est["mean"] is None:
-                lines.append(f"{label}  not finite for {est['non_finite']} of {est['n']} points: {est['reason']}")
-            else:
-                lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
-        if "bits_per_dim" in test:
-            lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
-        if "gaps" in test and test["gaps"].get("inference", {}).get("mean") is not None:
-            g = test["gaps"]
-            lines.append(
-                f"test gaps (n={g['points']}): approximation {g['approximation']['mean']:.3f} ± {g['approximation']['stderr']:.3f}, "
-                f"amortization {g['amortization']['mean']:.3f} ± {g['amortization']['stderr']:.3f}"
-            )
-        if "probe" in test:
-            r2 = ", ".join(f"{k} {v:.3f}" for k, v in test["probe"]["r2"].items())
-            lines.append(f"test linear probe R²: {r2}")
-        if "log_px_exact" in test:
-            lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
-    lines.append(f"run directory: {run_dir}")
-    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

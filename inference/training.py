@@ -15,6 +15,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from pyro.infer import Trace_ELBO
 from .data import Dataset
 from .estimators import importance_sampling
 
-__all__ = ["ElboStep", "NonFiniteError", "fit", "new_progress", "parameters_of"]
+__all__ = ["ElboStep", "NonFiniteError", "fit", "frozen", "new_progress", "parameters_of"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,26 @@ def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
     """The trainable parameters of all modules, each once (a prior may share the encoder)."""
     unique = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
     return list(unique.values())
+
+
+@contextmanager
+def frozen(module: nn.Module | None):
+    """Hold a module's parameters fixed (no gradients) and in eval mode for the duration, then
+    restore both: a fixed model under a local fit or an HMC transition."""
+    if module is None:
+        yield
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    training = module.training
+    for p in params:
+        p.requires_grad_(False)
+    module.eval()  # no dropout, and Pyro registers no frozen parameter
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        module.train(training)
 
 
 class NonFiniteError(FloatingPointError):

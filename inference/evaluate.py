@@ -1,0 +1,209 @@
+"""Evaluation of a trained run, and the entry point that re-evaluates a finished one.
+
+``evaluate_run`` computes every number of ``metrics.json`` but the training summary: per
+split the ELBO, log p̂(x) with its diagnostics (and bits per dimension on discrete data), and
+on the test split, as configured, the inference gaps, the linear probe, AIS and BDMC.
+``inference.train`` calls it after training;
+
+    python -m inference.evaluate run=RUN_DIR [evaluation.KEY=VALUE ...]
+
+loads a finished run (its config from ``.hydra/``, its checkpoint with ``weights_only=True``),
+re-runs the estimators with the RNG state the run had when its training ended, so that the
+same settings give the same numbers, and merges the results into its ``metrics.json``.
+"""
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .ais import ais, bidirectional
+from .checkpoint import set_rng_state
+from .config import check_config, resolve_device
+from .data import Dataset
+from .diagnostics import unreliable
+from .estimators import importance_sampling, posterior_mean
+from .evaluation import bits_per_dim, evaluate, mean_and_stderr
+from .gaps import fit_local, inference_gaps
+from .probe import linear_probe_r2
+from .rundir import load_checkpoint, locked, read_metrics, write_metrics
+
+__all__ = ["evaluate_run", "summary", "reevaluate", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_run(model: torch.nn.Module, guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
+    """The evaluation section of ``metrics.json``: one entry per split of ``evaluation.splits``."""
+    results = {}
+    for split in evaluation.splits:
+        x = data.split(split)[: evaluation.max_points]
+        if x.shape[0] == 0:
+            continue
+        start = time.perf_counter()
+        local_steps = fit_local_guide(model, guide, x)
+        results[split] = evaluate(
+            model, guide, x, num_particles=evaluation.num_particles, chunk_size=evaluation.chunk_size
+        )
+        results[split]["seconds"] = time.perf_counter() - start
+        if local_steps is not None:
+            results[split]["local_fit_steps"] = local_steps
+        if data.levels is not None and (model.likelihood.discrete or data.dequantize) and results[split]["log_px"]["mean"] is not None:
+            levels = data.levels if data.dequantize else None
+            results[split]["bits_per_dim"] = bits_per_dim(results[split]["log_px"]["mean"], data.x_dim, levels)
+    if evaluation.gaps and "test" in results:
+        start = time.perf_counter()
+        results["test"]["gaps"] = gaps(model, guide, data.test[: evaluation.gap_points], evaluation.gap_particles)
+        results["test"]["gaps"]["seconds"] = time.perf_counter() - start
+    if data.factors is not None and "test" in results:
+        results["test"]["probe"] = probe(guide, data, evaluation)
+    if evaluation.ais and "test" in results:
+        results["test"].update(annealed(model, guide, data.test[: evaluation.ais_points], evaluation))
+    return results
+
+
+def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
+    """AIS on the test points, and BDMC on as many points simulated from the model."""
+    options = dict(steps=evaluation.ais_steps, leapfrog=evaluation.ais_leapfrog, step_size=evaluation.ais_step_size, chains=evaluation.ais_chains)
+    start = time.perf_counter()
+    estimate = ais(model, x, guide=guide if evaluation.ais_start == "guide" else None, **options)
+    out = {"log_px_ais": {**mean_and_stderr(estimate.log_px), **options, "start": evaluation.ais_start, "acceptance": estimate.acceptance}}
+    out["log_px_ais"]["seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    sandwich = bidirectional(model, x.shape[0], **options)
+    importance = importance_sampling(model, guide, sandwich["x"], evaluation.num_particles).log_px
+    out["bdmc"] = {
+        "lower": mean_and_stderr(sandwich["lower"]),
+        "upper": mean_and_stderr(sandwich["upper"]),
+        "width": mean_and_stderr(sandwich["upper"] - sandwich["lower"]),
+        "log_px_importance": mean_and_stderr(importance),
+        "points": x.shape[0],
+        "acceptance": sandwich["acceptance"],
+        "seconds": time.perf_counter() - start,
+    }
+    return out
+
+
+def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -> int | None:
+    """Fit a local guide's parameters for the points ``x`` with the model fixed, so that they
+    can be evaluated; returns the steps taken, or None for an amortized guide."""
+    if getattr(guide, "amortized", True):
+        return None
+    guide.add_points(x)
+    return fit_local(model, guide, x, max_steps=guide.fit_steps)
+
+
+def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int) -> dict:
+    """The inference-gap decomposition, or why it could not run (a guide without an encoder)."""
+    try:
+        return inference_gaps(model, guide, x, num_particles)
+    except ValueError as e:
+        log.warning(f"no inference gaps: {e}")
+        return {"skipped": str(e)}
+
+
+def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
+    """R² of a linear read-out of the true factors from the posterior means (trained on the
+    training frames, scored on the test frames)."""
+    means = {split: posterior_mean(guide, data.split(split)[: evaluation.max_points], evaluation.probe_site) for split in ("train", "test")}
+    r2 = linear_probe_r2(means["train"], data.factors["train"][: len(means["train"])], means["test"], data.factors["test"][: len(means["test"])])
+    return {"r2": dict(zip(data.factor_names, r2.tolist())), "r2_mean": r2.mean().item(), "site": evaluation.probe_site}
+
+
+def summary(metrics: dict, run_dir: Path) -> str:
+    """The few lines a user reads at the end of a run."""
+    lines = [f"trained {metrics['train']['steps']} steps in {metrics['train']['seconds']:.1f} s on {metrics['train']['device']}"]
+    test = metrics.get("test")
+    if test:
+        lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
+        for key, label in [("log_px", "test log p̂(x), guide proposal"), ("log_px_prior", "test log p̂(x), prior proposal")]:
+            est = test[key]
+            if est["mean"] is None:
+                lines.append(f"{label}  not finite for {est['non_finite']} of {est['n']} points: {est['reason']}")
+            else:
+                lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
+        warning = unreliable(test["log_px"]["diagnostics"]) if "diagnostics" in test["log_px"] else None
+        if warning:
+            lines.append(f"WARNING: {warning}")
+        if "bits_per_dim" in test:
+            lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
+        if "gaps" in test and test["gaps"].get("inference", {}).get("mean") is not None:
+            g = test["gaps"]
+            lines.append(
+                f"test gaps (n={g['points']}): approximation {g['approximation']['mean']:.3f} ± {g['approximation']['stderr']:.3f}, "
+                f"amortization {g['amortization']['mean']:.3f} ± {g['amortization']['stderr']:.3f}"
+            )
+        if "probe" in test:
+            r2 = ", ".join(f"{k} {v:.3f}" for k, v in test["probe"]["r2"].items())
+            lines.append(f"test linear probe R²: {r2}")
+        if "log_px_ais" in test and test["log_px_ais"]["mean"] is not None:
+            a = test["log_px_ais"]
+            lines.append(f"test log p̂(x), AIS             {a['mean']:10.3f} ± {a['stderr']:.3f}  (T={a['steps']}, {a['chains']} chains, n={a['n']})")
+        if "bdmc" in test and test["bdmc"]["width"]["mean"] is not None:
+            b = test["bdmc"]
+            lines.append(
+                f"BDMC on {b['points']} simulated points: {b['lower']['mean']:.3f} ≤ log p(x) ≤ {b['upper']['mean']:.3f} "
+                f"(width {b['width']['mean']:.3f}; importance sampling {b['log_px_importance']['mean']:.3f})"
+            )
+        if "log_px_exact" in test:
+            lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
+    lines.append(f"run directory: {run_dir}")
+    return "\n".join(lines)
+
+
+
+def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
+    """Re-run the evaluation of a finished run with ``overrides`` of its ``evaluation`` (or
+    ``train.device``) keys, and merge the results into its ``metrics.json``."""
+    from .train import build, instantiate  # the builders live with the entry point that trains
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: run=... must name a run directory written by inference.train")
+    cfg = OmegaConf.load(config_file)
+    OmegaConf.set_struct(cfg, True)  # a misspelled key is an error, not a new key
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if not (key.startswith("evaluation.") or key == "train.device"):
+            raise ValueError(f"{override}: only evaluation.* and train.device can change when re-evaluating a run")
+    cfg.merge_with_dotlist(list(overrides))
+    check_config(cfg)
+    device = resolve_device(cfg.train.device)
+    with locked(run_dir), pyro.validation_enabled(False):
+        data = instantiate(cfg.data).to(device)
+        model, guide = build(cfg, data)
+        state = load_checkpoint(run_dir, map_location=device)
+        model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+        model.to(device), guide.to(device)
+        set_rng_state(state["rng"])  # where the run's own evaluation began
+        results = evaluate_run(model, guide, data, cfg.evaluation)
+        metrics = _merged(read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}, results)
+        write_metrics(run_dir, metrics)
+    return metrics
+
+
+def _merged(old: dict, new: dict) -> dict:
+    """``old`` with ``new`` written over it, key by key: what was not recomputed stays."""
+    merged = dict(old)
+    for key, value in new.items():
+        merged[key] = _merged(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+    return merged
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    runs = [a.split("=", 1)[1] for a in args if a.startswith("run=")]
+    if len(runs) != 1:
+        sys.exit("usage: python -m inference.evaluate run=RUN_DIR [evaluation.KEY=VALUE ...]")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    metrics = reevaluate(runs[0], [a for a in args if not a.startswith("run=")])
+    log.info(summary(metrics, Path(runs[0])))
+
+
+if __name__ == "__main__":
+    main()

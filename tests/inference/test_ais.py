@@ -1,0 +1,61 @@
+"""Annealed importance sampling against the closed form, and bidirectional Monte Carlo on data
+simulated from a small trained VAE."""
+
+import math
+
+import pyro
+import torch
+
+from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
+from inference.ais import ais, bidirectional, sigmoid_schedule
+from inference.estimators import importance_sampling
+from inference.train import build, instantiate, train
+from models import LinearGaussian
+
+
+def paired(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """Mean of a − b and its standard error over the points."""
+    d = a - b
+    return d.mean().item(), d.std().item() / math.sqrt(d.numel())
+
+
+def test_the_schedule_runs_from_zero_to_one():
+    betas = sigmoid_schedule(50)
+    assert betas[0] == 0 and betas[-1] == 1 and (betas.diff() > 0).all() and len(betas) == 51
+
+
+def test_ais_matches_the_exact_log_px_of_the_linear_gaussian_model():
+    model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
+    x = model.sample(40)
+    estimate = ais(model, x, steps=200, leapfrog=5, step_size=0.1, chains=16)
+    bias, stderr = paired(estimate.log_px, model.exact_log_px(x))
+    assert abs(bias) < 3 * stderr + 0.01, (bias, stderr)
+    assert 0.5 < estimate.acceptance < 1
+
+
+def test_reverse_ais_from_exact_posterior_samples_bounds_the_exact_log_px_from_above():
+    model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
+    x = model.sample(40)
+    upper = ais(model, x, steps=20, leapfrog=5, step_size=0.1, chains=16, reverse_from=model.exact_posterior(x).sample())
+    gap, stderr = paired(upper.log_px, model.exact_log_px(x))
+    assert gap > -3 * stderr
+
+
+def test_bdmc_brackets_log_px_and_narrows_with_more_steps(tmp_path):
+    train(compose_config(*TINY, *SMALL_NETS, "train.epochs=5", "z_dim=2"), tmp_path)
+    cfg = compose_config(*TINY, *SMALL_NETS, "z_dim=2")
+    model, guide = build(cfg, instantiate(cfg.data))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+    model.eval(), guide.eval()
+    widths = []
+    for steps in (5, 100):
+        pyro.set_rng_seed(1)  # the same simulated points for both
+        sandwich = bidirectional(model, 30, steps=steps, leapfrog=5, step_size=0.1, chains=8)
+        width, stderr = paired(sandwich["upper"], sandwich["lower"])
+        assert width > -3 * stderr
+        importance = importance_sampling(model, guide, sandwich["x"], num_particles=1000).log_px
+        above, stderr = paired(sandwich["upper"], importance)
+        assert above > -3 * stderr
+        widths.append(width)
+    assert widths[1] < widths[0] / 2, widths
