@@ -60,7 +60,12 @@ def check_config(cfg) -> None:
         _fail("evaluation.ais_step_size", step, "a positive number")
     if cfg.evaluation.ais_start not in ("prior", "guide"):
         _fail("evaluation.ais_start", cfg.evaluation.ais_start, "prior or guide")
-    for key in ("gaps", "ais"):
+    _positive_int("evaluation.posterior_samples", cfg.evaluation.posterior_samples)
+    _positive_int("evaluation.posterior_warmup", cfg.evaluation.posterior_warmup)
+    points = cfg.evaluation.posterior_points
+    if isinstance(points, bool) or not isinstance(points, int) or points < 0:
+        _fail("evaluation.posterior_points", points, "a non-negative integer (0: no NUTS)")
+    for key in ("gaps", "ais", "figures"):
         if not isinstance(cfg.evaluation[key], bool):
             _fail(f"evaluation.{key}", cfg.evaluation[key], "true or false")
     for split in cfg.evaluation.splits:

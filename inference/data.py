@@ -53,6 +53,8 @@ class Dataset:
         afresh every epoch (see :meth:`train_epoch`).
     :ivar dequantize: whether ``train`` holds the levels k/(L−1) to be dequantized afresh
         every epoch, and valid and test hold dequantized values (k + u)/L.
+    :ivar labels: class labels where the data has them (digits, MNIST), per split an ``(N,)``
+        CPU tensor; figures colour by them.
     :ivar factors: ground-truth latent factors where the data has them, per split an
         ``(N, F)`` CPU tensor whose columns ``factor_names`` names (the pendulum's state).
     """
@@ -66,6 +68,7 @@ class Dataset:
     binarize: str = "none"
     dequantize: bool = False
     factors: dict[str, torch.Tensor] | None = None
+    labels: dict[str, torch.Tensor] | None = None
     factor_names: tuple[str, ...] = ()
 
     @property
@@ -157,9 +160,11 @@ def digits(binarize: str = "dynamic", dequantize: bool = False, num_valid: int =
     """
     from sklearn.datasets import load_digits  # imported here: only this loader needs it
 
-    x = load_digits().data.astype(np.float32) / 16.0  # (1797, 64) in [0, 1]
-    train, valid, test = _split_indices(len(x), num_valid, num_test, seed)
-    return _transformed("digits", (x[train], x[valid], x[test]), (8, 8), 17, binarize, dequantize, seed)
+    bunch = load_digits()
+    x = bunch.data.astype(np.float32) / 16.0  # (1797, 64) in [0, 1]
+    splits = _split_indices(len(x), num_valid, num_test, seed)
+    labels = {name: torch.as_tensor(bunch.target[i]) for name, i in zip(SPLITS, splits)}
+    return _transformed("digits", [x[i] for i in splits], (8, 8), 17, binarize, dequantize, seed, labels=labels)
 
 
 def _require_files(dataset: str, root: str | Path | None, names: list[str]) -> list[Path]:
@@ -225,7 +230,8 @@ def mnist(
     x = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
     x_test = test_images.reshape(len(test_images), -1).astype(np.float32) / 255.0
     n_train = len(x) - num_valid
-    return _transformed(name, (x[:n_train], x[n_train:], x_test), train_images.shape[1:], 256, binarize, dequantize, seed)
+    labels = dict(zip(SPLITS, (torch.as_tensor(y.astype(np.int64)) for y in (train_labels[:n_train], train_labels[n_train:], test_labels))))
+    return _transformed(name, (x[:n_train], x[n_train:], x_test), train_images.shape[1:], 256, binarize, dequantize, seed, labels=labels)
 
 
 def fashion_mnist(root: str | Path | None, binarize: str = "none", dequantize: bool = False, num_valid: int = 10000, seed: int = 0) -> Dataset:

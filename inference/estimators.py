@@ -36,6 +36,7 @@ __all__ = [
     "importance_sampling",
     "latent_sites",
     "log_importance_weights",
+    "weighted_proposals",
     "posterior_mean",
 ]
 
@@ -97,11 +98,19 @@ def log_importance_weights(
     :param x: a ``(B, x_dim)``-shaped batch.
     :returns: a ``(num_particles, B)``-shaped tensor.
     """
+    return weighted_proposals(model, guide, x, num_particles)[0]
+
+
+def weighted_proposals(
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int
+) -> tuple[torch.Tensor, poutine.Trace]:
+    """The log weights of :func:`log_importance_weights` and the trace of the proposals: the
+    guide's (the model's, for the prior), whose sites hold the ``(K, B, ...)`` draws."""
     K, B = num_particles, x.shape[0]
     with pyro.plate("particles", K, dim=_PARTICLE_DIM):
         if guide is None:
             model_trace = poutine.trace(model).get_trace(x)
-            return _site_log_probs(model_trace, K, B, observed=True)
+            return _site_log_probs(model_trace, K, B, observed=True), model_trace
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
     # A model site the guide does not sample would be drawn from the prior and silently
@@ -112,9 +121,8 @@ def log_importance_weights(
             f"the guide samples the sites {sorted(guide_sites)} but the model's latent sites are "
             f"{sorted(model_sites)}; use a guide for this model (guide=hierarchical for model=hierarchical)"
         )
-    return _site_log_probs(model_trace, K, B, observed=None) - _site_log_probs(
-        guide_trace, K, B, observed=False
-    )
+    log_w = _site_log_probs(model_trace, K, B, observed=None) - _site_log_probs(guide_trace, K, B, observed=False)
+    return log_w, guide_trace
 
 
 def _log_weight_blocks(

@@ -26,9 +26,11 @@ from .checkpoint import set_rng_state
 from .config import check_config, resolve_device
 from .data import Dataset
 from .diagnostics import unreliable
-from .estimators import importance_sampling, posterior_mean
+from . import figures
+from .estimators import importance_sampling, latent_sites, posterior_mean
 from .evaluation import bits_per_dim, evaluate, mean_and_stderr
 from .gaps import fit_local, inference_gaps
+from .posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from .probe import linear_probe_r2
 from .rundir import load_checkpoint, locked, read_metrics, write_metrics
 
@@ -37,8 +39,12 @@ __all__ = ["evaluate_run", "summary", "reevaluate", "main"]
 log = logging.getLogger(__name__)
 
 
-def evaluate_run(model: torch.nn.Module, guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
-    """The evaluation section of ``metrics.json``: one entry per split of ``evaluation.splits``."""
+def evaluate_run(
+    model: torch.nn.Module, guide: torch.nn.Module, data: Dataset, evaluation: DictConfig, run_dir: Path, curve: list[dict] = ()
+) -> dict:
+    """The evaluation section of ``metrics.json``: one entry per split of ``evaluation.splits``;
+    the figures (of the training ``curve`` too) into ``run_dir/plots``, and with
+    ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``."""
     results = {}
     for split in evaluation.splits:
         x = data.split(split)[: evaluation.max_points]
@@ -63,7 +69,55 @@ def evaluate_run(model: torch.nn.Module, guide: torch.nn.Module, data: Dataset, 
         results["test"]["probe"] = probe(guide, data, evaluation)
     if evaluation.ais and "test" in results:
         results["test"].update(annealed(model, guide, data.test[: evaluation.ais_points], evaluation))
+    if evaluation.posterior_points and "test" in results:
+        results["test"]["posterior"] = gold_standard(model, guide, data.test[: evaluation.posterior_points], evaluation, run_dir)
+    if evaluation.figures:  # last: their random draws leave every number above as it would be without them
+        draw_figures(model, guide, data, results, curve, run_dir / "plots")
     return results
+
+
+def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir: Path) -> dict:
+    """NUTS against the guide on a few test points: ``posterior.nc``, ArviZ summaries as CSV,
+    the pair plot (and for a 2-D latent the contour plot); returns the mismatch and NUTS checks."""
+    if latent_sites(model, x[:1]) != {"z"}:
+        return {"skipped": f"NUTS here samples one latent site 'z'; this model has {sorted(latent_sites(model, x[:1]))}"}
+    start = time.perf_counter()
+    nuts_z = nuts(model, x, evaluation.posterior_samples, evaluation.posterior_warmup)
+    guide_z = guide_draws(guide, x, nuts_z.shape[0] * nuts_z.shape[1])
+    importance_z, log_w = importance_draws(model, guide, x, min(evaluation.num_particles, 1000))
+    data = inference_data(nuts_z, guide_z, importance_z, log_w)
+    data.to_netcdf(str(run_dir / "posterior.nc"))
+    tables = summaries(data)
+    for name, table in tables.items():
+        table.to_csv(run_dir / f"posterior_summary_{name}.csv")
+    figures.posterior_pairs(nuts_z, guide_z, run_dir / "plots" / "posterior_pairs.png")
+    if nuts_z.shape[-1] == 2:
+        figures.posterior_contour(model, guide, x, run_dir / "plots" / "posterior_contour.png")
+    return {
+        **mismatch(nuts_z, guide_z),
+        "points": x.shape[0],
+        "nuts_ess_bulk_min": float(tables["nuts"]["ess_bulk"].min()),
+        "nuts_r_hat_max": float(tables["nuts"]["r_hat"].max()),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], folder: Path) -> None:
+    """Every figure that the run's data allows (image figures need 2-D images)."""
+    x = data.test[:500]
+    if curve:
+        figures.training_curve(curve, folder / "training_curve.png")
+    if len(data.image_shape) == 2:
+        figures.prior_samples(model, data.image_shape, folder / "prior_samples.png")
+        figures.reconstructions(model, guide, x, data.image_shape, folder / "reconstructions.png")
+        if getattr(guide, "amortized", True):  # a local guide knows only the points it was fitted to
+            figures.posterior_as_prior(model, guide, data.train, data.image_shape, folder / "posterior_as_prior.png")
+        figures.traversals(model, guide, x, data.image_shape, folder / "traversals.png")
+    labels = data.labels["test"][:500] if data.labels is not None else None
+    if latent_sites(guide, x[:1]) == {"z"}:
+        figures.latent_means(guide, x, folder / "latent_means.png", labels)
+    if "test" in results:
+        figures.log_px_against_k(results["test"], folder / "log_px_against_k.png")
 
 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
@@ -181,8 +235,9 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
         model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
         model.to(device), guide.to(device)
         set_rng_state(state["rng"])  # where the run's own evaluation began
-        results = evaluate_run(model, guide, data, cfg.evaluation)
-        metrics = _merged(read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}, results)
+        old = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
+        results = evaluate_run(model, guide, data, cfg.evaluation, run_dir, old.get("train", {}).get("curve", []))
+        metrics = _merged(old, results)
         write_metrics(run_dir, metrics)
     return metrics
 

@@ -66,7 +66,7 @@ def evaluate(
     :returns: ``{"elbo": float, "log_px": {...}, "log_px_prior": {...}[, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
-        first k particles for k in 1, 2, 5, 10, … up to K, and ``diagnostics``, the Pareto k̂
+        first k particles for k in 1, 2, 5, 10, … up to K (``curve_stderr``: its standard errors), and ``diagnostics``, the Pareto k̂
         and effective sample sizes of the points' weights (:func:`inference.diagnostics.summarize`).
         All in nats per data point.
     """
@@ -74,12 +74,13 @@ def evaluate(
     metrics = {}
     for key, proposal, name in [("log_px", guide, "guide"), ("log_px_prior", None, "prior")]:
         estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True)
-        curve = {str(k): v.mean().item() for k, v in estimate.by_num_particles.items()}
+        at_k = {str(k): mean_and_stderr(v) for k, v in estimate.by_num_particles.items()}
         metrics[key] = {
             **mean_and_stderr(estimate.log_px),
             "num_particles": num_particles,
             "proposal": name,
-            "curve": curve,
+            "curve": {k: v["mean"] for k, v in at_k.items()},
+            "curve_stderr": {k: v["stderr"] for k, v in at_k.items()},
             "diagnostics": summarize(estimate.pareto_k, estimate.ess),
         }
         if proposal is not None:

@@ -182,7 +182,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         on_non_finite=checkpoints.on_non_finite,
     )}
 
-    metrics.update(evaluate_run(model, guide, data, cfg.evaluation))
+    metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
     write_metrics(run_dir, metrics)
     log.info(summary(metrics, run_dir))
     return metrics

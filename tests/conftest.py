@@ -37,6 +37,7 @@ TINY = [
     "train.validate=true",
     "evaluation.num_particles=8",
     "evaluation.max_points=32",
+    "evaluation.figures=false",
     "z_dim=4",
 ]
 SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]

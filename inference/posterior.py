@@ -1,0 +1,91 @@
+"""Gold-standard posteriors: NUTS on z under the trained model, against the guide's q(z|x).
+
+For a handful of points, Pyro's NUTS samples p(z | x) ∝ p(z) p(x | z) with the decoder fixed;
+two chains per point (the points are simply entered twice: their posteriors are independent,
+so one NUTS run over the copies is two chains of each). ArviZ summarizes both posteriors, and
+everything lands in an ``InferenceData``: the NUTS draws, the guide's draws, and importance
+samples with their log weights, with named dimensions.
+"""
+
+import warnings
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import MCMC, NUTS
+
+from .estimators import _PARTICLE_DIM, weighted_proposals
+from .training import frozen
+
+with warnings.catch_warnings():  # ArviZ announces its coming refactor on import
+    warnings.simplefilter("ignore")
+    import arviz as az
+
+__all__ = ["nuts", "guide_draws", "importance_draws", "mismatch", "inference_data", "summaries"]
+
+CHAINS = 2
+
+
+def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500) -> torch.Tensor:
+    """NUTS draws of z for each point of ``x``: ``(chains, num_samples, B, z_dim)``."""
+    B = x.shape[0]
+    copies = x.repeat(CHAINS, 1)
+    with frozen(model):
+        mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_samples=num_samples, warmup_steps=warmup, disable_progbar=True)
+        mcmc.run(copies)
+    z = mcmc.get_samples()["z"]  # (S, CHAINS·B, z_dim)
+    return z.reshape(num_samples, CHAINS, B, -1).transpose(0, 1).detach()
+
+
+@torch.no_grad()
+def guide_draws(guide, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Draws of z ~ q(z|x): ``(num_samples, B, z_dim)``."""
+    with pyro.plate("particles", num_samples, dim=_PARTICLE_DIM):
+        return poutine.trace(guide).get_trace(x).nodes["z"]["value"]
+
+
+def mismatch(nuts_z: torch.Tensor, guide_z: torch.Tensor) -> dict:
+    """How far q(z|x) is from the NUTS posterior, per point and dimension, summarized: the mean
+    of |Δ mean| / NUTS sd, and the geometric mean of guide sd / NUTS sd (1 is a match)."""
+    reference = nuts_z.flatten(0, 1)
+    sd = reference.std(0)
+    shift = ((guide_z.mean(0) - reference.mean(0)).abs() / sd).mean().item()
+    ratio = (guide_z.std(0) / sd).log().mean().exp().item()
+    return {"mean_shift_in_sd": shift, "scale_ratio": ratio}
+
+
+def inference_data(nuts_z: torch.Tensor, guide_z: torch.Tensor, importance_z: torch.Tensor, log_weights: torch.Tensor) -> "az.InferenceData":
+    """An InferenceData with dims ``point`` and ``z_dim``: group ``posterior`` (NUTS, as chains
+    and draws), ``guide`` (q draws), and ``importance`` (proposals z and their log weights)."""
+    dims = {"z": ["point", "z_dim"]}
+    coords = {"point": np.arange(nuts_z.shape[2]), "z_dim": np.arange(nuts_z.shape[3])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = az.from_dict(posterior={"z": nuts_z.cpu().numpy()}, coords=coords, dims=dims)
+        data.add_groups(
+            {
+                "guide": {"z": guide_z.cpu().numpy()[None]},
+                "importance": {"z": importance_z.cpu().numpy()[None], "log_weight": log_weights.cpu().numpy()[None]},
+            },
+            coords=coords,
+            dims={"z": ["point", "z_dim"], "log_weight": ["point"]},
+        )
+    return data
+
+
+def summaries(data: "az.InferenceData") -> dict:
+    """``az.summary`` of the NUTS posterior (with R̂ and ESS) and of the guide's draws."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "nuts": az.summary(data, group="posterior"),
+            "guide": az.summary(az.InferenceData(posterior=data.guide), kind="stats"),
+        }
+
+
+@torch.no_grad()
+def importance_draws(model, guide, x: torch.Tensor, num_particles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposals z ~ q(z|x) and their log weights: ``(K, B, z_dim)`` and ``(K, B)``."""
+    log_w, proposals = weighted_proposals(model, guide, x, num_particles)
+    return proposals.nodes["z"]["value"], log_w

@@ -1,0 +1,59 @@
+"""Every figure of a run is written, non-empty, at its pixel size; the NUTS gold standard."""
+
+import struct
+
+import pyro
+import torch
+
+from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
+from inference import figures
+from inference.posterior import nuts
+from inference.train import train
+from models import LinearGaussian
+
+FIGURES = [
+    "training_curve.png",
+    "prior_samples.png",
+    "reconstructions.png",
+    "posterior_as_prior.png",
+    "traversals.png",
+    "latent_means.png",
+    "log_px_against_k.png",
+    "posterior_pairs.png",
+    "posterior_contour.png",
+]
+
+
+def png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_a_tiny_run_draws_every_figure_and_its_posterior_files(tmp_path):
+    overrides = [*TINY, *SMALL_NETS, "z_dim=2", "evaluation.figures=true", "evaluation.num_particles=50"]
+    overrides += ["evaluation.posterior_points=2", "evaluation.posterior_samples=50", "evaluation.posterior_warmup=50"]
+    metrics = train(compose_config(*overrides), tmp_path)
+    for name in FIGURES:
+        path = tmp_path / "plots" / name
+        assert path.stat().st_size > 5_000, name
+        assert png_size(path) == (figures.SIZE[0] * figures.DPI, figures.SIZE[1] * figures.DPI), name
+    posterior = metrics["test"]["posterior"]
+    assert posterior["points"] == 2 and posterior["scale_ratio"] > 0 and posterior["nuts_r_hat_max"] < 1.5
+    assert (tmp_path / "posterior.nc").stat().st_size > 1_000
+    for name in ("nuts", "guide"):
+        assert (tmp_path / f"posterior_summary_{name}.csv").read_text().startswith(",mean,sd")
+
+
+def test_nuts_recovers_the_exact_posterior_of_the_linear_gaussian_model():
+    pyro.set_rng_seed(0)
+    model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
+    x = model.sample(3)
+    z = nuts(model, x, num_samples=250, warmup=150)  # (chains, draws, points, z_dim)
+    exact = model.exact_posterior(x)
+    draws = z.flatten(0, 1)
+    sd = exact.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt()
+    assert ((draws.mean(0) - exact.mean).abs() / sd).max() < 0.25  # about 5 Monte Carlo standard errors
+    # the posterior covariance is the same for every x: pool the centred draws of the points
+    pooled = torch.cov((draws - draws.mean(0)).reshape(-1, 2).T)
+    assert torch.allclose(pooled, exact.covariance_matrix[0], rtol=0.15, atol=0.02)
