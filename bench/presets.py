@@ -6,10 +6,11 @@ For each preset: the suite trains for as many epochs as fit in ``--seconds`` of 
 (``train.max_seconds``), then estimates log p(x) with K=5000 on the first ``--points`` test
 points; the hand-written version (bench/handwritten_vae.py) does the same with the same
 architecture, optimizer, schedule, data and budget, in the same process. Needs the benchmark
-data in ../shared/data (or --data DIR).
+data in --data DIR (or $VAE_DATA).
 """
 
 import argparse
+import os
 import math
 import time
 from pathlib import Path
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("--preset", nargs="*", default=list(PRESETS))
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--points", type=int, default=1000)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=os.environ.get("VAE_DATA"), required="VAE_DATA" not in os.environ,
+                        help="the folder of the benchmark data sets (default: $VAE_DATA)")
     parser.add_argument("--who", nargs="*", default=["suite", "PyTorch"])
     args = parser.parse_args()
     print(f"# {args.seconds:.0f} s of training, then K=5000 on the first {args.points} test points; {torch.get_num_threads()} torch threads")
