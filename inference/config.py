@@ -50,7 +50,10 @@ def check_config(cfg) -> None:
         _fail("optim.lr", lr, "a positive number")
     _positive_int("evaluation.num_particles", cfg.evaluation.num_particles)
     _positive_int("evaluation.max_points", cfg.evaluation.max_points, allow_none=True)
-    _positive_int("evaluation.chunk_size", cfg.evaluation.chunk_size)
+    _positive_int("evaluation.chunk_size", cfg.evaluation.chunk_size, allow_none=True)
+    budget = cfg.evaluation.memory_budget_mb
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+        _fail("evaluation.memory_budget_mb", budget, "a positive number of megabytes")
     _positive_int("evaluation.gap_points", cfg.evaluation.gap_points)
     _positive_int("evaluation.gap_particles", cfg.evaluation.gap_particles)
     for key in ("ais_points", "ais_steps", "ais_leapfrog", "ais_chains"):

@@ -30,6 +30,7 @@ from . import figures
 from .estimators import importance_sampling, latent_sites, posterior_mean
 from .evaluation import bits_per_dim, evaluate, mean_and_stderr
 from .gaps import fit_local, inference_gaps
+from .memory import pairs_within
 from .posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from .probe import linear_probe_r2
 from .rundir import load_checkpoint, locked, read_metrics, write_metrics
@@ -46,6 +47,7 @@ def evaluate_run(
     the figures (of the training ``curve`` too) into ``run_dir/plots``, and with
     ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``."""
     results = {}
+    chunk_size = evaluation.chunk_size or pairs_within(model, guide, data.test, evaluation.memory_budget_mb)
     for split in evaluation.splits:
         x = data.split(split)[: evaluation.max_points]
         if x.shape[0] == 0:
@@ -53,8 +55,9 @@ def evaluate_run(
         start = time.perf_counter()
         local_steps = fit_local_guide(model, guide, x)
         results[split] = evaluate(
-            model, guide, x, num_particles=evaluation.num_particles, chunk_size=evaluation.chunk_size
+            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size
         )
+        results[split]["chunk_size"] = chunk_size
         results[split]["seconds"] = time.perf_counter() - start
         if local_steps is not None:
             results[split]["local_fit_steps"] = local_steps
