@@ -47,13 +47,13 @@ def evaluate_run(
     the figures (of the training ``curve`` too) into ``run_dir/plots``, and with
     ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``."""
     results = {}
-    chunk_size = evaluation.chunk_size or pairs_within(model, guide, data.test, evaluation.memory_budget_mb)
     for split in evaluation.splits:
         x = data.split(split)[: evaluation.max_points]
         if x.shape[0] == 0:
             continue
         start = time.perf_counter()
         local_steps = fit_local_guide(model, guide, x)
+        chunk_size = evaluation.chunk_size or pairs_within(model, guide, x, evaluation.memory_budget_mb)
         results[split] = evaluate(
             model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size
         )
