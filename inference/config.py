@@ -6,9 +6,11 @@ It takes any mapping with attribute access (an OmegaConf ``DictConfig``) and imp
 hydra nor omegaconf.
 """
 
+import os
+
 import torch
 
-__all__ = ["check_config", "resolve_device"]
+__all__ = ["check_config", "pinned_device", "resolve_device", "thread_count"]
 
 
 def _fail(key: str, value, expected: str) -> None:
@@ -38,6 +40,9 @@ def check_config(cfg) -> None:
         _fail("train.rollback_lr_factor", factor, "a number between 0 and 1")
     if isinstance(cfg.train.max_rollbacks, bool) or not isinstance(cfg.train.max_rollbacks, int) or cfg.train.max_rollbacks < 0:
         _fail("train.max_rollbacks", cfg.train.max_rollbacks, "a non-negative integer")
+    threads = cfg.train.threads
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
+        _fail("train.threads", threads, "auto or a positive integer")
     for key in ("progress", "validate", "resume"):
         if not isinstance(cfg.train[key], bool):
             _fail(f"train.{key}", cfg.train[key], "true or false")
@@ -78,6 +83,31 @@ def check_config(cfg) -> None:
         hidden = cfg[key].get("hidden")
         if hidden is not None and any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in hidden):
             _fail(f"{key}.hidden", list(hidden), "a list of positive layer widths, e.g. [200,200]")
+
+
+def thread_count(setting, launcher=None, cpus: int | None = None) -> int | None:
+    """Torch threads for a job: ``setting`` when it is a number; for ``auto``, the cores shared
+    out among a sweep's parallel jobs: cores // n_jobs under joblib, the job's cpus_per_task
+    under submitit; None (torch's default) for a single run.
+
+    :param launcher: the ``hydra.launcher`` config of the running job, if any.
+    """
+    if setting != "auto":
+        return setting
+    cpus = cpus or os.cpu_count() or 1
+    if launcher is None:
+        return None
+    if launcher.get("n_jobs") is not None:  # joblib; -1 means one job per core
+        jobs = cpus if launcher.n_jobs < 0 else launcher.n_jobs
+        return max(1, cpus // max(1, jobs))
+    return launcher.get("cpus_per_task")
+
+
+def pinned_device(device: torch.device, job_num: int, device_count: int) -> torch.device:
+    """Parallel GPU jobs on one machine each take their own GPU (job i → GPU i mod count)."""
+    if device.type != "cuda" or device.index is not None or device_count < 2:
+        return device
+    return torch.device("cuda", job_num % device_count)
 
 
 def resolve_device(name: str) -> torch.device:

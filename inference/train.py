@@ -13,13 +13,14 @@ import hydra
 import pyro
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 from pyro.infer import JitTrace_ELBO
 
 from .checkpoint import Checkpoints, config_differences, restore
-from .config import check_config, resolve_device
+from .config import check_config, pinned_device, resolve_device, thread_count
 from .data import Dataset
 from .estimators import log_importance_weights
 from .evaluate import evaluate_run, summary
@@ -143,8 +144,26 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         return _train(cfg, run_dir)
 
 
+def _launched_job():
+    """The running Hydra job's launcher config and number, or (None, 0) outside a sweep."""
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not under Hydra (tests compose configs themselves)
+        return None, 0
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None, 0
+    return hydra_cfg.launcher, int(hydra_cfg.job.num)
+
+
 def _train(cfg: DictConfig, run_dir: Path) -> dict:
+    launcher, job_num = _launched_job()
+    threads = thread_count(cfg.train.threads, launcher)
+    if threads is not None:
+        torch.set_num_threads(threads)
     device = resolve_device(cfg.train.device)
+    if launcher is not None:
+        device = pinned_device(device, job_num, torch.cuda.device_count())
+        log.info(f"sweep job {job_num}: {torch.get_num_threads()} torch threads on {device}")
     pyro.set_rng_seed(cfg.train.seed)
     data = instantiate(cfg.data).to(device)
     model, guide = build(cfg, data)
