@@ -7,6 +7,7 @@ evaluates them, and writes the run directory (metrics.json, checkpoint.pt, .hydr
 import functools
 import inspect
 import logging
+import shutil
 from pathlib import Path
 
 import hydra
@@ -209,12 +210,24 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        train(cfg, HydraConfig.get().runtime.output_dir)
+        train(cfg, run_dir)
     except Exception as e:
         # into the job's log file, where inference.compare finds why a job of a sweep failed
         log.error(f"{FAILURE_MARK} {type(e).__name__}: {e}".splitlines()[0], exc_info=True)
+        if HydraConfig.get().mode == RunMode.RUN and not cfg.train.resume:
+            _remove_if_only_hydra_files(run_dir)
         raise
+
+
+def _remove_if_only_hydra_files(run_dir: Path) -> None:
+    """A single run rejected before it wrote anything (a bad value, a missing file) leaves no
+    directory behind: Hydra made it, with the config and the log, before the checks could run.
+    The error is on the terminal. A sweep's jobs keep theirs, for compare to report."""
+    ours = [p for p in run_dir.iterdir() if p.name not in (".hydra", f"{HydraConfig.get().job.name}.log")]
+    if not ours:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

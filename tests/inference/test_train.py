@@ -141,6 +141,11 @@ def test_command_line_run_and_its_errors(tmp_path):
     assert "Could not override 'trian.epochs'" in typo.stderr
     assert not (tmp_path / "typo").exists()
 
+    # a value that only the checks can reject: no directory is left behind either
+    bad = subprocess.run([*run[:-1], f"hydra.run.dir={tmp_path / 'bad'}", "train.epochs=ten"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode != 0 and "config key train.epochs='ten' is invalid: expected a positive integer" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
 
 def test_a_likelihood_that_does_not_fit_the_data_names_the_transform(tmp_path, caltech_root):
     cfg = compose_config(*RUN, "data=caltech_silhouettes", f"data.root={caltech_root}", "likelihood=beta")
