@@ -43,6 +43,15 @@ TINY = [
 SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]
 
 
+def without_timings(value):
+    """Metrics with every timing removed: what two runs of the same seed must share exactly."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
 # Strongly correlated columns: the posterior of z is correlated, so a diagonal q cannot match it.
 CORRELATED_W = torch.tensor([[1.0, 0.9], [0.8, 1.0], [1.0, 1.1], [0.5, 0.4], [1.2, 1.0], [0.3, 0.5]])
 X_SCALE = 0.5

@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_NETS, TINY
+from conftest import SMALL_NETS, TINY, without_timings
 from inference.evaluate import reevaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 AIS = ["evaluation.ais=true", "evaluation.ais_points=8", "evaluation.ais_steps=20", "evaluation.ais_chains=4", "evaluation.ais_leapfrog=3"]
-
-
-def without_timings(value):
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
-    return value
 
 
 @pytest.fixture(scope="module")

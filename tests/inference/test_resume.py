@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL_NETS, TINY, compose_config
+from conftest import SMALL_NETS, TINY, compose_config, without_timings
 from inference.rundir import load_checkpoint, locked
 from inference.train import train
 from inference.training import NonFiniteError
@@ -38,14 +38,6 @@ def checkpointed_epoch(run_dir: Path) -> int:
         return load_checkpoint(run_dir)["progress"]["epoch"]
     except (FileNotFoundError, ValueError):  # not written yet
         return -1
-
-
-def without_timings(value):
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):

@@ -10,21 +10,13 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from conftest import SMALL_NETS, TINY, compose_config
+from conftest import SMALL_NETS, TINY, compose_config, without_timings
 
 RUN = [*TINY, *SMALL_NETS]  # a tiny run with small networks
 from inference.data import digits
 from inference.train import build, train
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def without_timings(value):
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
 
 
 def test_run_writes_the_run_directory_contract(tmp_path):
