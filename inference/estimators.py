@@ -126,7 +126,7 @@ def weighted_proposals(
 
 
 def _log_weight_blocks(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None = None
 ) -> Iterator[torch.Tensor]:
     """Yield the ``(K, b)`` log weights of consecutive blocks of b data points, computing at
     most ``chunk_size`` particle × data-point pairs at a time."""
@@ -135,12 +135,46 @@ def _log_weight_blocks(
     particles = max(1, min(K, chunk_size // block))  # particles per pass
     for start in range(0, N, block):
         x_block = x[start : start + block]
-        yield torch.cat(
-            [
-                log_importance_weights(model, guide, x_block, min(particles, K - k))
-                for k in range(0, K, particles)
-            ]
+        if seed is None:
+            passes = [log_importance_weights(model, guide, x_block, min(particles, K - k)) for k in range(0, K, particles)]
+        else:
+            passes = [_seeded_log_weights(model, guide, x_block, start, k, min(k + particles, K), K, seed) for k in range(0, K, particles)]
+        yield torch.cat(passes)
+
+
+def _seeded_log_weights(model: Program, guide: Program | None, x: torch.Tensor, first: int, k0: int, k1: int, K: int, seed: int) -> torch.Tensor:
+    """The log weights of particles k0…k1 of the points ``x`` (``first`` the index of the first),
+    each point's K proposals drawn from a generator seeded by (``seed``, its index): the same
+    numbers whichever passes the points and particles are split into.
+
+    The proposal program runs once per point (it is cheap: an encoder on one point); the model,
+    where the cost is, runs once for the whole pass, conditioned on the drawn values."""
+    proposal = guide if guide is not None else model
+    values, log_q = {}, []
+    for i in range(x.shape[0]):
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed((seed * 1_000_003 + first + i) % 2**63)
+            with pyro.plate("particles", K, dim=_PARTICLE_DIM):
+                trace = poutine.trace(proposal).get_trace(x[i : i + 1])
+        for name in _latent_sites(trace):
+            site = trace.nodes[name]
+            values.setdefault(name, []).append((site["value"][k0:k1], -1 - site["fn"].event_dim))
+        if guide is not None:
+            log_q.append(_site_log_probs(trace, K, 1, observed=False)[k0:k1])
+    values = {name: torch.cat([v for v, _ in parts], dim=parts[0][1]) for name, parts in values.items()}
+    k, b = k1 - k0, x.shape[0]
+    with pyro.plate("particles", k, dim=_PARTICLE_DIM):
+        model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
+    unproposed = _latent_sites(model_trace)
+    if unproposed:
+        raise ValueError(
+            f"the guide samples the sites {sorted(values)} but the model also has {sorted(unproposed)}; "
+            "use a guide for this model (guide=hierarchical for model=hierarchical)"
         )
+    log_joint = _site_log_probs(model_trace, k, b, observed=None)
+    if guide is None:  # the prior proposes: log w = log p(x | z)
+        return log_joint - sum(torch.broadcast_to(model_trace.nodes[n]["fn"].log_prob(values[n]), (k, b)) for n in values)
+    return log_joint - torch.cat(log_q, dim=1)
 
 
 class ImportanceEstimate(NamedTuple):
@@ -162,6 +196,7 @@ def importance_sampling(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     curve: tuple[int, ...] = (),
     diagnose: bool = False,
+    seed: int | None = None,
 ) -> ImportanceEstimate:
     """Estimate log p(x) and the ELBO of every data point by importance sampling.
 
@@ -174,6 +209,9 @@ def importance_sampling(
         particles: the estimate's convergence in K, for free.
     :param diagnose: also fit each point's Pareto k̂ and effective sample size
         (:mod:`inference.diagnostics`).
+    :param seed: draw each point's proposals from a generator seeded by (``seed``, the point's
+        index): the estimate is then the same for any ``chunk_size`` (up to the last bits of
+        batched arithmetic). Without it the draws follow the global RNG, pass by pass.
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:
@@ -182,7 +220,7 @@ def importance_sampling(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     curve = sorted({k for k in curve if k <= num_particles})
     log_px, elbo, by_k, k_hat, ess = [], [], {k: [] for k in curve}, [], []
-    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size):
+    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed):
         log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
         elbo.append(log_w.mean(0))
         for k in curve:

@@ -73,7 +73,10 @@ def evaluate(
     model.eval(), guide.eval()
     metrics = {}
     for key, proposal, name in [("log_px", guide, "guide"), ("log_px_prior", None, "prior")]:
-        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True)
+        # each point's draws from its own seed (itself drawn from the run's RNG): the numbers do
+        # not depend on the memory budget that splits the work into passes
+        seed = int(torch.randint(2**62, ()))
+        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed)
         at_k = {str(k): mean_and_stderr(v) for k, v in estimate.by_num_particles.items()}
         metrics[key] = {
             **mean_and_stderr(estimate.log_px),

@@ -157,3 +157,25 @@ def test_site_outside_the_data_plate_is_refused():
 
     with pytest.raises(ValueError, match="site 'scale' is not inside pyro.plate"):
         log_importance_weights(model, None, torch.zeros(3, 2), num_particles=4)
+
+
+@pytest.mark.parametrize("make", [small_vae, small_hierarchical], ids=["vae", "hierarchical"])
+@pytest.mark.parametrize("proposal", ["guide", "prior"])
+def test_a_seeded_estimate_is_the_same_for_any_chunk_size(make, proposal):
+    model, guide = make()
+    guide = guide if proposal == "guide" else None
+    x = digits(binarize="fixed").test[:7]
+    whole = importance_sampling(model, guide, x, num_particles=50, chunk_size=10**6, seed=3)
+    for chunk_size in (1, 13, 120):  # one pair a pass; particle passes; several points a pass
+        chunked = importance_sampling(model, guide, x, num_particles=50, chunk_size=chunk_size, seed=3)
+        assert torch.allclose(chunked.log_px, whole.log_px, atol=1e-5) and torch.allclose(chunked.elbo, whole.elbo, atol=1e-5)
+    other = importance_sampling(model, guide, x, num_particles=50, seed=4)
+    assert not torch.allclose(other.log_px, whole.log_px)
+
+
+def test_a_seeded_estimate_is_as_exact_as_an_unseeded_one(linear_gaussian_fit):
+    model, guide, x = linear_gaussian_fit
+    for proposal, K in [(guide, 100), (None, 2000)]:
+        seeded = importance_sampling(model, proposal, x, num_particles=K, seed=0).log_px
+        d, se = mean_se(seeded - model.exact_log_px(x))
+        assert abs(d) <= 4 * se + 0.01, (proposal, d, se)
