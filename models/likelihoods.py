@@ -16,7 +16,7 @@ from torch import nn
 
 import pyro.distributions as dist
 
-from .distributions import DiscretizedLogistic
+from .distributions import DiscretizedLogistic, LogitBernoulli
 
 __all__ = [
     "Likelihood",
@@ -70,7 +70,7 @@ class Bernoulli(Likelihood):
 
     def forward(self, x_logits: torch.Tensor) -> dist.TorchDistribution:
         # validate_args=False: check_support ran once, up front; checking each batch again is slow.
-        return dist.Bernoulli(logits=x_logits, validate_args=False).to_event(1)
+        return LogitBernoulli(logits=x_logits, validate_args=False).to_event(1)
 
     def check_support(self, x: torch.Tensor) -> None:
         super().check_support(x)
