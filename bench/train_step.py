@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from inference.data import Dataset
+from inference.objectives import LeanTrace_ELBO
 from inference.training import fit, parameters_of
 
 from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
@@ -63,7 +64,7 @@ def bench(arch: tuple, batch_size: int, steps: int, repeats: int, jit: bool) -> 
     suite_times = []
 
     def suite_loop():
-        loss = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
+        loss = JitTrace_ELBO(ignore_jit_warnings=True) if jit else LeanTrace_ELBO()  # objective=trace_elbo
         summary = fit(model, guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss)
         suite_times.append(summary["curve"][1]["seconds"])
 

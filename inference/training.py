@@ -1,7 +1,8 @@
 """Training: stochastic variational inference with ``Trace_ELBO`` on in-memory data.
 
-Each step evaluates ``Trace_ELBO().differentiable_loss(model, guide, x)`` — the same
-single-sample ELBO estimator and surrogate that ``pyro.infer.SVI`` with ``Trace_ELBO`` uses —
+Each step evaluates ``Trace_ELBO``'s ``differentiable_loss(model, guide, x)`` (through the lean
+path of :class:`~inference.objectives.LeanTrace_ELBO` when the guide is reparameterized) — the
+same single-sample ELBO estimator and surrogate that ``pyro.infer.SVI`` with ``Trace_ELBO`` uses —
 and steps one ordinary ``torch.optim`` optimizer over the parameters of both programs. That
 skips SVI's per-parameter optimizers and param-store bookkeeping, which cost more than the
 networks themselves at the batch sizes VAEs train with (see BENCHMARKS.md).
@@ -23,10 +24,10 @@ from tqdm.auto import tqdm
 
 import pyro
 from pyro import poutine
-from pyro.infer import Trace_ELBO
 
 from .data import Dataset
 from .estimators import importance_sampling
+from .objectives import LeanTrace_ELBO
 
 __all__ = ["ElboStep", "NonFiniteError", "fit", "frozen", "new_progress", "parameters_of"]
 
@@ -79,12 +80,12 @@ class ElboStep:
     :param guide: the guide program.
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (or, like ``RenyiELBO``, only a
-        ``loss_and_grads``); ``Trace_ELBO()`` by default.
+        ``loss_and_grads``); ``LeanTrace_ELBO()`` (Trace_ELBO's estimate) by default.
     """
 
     def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None):
         self.model, self.guide, self.optimizer = model, guide, optimizer
-        self.loss = loss if loss is not None else Trace_ELBO()
+        self.loss = loss if loss is not None else LeanTrace_ELBO()
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ def fit(
     to continue a run, restored with :func:`inference.checkpoint.restore`).
 
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
-    :param loss: an ELBO with a ``differentiable_loss`` (``Trace_ELBO()`` when ``None``).
+    :param loss: an ELBO with a ``differentiable_loss`` (``LeanTrace_ELBO()`` when ``None``).
     :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
     :param max_seconds: a time budget: no new epoch starts once the SVI loop has run this long.
     :param start: the ``progress`` to continue from (a checkpoint's); a fresh run when ``None``.
