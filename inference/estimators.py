@@ -113,14 +113,7 @@ def weighted_proposals(
             return _site_log_probs(model_trace, K, B, observed=True), model_trace
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    # A model site the guide does not sample would be drawn from the prior and silently
-    # weighed as if proposed: refuse the pair instead.
-    model_sites, guide_sites = _latent_sites(model_trace), _latent_sites(guide_trace)
-    if model_sites != guide_sites:
-        raise ValueError(
-            f"the guide samples the sites {sorted(guide_sites)} but the model's latent sites are "
-            f"{sorted(model_sites)}; use a guide for this model (guide=hierarchical for model=hierarchical)"
-        )
+    _check_sites(_latent_sites(guide_trace), _latent_sites(model_trace))
     log_w = _site_log_probs(model_trace, K, B, observed=None) - _site_log_probs(guide_trace, K, B, observed=False)
     return log_w, guide_trace
 
@@ -137,44 +130,58 @@ def _log_weight_blocks(
         x_block = x[start : start + block]
         if seed is None:
             passes = [log_importance_weights(model, guide, x_block, min(particles, K - k)) for k in range(0, K, particles)]
+        elif guide is None:  # the prior: each point's own trace already holds its weights
+            passes = [torch.cat([_seeded_prior_log_weights(model, x_block, start + i, i, K, seed) for i in range(x_block.shape[0])], dim=1)]
         else:
             passes = [_seeded_log_weights(model, guide, x_block, start, k, min(k + particles, K), K, seed) for k in range(0, K, particles)]
         yield torch.cat(passes)
 
 
-def _seeded_log_weights(model: Program, guide: Program | None, x: torch.Tensor, first: int, k0: int, k1: int, K: int, seed: int) -> torch.Tensor:
-    """The log weights of particles k0…k1 of the points ``x`` (``first`` the index of the first),
-    each point's K proposals drawn from a generator seeded by (``seed``, its index): the same
-    numbers whichever passes the points and particles are split into.
+def _seeded_trace(program: Program, x: torch.Tensor, K: int, seed: int, index: int) -> poutine.Trace:
+    """``program``'s trace on the one point ``x`` with K particles, drawn from a generator seeded
+    by (``seed``, the point's ``index``) and leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed((seed * 1_000_003 + index) % 2**63)
+        with pyro.plate("particles", K, dim=_PARTICLE_DIM):
+            return poutine.trace(program).get_trace(x)
 
-    The proposal program runs once per point (it is cheap: an encoder on one point); the model,
-    where the cost is, runs once for the whole pass, conditioned on the drawn values."""
-    proposal = guide if guide is not None else model
+
+def _seeded_prior_log_weights(model: Program, x: torch.Tensor, index: int, i: int, K: int, seed: int) -> torch.Tensor:
+    """log p(x | z) for K draws z ~ p(z) of the point ``x[i]``: ``(K, 1)``. The model runs once
+    per point on all K particles, so a pass of the prior holds at least K pairs."""
+    return _site_log_probs(_seeded_trace(model, x[i : i + 1], K, seed, index), K, 1, observed=True)
+
+
+def _seeded_log_weights(model: Program, guide: Program, x: torch.Tensor, first: int, k0: int, k1: int, K: int, seed: int) -> torch.Tensor:
+    """The log weights of particles k0…k1 of the points ``x`` (``first`` the index of the first),
+    each point's K proposals drawn by :func:`_seeded_trace`: the same numbers whichever passes
+    the points and particles are split into.
+
+    The guide runs once per point (it is cheap: an encoder on one point); the model, where the
+    cost is, runs once for the whole pass, conditioned on the drawn values."""
     values, log_q = {}, []
     for i in range(x.shape[0]):
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed((seed * 1_000_003 + first + i) % 2**63)
-            with pyro.plate("particles", K, dim=_PARTICLE_DIM):
-                trace = poutine.trace(proposal).get_trace(x[i : i + 1])
+        trace = _seeded_trace(guide, x[i : i + 1], K, seed, first + i)
         for name in _latent_sites(trace):
             site = trace.nodes[name]
             values.setdefault(name, []).append((site["value"][k0:k1], -1 - site["fn"].event_dim))
-        if guide is not None:
-            log_q.append(_site_log_probs(trace, K, 1, observed=False)[k0:k1])
+        log_q.append(_site_log_probs(trace, K, 1, observed=False)[k0:k1])
     values = {name: torch.cat([v for v, _ in parts], dim=parts[0][1]) for name, parts in values.items()}
     k, b = k1 - k0, x.shape[0]
     with pyro.plate("particles", k, dim=_PARTICLE_DIM):
         model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
-    unproposed = _latent_sites(model_trace)
-    if unproposed:
+    _check_sites(set(values), set(values) | _latent_sites(model_trace))
+    return _site_log_probs(model_trace, k, b, observed=None) - torch.cat(log_q, dim=1)
+
+
+def _check_sites(guide_sites: set[str], model_sites: set[str]) -> None:
+    """A model site the guide does not sample would be drawn from the prior and silently
+    weighed as if proposed: refuse the pair instead."""
+    if model_sites != guide_sites:
         raise ValueError(
-            f"the guide samples the sites {sorted(values)} but the model also has {sorted(unproposed)}; "
-            "use a guide for this model (guide=hierarchical for model=hierarchical)"
+            f"the guide samples the sites {sorted(guide_sites)} but the model's latent sites are "
+            f"{sorted(model_sites)}; use a guide for this model (guide=hierarchical for model=hierarchical)"
         )
-    log_joint = _site_log_probs(model_trace, k, b, observed=None)
-    if guide is None:  # the prior proposes: log w = log p(x | z)
-        return log_joint - sum(torch.broadcast_to(model_trace.nodes[n]["fn"].log_prob(values[n]), (k, b)) for n in values)
-    return log_joint - torch.cat(log_q, dim=1)
 
 
 class ImportanceEstimate(NamedTuple):
@@ -211,7 +218,8 @@ def importance_sampling(
         (:mod:`inference.diagnostics`).
     :param seed: draw each point's proposals from a generator seeded by (``seed``, the point's
         index): the estimate is then the same for any ``chunk_size`` (up to the last bits of
-        batched arithmetic). Without it the draws follow the global RNG, pass by pass.
+        batched arithmetic). Without it the draws follow the global RNG, pass by pass. With a
+        seed the prior proposal evaluates each point's K particles in one pass.
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:
