@@ -59,3 +59,9 @@ def test_bdmc_brackets_log_px_and_narrows_with_more_steps(tmp_path):
         assert above > -3 * stderr
         widths.append(width)
     assert widths[1] < widths[0] / 2, widths
+
+
+def test_a_model_with_two_latent_layers_skips_ais_and_keeps_its_results(tmp_path):
+    overrides = [*TINY, "model=hierarchical", "guide=hierarchical", "evaluation.ais=true", "evaluation.ais_points=4", "evaluation.ais_steps=2"]
+    test = train(compose_config(*overrides), tmp_path)["test"]
+    assert "one latent site 'z'" in test["log_px_ais"]["skipped"] and test["log_px"]["mean"] is not None
