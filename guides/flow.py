@@ -11,6 +11,7 @@ import pyro
 import pyro.distributions as dist
 
 from models.distributions import diagonal_normal_params
+from models.registration import register
 
 from .normal import _check
 
@@ -56,6 +57,6 @@ class AmortizedFlow(nn.Module):
         return dist.TransformedDistribution(base, [t.condition(context) for t in self.transforms])
 
     def forward(self, x: torch.Tensor) -> None:
-        pyro.module("guide", self)
+        register("guide", self)
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.posterior(x))

@@ -9,6 +9,8 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 
+from models.registration import register
+
 from .normal import _check
 
 __all__ = ["AmortizedFullRank"]
@@ -45,6 +47,6 @@ class AmortizedFullRank(nn.Module):
         return dist.MultivariateNormal(z_loc, scale_tril=z_scale_tril, validate_args=False)
 
     def forward(self, x: torch.Tensor) -> None:
-        pyro.module("guide", self)
+        register("guide", self)
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.posterior(x))

@@ -9,6 +9,7 @@ import pyro
 
 from models.distributions import diagonal_normal
 from models.networks import MLP
+from models.registration import register
 
 from .normal import _check
 
@@ -43,7 +44,7 @@ class HierarchicalGuide(nn.Module):
         self.z_dim, self.scale_floor = z_dim, scale_floor
 
     def forward(self, x: torch.Tensor) -> None:
-        pyro.module("guide", self)
+        register("guide", self)
         with pyro.plate("data", x.shape[0]):
             z1 = pyro.sample("z1", diagonal_normal(self.encoder(x), self.scale_floor))
             pyro.sample("z2", diagonal_normal(self.top(z1), self.scale_floor))  # (..., B, z_dim)

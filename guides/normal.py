@@ -9,6 +9,7 @@ import pyro
 import pyro.distributions as dist
 
 from models.distributions import diagonal_normal, diagonal_normal_params
+from models.registration import register
 
 __all__ = ["AmortizedNormal"]
 
@@ -49,6 +50,6 @@ class AmortizedNormal(nn.Module):
 
     def forward(self, x: torch.Tensor) -> None:
         """:param x: a ``(batch, x_dim)``-shaped tensor of observations."""
-        pyro.module("guide", self)
+        register("guide", self)
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.posterior(x))

@@ -5,6 +5,8 @@ from torch import nn
 
 import pyro
 
+from models.registration import register
+
 __all__ = ["PriorGuide"]
 
 
@@ -21,7 +23,7 @@ class PriorGuide(nn.Module):
         self.z_dim = prior.z_dim
 
     def forward(self, x: torch.Tensor) -> None:
-        pyro.module("guide", self)
+        register("guide", self)
         B = x.shape[0]
         with pyro.plate("data", B):
             pyro.sample("z", self.prior(B))

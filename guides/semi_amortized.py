@@ -12,6 +12,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from models.distributions import diagonal_normal_params
+from models.registration import register
 
 from .normal import _check
 
@@ -94,7 +95,7 @@ class SemiAmortizedNormal(nn.Module):
         return dist.Normal(z_loc, z_scale, validate_args=False).to_event(1)
 
     def forward(self, x: torch.Tensor) -> None:
-        pyro.module("guide", self)
+        register("guide", self)
         q = self.posterior(x)  # outside the plate: the refinement runs the model, plate and all
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", q)

@@ -16,6 +16,8 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from models.registration import unregistered
+
 __all__ = ["KLWeighted", "LeanTrace_ELBO"]
 
 
@@ -25,16 +27,25 @@ class LeanTrace_ELBO(Trace_ELBO):
     reparameterized. Then the loss is log q(z|x) − log p(x, z) from the guide's trace and the
     model replayed on it (``Trace.log_prob_sum``, which applies scales and masks), without
     Trace_ELBO's score-function and enumeration bookkeeping: about 0.35 ms less per step
-    (BENCHMARKS.md). Anything else goes through ``Trace_ELBO`` itself."""
+    (BENCHMARKS.md). Anything else goes through ``Trace_ELBO`` itself.
+
+    The lean path runs the programs :func:`~models.registration.unregistered`: their networks
+    are not put into Pyro's param store, because its caller (the training step) optimizes the
+    modules' parameters directly. Pyro's idiom of capturing the parameters of
+    ``differentiable_loss`` with ``poutine.trace(param_only=True)`` finds none here; use
+    ``Trace_ELBO`` for that."""
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         if self.num_particles != 1 or is_validation_enabled():
             return super().differentiable_loss(model, guide, *args, **kwargs)
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        latent = [s for s in guide_trace.nodes.values() if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
-        if not all(site["fn"].has_rsample for site in latent):
+        with unregistered():
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            latent = [s for s in guide_trace.nodes.values() if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
+            reparameterized = all(site["fn"].has_rsample for site in latent)
+            if reparameterized:
+                model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        if not reparameterized:
             return super().differentiable_loss(model, guide, *args, **kwargs)  # needs score-function terms
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
 
 

@@ -10,6 +10,7 @@ import pyro
 from .distributions import diagonal_normal
 from .likelihoods import Likelihood
 from .networks import MLP
+from .registration import register
 
 __all__ = ["HierarchicalVAE"]
 
@@ -51,7 +52,7 @@ class HierarchicalVAE(nn.Module):
         return diagonal_normal(self.middle(z2), self.scale_floor)
 
     def forward(self, x: torch.Tensor) -> None:
-        pyro.module("model", self)
+        register("model", self)
         B = x.shape[0]
         with pyro.plate("data", B):
             z2 = pyro.sample("z2", self.prior(B))

@@ -8,6 +8,7 @@ from torch import nn
 import pyro
 
 from .likelihoods import Likelihood
+from .registration import register
 
 __all__ = ["VAE"]
 
@@ -38,7 +39,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> None:
         """:param x: a ``(batch, x_dim)``-shaped tensor of observations."""
-        pyro.module("model", self)
+        register("model", self)
         B = x.shape[0]
         with pyro.plate("data", B):
             z = pyro.sample("z", self.prior(B))  # (..., B, z_dim); particles broadcast on the left

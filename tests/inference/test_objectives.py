@@ -101,3 +101,23 @@ def test_the_lean_path_gives_trace_elbos_loss_and_gradients(pair, kind, beta):
     (loss, grads), (lean_loss, lean_grads) = results
     assert torch.allclose(lean_loss, loss, rtol=1e-6, atol=1e-5)
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(lean_grads, grads))
+
+
+def test_the_lean_path_leaves_the_param_store_alone(pair):
+    """The training step optimizes the modules' own parameters, so the lean path skips the
+    per-parameter messages of pyro.module; Trace_ELBO, and the lean path's fallbacks, register."""
+    from inference.objectives import LeanTrace_ELBO
+
+    model, guide, x = pair
+    pyro.clear_param_store()
+    with pyro.validation_enabled(False):
+        loss = LeanTrace_ELBO().differentiable_loss(model, guide, x)
+        assert len(pyro.get_param_store()) == 0
+        loss.backward()  # the gradients reach the modules all the same
+        assert all(p.grad is not None for p in [*model.parameters(), *guide.parameters()])
+        Trace_ELBO().differentiable_loss(model, guide, x)
+        assert "model$$$decoder.0.weight" in pyro.get_param_store() and "guide$$$encoder.0.weight" in pyro.get_param_store()
+    pyro.clear_param_store()
+    with pyro.validation_enabled(True):  # the fallback is Trace_ELBO as it is
+        LeanTrace_ELBO().differentiable_loss(model, guide, x)
+        assert "model$$$decoder.0.weight" in pyro.get_param_store()
