@@ -10,7 +10,7 @@ from torch.distributions import constraints
 import pyro.distributions as dist
 from pyro.distributions import TorchDistribution
 
-__all__ = ["LogitBernoulli", "DiscretizedLogistic", "DiagonalNormalMixture", "diagonal_normal_params", "diagonal_normal"]
+__all__ = ["LogitBernoulli", "LogitBernoulliEvents", "DiscretizedLogistic", "DiagonalNormalMixture", "diagonal_normal_params", "diagonal_normal"]
 
 
 class LogitBernoulli(dist.Bernoulli):
@@ -25,6 +25,26 @@ class LogitBernoulli(dist.Bernoulli):
 
     def expand(self, batch_shape, _instance=None):
         return super().expand(batch_shape, _instance or self._get_checked_instance(LogitBernoulli, _instance))
+
+    def to_event(self, reinterpreted_batch_ndims=None):
+        independent = super().to_event(reinterpreted_batch_ndims)
+        if isinstance(independent, dist.Independent) and independent.base_dist is self:
+            return LogitBernoulliEvents(self, independent.reinterpreted_batch_ndims)
+        return independent
+
+
+class LogitBernoulliEvents(dist.Independent):
+    """``LogitBernoulli(logits).to_event(n)``, whose log-probability sums before it negates:
+    log p(x) = −Σ_d softplus(l_d·(1 − 2x_d)), which for binary x is Σ_d x_d·l_d − softplus(l_d).
+    Two passes over the logits (a product, a softplus) instead of three, and the negation on the
+    sum: about 30% less time in the likelihood, the estimator's hottest computation
+    (BENCHMARKS.md). Exact on the support {0, 1} only, which the likelihood checks up front."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self.base_dist._validate_sample(value)
+        flipped = self.base_dist.logits * (1 - 2 * value)  # l where x = 0, −l where x = 1
+        return -F.softplus(flipped).flatten(-self.reinterpreted_batch_ndims).sum(-1)
 
 
 def diagonal_normal_params(params: torch.Tensor, scale_floor: float) -> tuple[torch.Tensor, torch.Tensor]:
