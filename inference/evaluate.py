@@ -53,9 +53,9 @@ def evaluate_run(
             continue
         start = time.perf_counter()
         local_steps = fit_local_guide(model, guide, x)
-        chunk_size = evaluation.chunk_size or pairs_within(model, guide, x, evaluation.memory_budget_mb)
+        chunk_size = pass_size(model, guide, x, evaluation)
         results[split] = evaluate(
-            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size
+            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size, prior_proposal=evaluation.prior_proposal
         )
         results[split]["chunk_size"] = chunk_size
         results[split]["seconds"] = time.perf_counter() - start
@@ -66,7 +66,8 @@ def evaluate_run(
             results[split]["bits_per_dim"] = bits_per_dim(results[split]["log_px"]["mean"], data.x_dim, levels)
     if evaluation.gaps and "test" in results:
         start = time.perf_counter()
-        results["test"]["gaps"] = gaps(model, guide, data.test[: evaluation.gap_points], evaluation.gap_particles)
+        points = data.test[: evaluation.gap_points]
+        results["test"]["gaps"] = gaps(model, guide, points, evaluation.gap_particles, pass_size(model, guide, points, evaluation))
         results["test"]["gaps"]["seconds"] = time.perf_counter() - start
     if data.factors is not None and "test" in results:
         results["test"]["probe"] = probe(guide, data, evaluation)
@@ -136,7 +137,8 @@ def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
     out["log_px_ais"]["seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     sandwich = bidirectional(model, x.shape[0], **options)
-    importance = importance_sampling(model, guide, sandwich["x"], evaluation.num_particles).log_px
+    seed = int(torch.randint(2**62, ()))  # as for the test split: the same numbers for any pass size
+    importance = importance_sampling(model, guide, sandwich["x"], evaluation.num_particles, pass_size(model, guide, sandwich["x"], evaluation), seed=seed).log_px
     out["bdmc"] = {
         "lower": mean_and_stderr(sandwich["lower"]),
         "upper": mean_and_stderr(sandwich["upper"]),
@@ -149,6 +151,12 @@ def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
     return out
 
 
+def pass_size(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, evaluation: DictConfig) -> int:
+    """Particle × point pairs per pass of the estimator: ``evaluation.chunk_size``, or as many
+    as keep its peak tensor memory under ``evaluation.memory_budget_mb``."""
+    return evaluation.chunk_size or pairs_within(model, guide, x, evaluation.memory_budget_mb)
+
+
 def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -> int | None:
     """Fit a local guide's parameters for the points ``x`` with the model fixed, so that they
     can be evaluated; returns the steps taken, or None for an amortized guide."""
@@ -158,10 +166,10 @@ def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Ten
     return fit_local(model, guide, x, max_steps=guide.fit_steps)
 
 
-def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int) -> dict:
+def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int, chunk_size: int) -> dict:
     """The inference-gap decomposition, or why it could not run (a guide without an encoder)."""
     try:
-        return inference_gaps(model, guide, x, num_particles)
+        return inference_gaps(model, guide, x, num_particles, chunk_size=chunk_size)
     except ValueError as e:
         log.warning(f"no inference gaps: {e}")
         return {"skipped": str(e)}
@@ -182,7 +190,9 @@ def summary(metrics: dict, run_dir: Path) -> str:
     if test:
         lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
         for key, label in [("log_px", "test log p̂(x), guide proposal"), ("log_px_prior", "test log p̂(x), prior proposal")]:
-            est = test[key]
+            est = test.get(key)
+            if est is None:  # evaluation.prior_proposal=false
+                continue
             if est["mean"] is None:
                 lines.append(f"{label}  not finite for {est['non_finite']} of {est['n']} points: {est['reason']}")
             else:

@@ -56,6 +56,7 @@ def evaluate(
     *,
     num_particles: int,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    prior_proposal: bool = True,
 ) -> dict:
     """Per-datapoint ELBO and log p̂(x), averaged over the data points of ``x``.
 
@@ -63,7 +64,9 @@ def evaluate(
     (their log-mean-exp); the prior proposal at the same K shows what the guide buys. Models
     with a closed form (``exact_log_px``) also report the exact value.
 
-    :returns: ``{"elbo": float, "log_px": {...}, "log_px_prior": {...}[, "log_px_exact": {...}]}``
+    :param prior_proposal: also estimate with the prior as proposal (``log_px_prior``); it
+        costs as much as the guide's estimate, which matters at large K and many points.
+    :returns: ``{"elbo": float, "log_px": {...}[, "log_px_prior": {...}][, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
         first k particles for k in 1, 2, 5, 10, … up to K (``curve_stderr``: its standard errors), and ``diagnostics``, the Pareto k̂
@@ -72,7 +75,8 @@ def evaluate(
     """
     model.eval(), guide.eval()
     metrics = {}
-    for key, proposal, name in [("log_px", guide, "guide"), ("log_px_prior", None, "prior")]:
+    proposals = [("log_px", guide, "guide"), ("log_px_prior", None, "prior")][: 2 if prior_proposal else 1]
+    for key, proposal, name in proposals:
         # each point's draws from its own seed (itself drawn from the run's RNG): the numbers do
         # not depend on the memory budget that splits the work into passes
         seed = int(torch.randint(2**62, ()))

@@ -155,6 +155,8 @@ def log_px_against_k(test: dict, path: Path) -> Path:
     fig = _figure("log p̂(x) against the number of importance samples")
     ax = fig.add_subplot(1, 1, 1)
     for key, label in [("log_px", "guide proposal"), ("log_px_prior", "prior proposal")]:
+        if key not in test:  # evaluation.prior_proposal=false
+            continue
         curve, stderr = test[key]["curve"], test[key].get("curve_stderr", {})
         ks = sorted((k for k in curve if curve[k] is not None), key=int)
         mean = np.array([curve[k] for k in ks])

@@ -14,6 +14,7 @@ from conftest import SMALL_NETS, TINY, compose_config, without_timings
 
 RUN = [*TINY, *SMALL_NETS]  # a tiny run with small networks
 from inference.data import digits
+from inference.evaluate import summary
 from inference.train import build, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,16 @@ def test_run_writes_the_run_directory_contract(tmp_path):
     model, guide = build(cfg, digits())
     model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
     assert state["optimizer"]["state"]  # Adam moments were saved
+
+
+def test_the_prior_proposal_can_be_left_out(tmp_path):
+    both = train(compose_config(*RUN), tmp_path / "both")
+    guide_only = train(compose_config(*RUN, "evaluation.prior_proposal=false"), tmp_path / "guide")
+    assert "log_px_prior" not in guide_only["valid"] and "log_px_prior" not in guide_only["test"]
+    # valid is evaluated first, from the same RNG state: the guide's estimate is the same
+    assert guide_only["valid"]["log_px"] == both["valid"]["log_px"]
+    lines = summary(guide_only, tmp_path / "guide")
+    assert "guide proposal" in lines and "prior proposal" not in lines
 
 
 def test_training_raises_the_elbo_on_digits(tmp_path):
@@ -94,6 +105,7 @@ def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
         ("optim.lr=-1", "optim.lr=-1 is invalid: expected a positive number"),
         ("train.device=tpu", "train.device='tpu' is invalid: expected auto, cpu, cuda or cuda:N"),
         ("decoder.hidden=[0]", "decoder.hidden=[0] is invalid"),
+        ("evaluation.prior_proposal=maybe", "evaluation.prior_proposal='maybe' is invalid: expected true or false"),
     ],
 )
 def test_invalid_values_fail_at_start(tmp_path, override, message):
