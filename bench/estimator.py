@@ -1,11 +1,14 @@
 """Importance-sampling throughput: the suite's traces-based estimator against hand-written PyTorch.
 
-    python -m bench.estimator [--particles 5000] [--points 20] [--repeats 5]
+    python -m bench.estimator [--particles 5000] [--points 20] [--repeats 5] [--memory-budget-mb 512 | --chunk-size N]
 
 On the IWAE 1-layer architecture (784-200-200-z50) and MNIST-sized binary data, both compute
 log p̂(x) = logsumexp_k log w_k − log K for every point with the same networks and the same
-chunking (particle × data-point pairs per pass), and the benchmark prints particle-evaluations
-per second and the ratio suite / PyTorch (higher is better for the suite).
+chunking (particle × data-point pairs per pass: what ``evaluation.memory_budget_mb`` gives in a
+run, or ``--chunk-size``), and the benchmark prints particle-evaluations per second and the
+ratio suite / PyTorch (higher is better for the suite). The suite runs as a run does, each
+point's proposals from a seed of its own (``suite``), and with one stream of random numbers for
+all points (``suite, unseeded``). It also prints the peak tensor memory of one suite estimate.
 """
 
 import argparse
@@ -15,7 +18,8 @@ import pyro
 import torch
 import torch.nn.functional as F
 
-from inference.estimators import DEFAULT_CHUNK_SIZE, importance_sampling
+from inference.estimators import importance_sampling
+from inference.memory import PeakTensorMemory, pairs_within
 
 from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
 
@@ -49,7 +53,8 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=5000)
     parser.add_argument("--points", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    parser.add_argument("--memory-budget-mb", type=float, default=512, help="size the passes as a run with this budget does")
+    parser.add_argument("--chunk-size", type=int, help="or: this many particle × point pairs per pass")
     args = parser.parse_args()
     pyro.set_rng_seed(0)
     pyro.enable_validation(False)  # as in training runs
@@ -57,24 +62,29 @@ def main() -> None:
     model, guide = make_vae(*ARCHITECTURES[name])
     model.eval(), guide.eval()
     x = binary_data(args.points, 784)
-    K, chunk = args.particles, args.chunk_size
+    K = args.particles
+    chunk = args.chunk_size or pairs_within(model, guide, x, args.memory_budget_mb)
 
-    suite = importance_sampling(model, guide, x, K, chunk).log_px
+    with PeakTensorMemory() as memory:
+        suite = importance_sampling(model, guide, x, K, chunk, seed=0).log_px
     hand = handwritten_log_px(model, guide, x, K, chunk)
     times = interleaved(
         {
-            "suite": lambda: importance_sampling(model, guide, x, K, chunk),
+            "suite": lambda: importance_sampling(model, guide, x, K, chunk, seed=0),
+            "suite, unseeded": lambda: importance_sampling(model, guide, x, K, chunk),
             "PyTorch": lambda: handwritten_log_px(model, guide, x, K, chunk),
         },
         args.repeats,
     )
     evals = K * args.points
-    print(f"# importance sampling, {machine()}; {name}, K={K}, {args.points} points, chunk_size={chunk}")
+    budget = "" if args.chunk_size else f" (from memory_budget_mb={args.memory_budget_mb:g})"
+    print(f"# importance sampling, {machine()}; {name}, K={K}, {args.points} points, chunk_size={chunk}{budget}")
     print(f"# median of {args.repeats} interleaved repeats; mean log p̂(x): suite {suite.mean():.2f}, PyTorch {hand.mean():.2f} (untrained networks)")
+    print(f"# peak tensor memory of one suite estimate: {memory.peak / 2**20:.0f} MB")
     print("| estimator | seconds | particle-evaluations / s | suite / PyTorch |")
     print("|---|---:|---:|---:|")
-    for who in ("suite", "PyTorch"):
-        print(f"| {who} | {times[who]:.3f} | {evals / times[who]:,.0f} | {times['PyTorch'] / times[who] if who == 'suite' else 1:.2f} |")
+    for who, t in times.items():
+        print(f"| {who} | {t:.3f} | {evals / t:,.0f} | {times['PyTorch'] / t:.2f} |")
 
 
 if __name__ == "__main__":

@@ -80,15 +80,16 @@ class HandVAE(nn.Module):
         return log_px_z + log_p - log_q
 
 
-def train_budgeted(model, train_gray, *, lr, batch_size, max_seconds, eps=1e-8, schedule=None, dynamic=True, optimizer="adam"):
-    """Adam (or Adagrad) on the negative ELBO over random minibatches until the time budget is spent."""
+def train_budgeted(model, train_gray, *, lr, batch_size, max_seconds=None, max_epochs=None, eps=1e-8, schedule=None, dynamic=True, optimizer="adam"):
+    """Adam (or Adagrad) on the negative ELBO over random minibatches until the time budget
+    (whole epochs: the one that crosses it finishes) or the number of epochs is spent."""
     if optimizer == "adagrad":
         optimizer = torch.optim.Adagrad(model.parameters(), lr=lr)
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule) if schedule else None
     N, epochs, seconds = len(train_gray), 0, 0.0
-    while seconds < max_seconds:
+    while (max_seconds is None or seconds < max_seconds) and (max_epochs is None or epochs < max_epochs):
         start = time.perf_counter()
         x_all = torch.bernoulli(train_gray) if dynamic else train_gray
         order = torch.randperm(N)

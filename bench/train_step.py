@@ -1,6 +1,6 @@
 """Training-step cost: the suite's loop against a bare ``svi.step`` and hand-written PyTorch.
 
-    python -m bench.train_step [--repeats 15] [--steps 20]
+    python -m bench.train_step [--repeats 15] [--steps 20] [--jit | --compile networks|loss]
 
 For each architecture and batch size, times ``--steps`` steps of
 - suite: an epoch of ``inference.training.fit`` (permutation, index slicing, the Trace_ELBO
@@ -8,9 +8,14 @@ For each architecture and batch size, times ``--steps`` steps of
 - svi.step: ``pyro.infer.SVI(model, guide, pyro.optim.Adam, Trace_ELBO()).step(batch)``;
 - PyTorch: the same ELBO written by hand on the same networks, with ``torch.optim.Adam``;
 and prints per-step times and the ratios suite/svi.step and suite/PyTorch.
+
+``--compile`` measures ``torch.compile`` as a lever: the suite's step on copies of the networks
+with the encoder and decoder compiled (``networks``), or with the whole loss compiled
+(``loss``: Dynamo breaks the graph at every Pyro message); the other columns stay eager.
 """
 
 import argparse
+import copy
 import math
 
 import pyro
@@ -27,27 +32,56 @@ from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
 LOG_2PI = math.log(2 * math.pi)
 
 
-def handwritten_step(model, guide, optimizer, x):
-    """One Adam step on the negative single-sample ELBO, written directly in PyTorch."""
+def handwritten_loss(model, guide, x):
+    """The negative single-sample ELBO of the batch, written directly in PyTorch."""
     z_loc, z_scale = guide.posterior_params(x)
     z = z_loc + z_scale * torch.randn_like(z_loc)
     x_logits = model.decoder(z)
     log_px_z = -F.binary_cross_entropy_with_logits(x_logits, x, reduction="none").sum(-1)
     log_pz = -0.5 * (z**2 + LOG_2PI).sum(-1)
     log_qz = (-0.5 * ((z - z_loc) / z_scale) ** 2 - z_scale.log() - 0.5 * LOG_2PI).sum(-1)
-    loss = -(log_px_z + log_pz - log_qz).sum()
+    return -(log_px_z + log_pz - log_qz).sum()
+
+
+def handwritten_step(model, guide, optimizer, x):
+    """One Adam step on :func:`handwritten_loss`."""
+    loss = handwritten_loss(model, guide, x)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
 
-def bench(arch: tuple, batch_size: int, steps: int, repeats: int, jit: bool) -> dict[str, float]:
+class CompiledLoss:
+    """``LeanTrace_ELBO`` on fixed programs, its ``differentiable_loss`` compiled by ``torch.compile``."""
+
+    def __init__(self, model, guide):
+        elbo = LeanTrace_ELBO()
+        self.loss = torch.compile(lambda x: elbo.differentiable_loss(model, guide, x))
+
+    def differentiable_loss(self, model, guide, x):
+        return self.loss(x)
+
+
+def suite_objective(model, guide, jit: bool, compile: str | None):
+    """The suite's programs and loss for the chosen lever (copies of the networks when compiled)."""
+    if compile is None:
+        return model, guide, JitTrace_ELBO(ignore_jit_warnings=True) if jit else LeanTrace_ELBO()  # objective=trace_elbo
+    model, guide = copy.deepcopy(model), copy.deepcopy(guide)
+    if compile == "networks":
+        model.decoder, guide.encoder = torch.compile(model.decoder), torch.compile(guide.encoder)
+        return model, guide, LeanTrace_ELBO()
+    return model, guide, CompiledLoss(model, guide)
+
+
+def bench(arch: tuple, batch_size: int, steps: int, repeats: int, jit: bool, compile: str | None = None) -> dict[str, float]:
     x_dim, hidden, z_dim, activation = arch
     x = binary_data(steps * batch_size, x_dim)
     batch = x[:batch_size]
     data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(x_dim,))
     model, guide = make_vae(*arch)
     optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-3)
+    suite_model, suite_guide, loss = suite_objective(model, guide, jit, compile)
+    suite_optimizer = optimizer if suite_model is model else torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3)
 
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
 
@@ -64,8 +98,7 @@ def bench(arch: tuple, batch_size: int, steps: int, repeats: int, jit: bool) -> 
     suite_times = []
 
     def suite_loop():
-        loss = JitTrace_ELBO(ignore_jit_warnings=True) if jit else LeanTrace_ELBO()  # objective=trace_elbo
-        summary = fit(model, guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss)
+        summary = fit(suite_model, suite_guide, data, suite_optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss)
         suite_times.append(summary["curve"][1]["seconds"])
 
     times = interleaved({"suite": suite_loop, "svi.step": svi_steps, "PyTorch": torch_steps}, repeats)
@@ -79,18 +112,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--validation", action=argparse.BooleanOptionalAction, default=False, help="Pyro's validation checks (off in training runs)")
-    parser.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
+    lever = parser.add_mutually_exclusive_group()
+    lever.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
+    lever.add_argument("--compile", choices=["networks", "loss"], help="the suite with torch.compile on its networks or its whole loss")
     args = parser.parse_args()
     pyro.set_rng_seed(0)
     pyro.enable_validation(args.validation)
-    objective = "JitTrace_ELBO" if args.jit else "Trace_ELBO"
+    objective = "JitTrace_ELBO" if args.jit else f"LeanTrace_ELBO, torch.compile of its {args.compile}" if args.compile else "LeanTrace_ELBO"
     print(f"# training step, {machine()}, Pyro validation {'on' if args.validation else 'off'}, suite objective {objective}")
     print(f"# median of {args.repeats} interleaved repeats of {args.steps} steps")
     print("| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, arch in ARCHITECTURES.items():
         for batch_size in (32, 128, 512):
-            t = bench(arch, batch_size, args.steps, args.repeats, args.jit)
+            t = bench(arch, batch_size, args.steps, args.repeats, args.jit, args.compile)
             print(
                 f"| {name} | {batch_size} | {1e3 * t['suite']:.2f} | {1e3 * t['svi.step']:.2f} | {1e3 * t['PyTorch']:.2f} "
                 f"| {t['suite'] / t['svi.step']:.2f} | {t['suite'] / t['PyTorch']:.2f} | {t['svi.step'] / t['PyTorch']:.2f} |",
