@@ -97,7 +97,7 @@ class LocalNormal(AmortizedNormal):
     """
 
     amortized = False  # its q(z|x) exists only for points it was fitted to
-    untraceable = "it looks its points up with data-dependent branches"  # for objective=jit_trace_elbo
+    untraceable = "it looks its points up with data-dependent branches"  # for the recorded objectives
 
     def __init__(self, points: torch.Tensor, x_dim: int, z_dim: int, scale_floor: float = 1e-3, fit_steps: int = 5000):
         if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps <= 0:

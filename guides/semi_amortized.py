@@ -54,7 +54,7 @@ class SemiAmortizedNormal(nn.Module):
 
     @property
     def untraceable(self) -> str | None:
-        """Why ``torch.jit.trace`` (objective=jit_trace_elbo) cannot capture this guide."""
+        """Why a recorded objective (objective=jit_trace_elbo or graph_trace_elbo) cannot capture this guide."""
         return "it takes gradients inside the guide" if self.steps else None
 
     def _log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

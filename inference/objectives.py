@@ -1,15 +1,18 @@
-"""Training objectives beyond the plain ELBO: a weighted KL term and its warm-up, and a lean
-path through ``Trace_ELBO`` for fully reparameterized guides.
+"""Training objectives beyond the plain ELBO: a weighted KL term and its warm-up, a lean path
+through ``Trace_ELBO`` for fully reparameterized guides, and that path recorded as a graph.
 
 Pyro's ELBOs are used as they are (``TraceMeanField_ELBO``, ``RenyiELBO``) or with that lean
-path (:class:`LeanTrace_ELBO`, what ``objective=trace_elbo`` uses);
+path (:class:`LeanTrace_ELBO`, what ``objective=trace_elbo`` uses; :class:`GraphTrace_ELBO`,
+``objective=graph_trace_elbo``, replays it without Pyro's Python);
 :class:`KLWeighted` wraps any of them and scales the log densities of the latent sites, in the
 model and the guide alike, so that the objective becomes
 E_q[log p(x|z)] − w·(E_q[log q(z|x)] − E_q[log p(z)]) = reconstruction − w·KL.
 """
 
+from collections import OrderedDict
 from collections.abc import Callable
 
+import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.infer.util import is_validation_enabled
@@ -18,7 +21,7 @@ from pyro.poutine.util import site_is_subsample
 
 from models.registration import unregistered
 
-__all__ = ["KLWeighted", "LeanTrace_ELBO"]
+__all__ = ["GraphTrace_ELBO", "KLWeighted", "LeanTrace_ELBO"]
 
 
 class LeanTrace_ELBO(Trace_ELBO):
@@ -36,17 +39,85 @@ class LeanTrace_ELBO(Trace_ELBO):
     ``Trace_ELBO`` for that."""
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        if self.num_particles != 1 or is_validation_enabled():
-            return super().differentiable_loss(model, guide, *args, **kwargs)
+        loss = self._lean_loss(model, guide, *args, **kwargs) if self.num_particles == 1 and not is_validation_enabled() else None
+        return super().differentiable_loss(model, guide, *args, **kwargs) if loss is None else loss
+
+    def _lean_loss(self, model, guide, *args, **kwargs):
+        """The loss from the two traces, or None where a guide site needs score-function terms."""
         with unregistered():
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             latent = [s for s in guide_trace.nodes.values() if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
-            reparameterized = all(site["fn"].has_rsample for site in latent)
-            if reparameterized:
-                model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        if not reparameterized:
-            return super().differentiable_loss(model, guide, *args, **kwargs)  # needs score-function terms
+            if not all(site["fn"].has_rsample for site in latent):
+                return None
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
+
+
+class GraphTrace_ELBO(LeanTrace_ELBO):
+    """:class:`LeanTrace_ELBO` recorded once per batch shape as a graph of tensor operations
+    (``torch.fx``'s ``make_fx``, which runs the programs once and keeps the ATen operations they
+    did) and replayed on every later batch of that shape. Replay skips everything Python did:
+    Pyro's effect handlers, distribution objects, plates. Autograd runs on the replayed
+    operations as on any others, so gradients, optimizer and checks are unchanged. Loss and
+    gradients equal the lean path's from the same random numbers (tested); the random draws
+    are operations of the graph, so every replay draws anew, from the same stream as the lean
+    path would (the recording step restores the RNG state it consumed).
+
+    What a recording keeps fixed, as with ``JitTrace_ELBO``: everything the programs decided in
+    Python. Shapes are part of the key (the last, smaller batch has its own graph), and so are
+    the programs and their train/eval modes (a KL weight that changes makes new programs, see
+    :class:`KLWeighted`); but a
+    program whose Python-side branches depend on values, or on state that changes between
+    steps, is replayed as it ran when recorded. Such a program must use ``objective=trace_elbo``.
+    Validation on, more than one particle, or arguments other than one tensor take the lean
+    path instead.
+
+    :param int max_graphs: graphs kept, the most recently used (a warm-up records one per epoch).
+    """
+
+    def __init__(self, *args, max_graphs: int = 8, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_graphs = max_graphs
+        # key -> (model, guide, graph); the programs are held so that their ids stay unique
+        self._graphs: OrderedDict = OrderedDict()
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        if kwargs or len(args) != 1 or not torch.is_tensor(args[0]) or self.num_particles != 1 or is_validation_enabled():
+            return super().differentiable_loss(model, guide, *args, **kwargs)
+        (x,) = args
+        key = (id(model), id(guide), getattr(model, "training", None), getattr(guide, "training", None), tuple(x.shape), x.dtype, x.device)
+        if key not in self._graphs:
+            self._graphs[key] = (model, guide, self._record(model, guide, x))
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(key)
+        graph = self._graphs[key][2]
+        return super().differentiable_loss(model, guide, x) if graph is None else graph(x)
+
+    def _record(self, model, guide, x: torch.Tensor) -> torch.fx.GraphModule | None:
+        """The lean loss as a graph, or None where the lean path does not apply (a guide that
+        is not reparameterized: Trace_ELBO's surrogate reads a value back, which a graph would fix)."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        def loss(x):
+            value = self._lean_loss(model, guide, x)
+            if value is None:
+                raise _NotLean
+            return value
+
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the replay draws what this recording drew
+            try:
+                graph = make_fx(loss)(x)
+            except _NotLean:
+                return None
+        graph.graph.eliminate_dead_code()  # random draws are in-place operations, so they stay
+        graph.recompile()
+        return graph
+
+
+class _NotLean(Exception):
+    """Raised inside a recording whose programs need Trace_ELBO's score-function terms."""
 
 
 class _ScaleLatentSites(Messenger):
@@ -83,6 +154,7 @@ class KLWeighted:
         self.loss = loss(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
         self.beta, self.warmup_epochs = beta, warmup_epochs
         self.weight = beta if warmup_epochs == 0 else 0.0
+        self._wrapped: dict = {}  # program -> the program weighted by self.weight
         # Offer differentiable_loss only where the wrapped loss has one (RenyiELBO has not),
         # so that the training step can tell which way to take the gradient.
         if hasattr(self.loss, "differentiable_loss"):
@@ -96,7 +168,13 @@ class KLWeighted:
     def _weighted(self, program):
         if self.weight == 1.0:
             return program
-        return _ScaleLatentSites(self.weight)(program)
+        # the same wrapped program while the weight stays: a recorded objective
+        # (GraphTrace_ELBO) knows its programs by identity, and a new weight is a new program
+        weight, wrapped = self._wrapped.get(program, (None, None))
+        if weight != self.weight:
+            wrapped = _ScaleLatentSites(self.weight)(program)
+            self._wrapped[program] = (self.weight, wrapped)
+        return wrapped
 
     def _differentiable_loss(self, model, guide, *args, **kwargs):
         return self.loss.differentiable_loss(self._weighted(model), self._weighted(guide), *args, **kwargs)

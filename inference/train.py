@@ -25,6 +25,7 @@ from .config import check_config, pinned_device, resolve_device, thread_count
 from .data import Dataset
 from .estimators import log_importance_weights
 from .evaluate import evaluate_run, summary
+from .objectives import GraphTrace_ELBO
 from .rundir import CHECKPOINT, FAILURE_MARK, load_checkpoint, locked, write_metrics
 from .training import fit, new_progress, parameters_of
 
@@ -176,9 +177,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler = instantiate(cfg.schedule)(optimizer)
     loss = instantiate(cfg.objective)
-    reason = getattr(guide, "untraceable", None)
-    if reason and isinstance(getattr(loss, "loss", loss), JitTrace_ELBO):
-        raise ValueError(f"guide={guide_name(cfg)} cannot be traced by objective=jit_trace_elbo: {reason}; use objective=trace_elbo")
+    reason, inner = getattr(guide, "untraceable", None), getattr(loss, "loss", loss)
+    if reason and isinstance(inner, (JitTrace_ELBO, GraphTrace_ELBO)):
+        objective = "jit_trace_elbo" if isinstance(inner, JitTrace_ELBO) else "graph_trace_elbo"
+        raise ValueError(f"guide={guide_name(cfg)} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
 
     config = OmegaConf.to_container(cfg, resolve=True)
     checkpoints = Checkpoints(

@@ -10,7 +10,7 @@ from pyro import poutine
 from pyro.infer import RenyiELBO, Trace_ELBO
 
 from guides import AmortizedNormal
-from inference.objectives import KLWeighted
+from inference.objectives import GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
 from models import MLP, VAE, Bernoulli, StandardNormal
 
 
@@ -84,30 +84,27 @@ def small_hierarchical():
 @pytest.mark.parametrize("beta", [1.0, 0.5])
 @pytest.mark.parametrize("kind", ["vae", "hierarchical"])
 def test_the_lean_path_gives_trace_elbos_loss_and_gradients(pair, kind, beta):
-    from inference.objectives import LeanTrace_ELBO
-
     model, guide, x = pair
     if kind == "hierarchical":
         model, guide = small_hierarchical()
     results = []
     with pyro.validation_enabled(False):  # the lean path is taken only without validation
-        for elbo in (Trace_ELBO, LeanTrace_ELBO):
+        for elbo in (Trace_ELBO, LeanTrace_ELBO, GraphTrace_ELBO):
             objective = KLWeighted(elbo, beta=beta)
             objective.differentiable_loss(model, guide, x)  # Trace_ELBO's first call draws to guess plate nesting
             pyro.set_rng_seed(3)
             loss = objective.differentiable_loss(model, guide, x)
             grads = torch.autograd.grad(loss, list(model.parameters()) + list(guide.parameters()))
             results.append((loss, grads))
-    (loss, grads), (lean_loss, lean_grads) = results
-    assert torch.allclose(lean_loss, loss, rtol=1e-6, atol=1e-5)
-    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(lean_grads, grads))
+    (loss, grads), *lean = results
+    for lean_loss, lean_grads in lean:  # the lean path, eager and recorded (replayed here)
+        assert torch.allclose(lean_loss, loss, rtol=1e-6, atol=1e-5)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(lean_grads, grads))
 
 
 def test_the_lean_path_leaves_the_param_store_alone(pair):
     """The training step optimizes the modules' own parameters, so the lean path skips the
     per-parameter messages of pyro.module; Trace_ELBO, and the lean path's fallbacks, register."""
-    from inference.objectives import LeanTrace_ELBO
-
     model, guide, x = pair
     pyro.clear_param_store()
     with pyro.validation_enabled(False):
@@ -121,3 +118,53 @@ def test_the_lean_path_leaves_the_param_store_alone(pair):
     with pyro.validation_enabled(True):  # the fallback is Trace_ELBO as it is
         LeanTrace_ELBO().differentiable_loss(model, guide, x)
         assert "model$$$decoder.0.weight" in pyro.get_param_store()
+
+
+def same_draws(objective, model, guide, x, seed=0):
+    pyro.set_rng_seed(seed)
+    return objective.differentiable_loss(model, guide, x)
+
+
+def test_a_recording_draws_what_the_lean_path_draws(pair):
+    """Each batch shape is recorded once (the recording gives back the random numbers it drew)
+    and replayed with fresh draws from the same stream as the lean path."""
+    model, guide, x = pair
+    recorded = GraphTrace_ELBO()
+    with pyro.validation_enabled(False):
+        for batch in (x, x[:5], x, x[:5]):
+            assert torch.equal(same_draws(recorded, model, guide, batch), same_draws(LeanTrace_ELBO(), model, guide, batch))
+        assert len(recorded._graphs) == 2
+        pyro.set_rng_seed(0)
+        first, second = recorded.differentiable_loss(model, guide, x), recorded.differentiable_loss(model, guide, x)
+        assert not torch.equal(first, second)  # the draws are operations of the graph, not constants
+
+
+def test_a_new_kl_weight_is_recorded_anew(pair):
+    model, guide, x = pair
+    recorded, eager = KLWeighted(GraphTrace_ELBO, warmup_epochs=2), KLWeighted(LeanTrace_ELBO, warmup_epochs=2)
+    with pyro.validation_enabled(False):
+        for epoch in (0, 1, 1, 2):
+            recorded.set_epoch(epoch), eager.set_epoch(epoch)
+            assert torch.allclose(same_draws(recorded, model, guide, x), same_draws(eager, model, guide, x))
+    assert len(recorded.loss._graphs) == 3  # weights 0, 0.5 (recorded once) and 1
+
+
+def test_a_guide_without_reparameterized_samples_is_not_recorded(pair):
+    """Trace_ELBO's surrogate for score-function terms reads a value back, which a recording would fix."""
+    import pyro.distributions as dist
+
+    class NotReparameterized(dist.Normal):
+        has_rsample = False
+
+    model, guide, x = pair
+
+    def plain_guide(x):
+        loc, scale = guide.posterior_params(x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", NotReparameterized(loc, scale).to_event(1))
+
+    recorded, eager = GraphTrace_ELBO(), LeanTrace_ELBO()
+    with pyro.validation_enabled(False):
+        for _ in range(2):  # both hand the guide to Trace_ELBO, which guesses the plate nesting at its first call
+            assert torch.equal(same_draws(recorded, model, plain_guide, x), same_draws(eager, model, plain_guide, x))
+    assert [graph for _, _, graph in recorded._graphs.values()] == [None]

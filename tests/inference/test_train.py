@@ -86,6 +86,14 @@ def test_jit_objective_trains_like_the_plain_one(tmp_path):
     assert a["mean"] > jit["train"]["curve"][0]["train_elbo"]  # it learned
 
 
+def test_graph_objective_gives_the_lean_objectives_run(tmp_path):
+    """Recording restores the random numbers it drew, and replay does the same operations, so
+    the run is the plain one, to the bit."""
+    graph = train(compose_config(*RUN, "objective=graph_trace_elbo", "train.validate=false"), tmp_path / "graph")
+    plain = train(compose_config(*RUN, "train.validate=false"), tmp_path / "plain")
+    assert without_timings(graph) == without_timings(plain)
+
+
 def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
     cfg = compose_config(*RUN, "data.binarize=none")
     with pytest.raises(ValueError, match=r"data=digits, train split: Bernoulli likelihood needs binary data"):
