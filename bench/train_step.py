@@ -1,6 +1,6 @@
 """Training-step cost: the suite's loop against a bare ``svi.step`` and hand-written PyTorch.
 
-    python -m bench.train_step [--repeats 15] [--steps 20] [--jit | --compile networks|loss]
+    python -m bench.train_step [--repeats 15] [--steps 20] [--graph | --jit | --compile networks|loss]
 
 For each architecture and batch size, times ``--steps`` steps of
 - suite: an epoch of ``inference.training.fit`` (permutation, index slicing, the Trace_ELBO
@@ -9,7 +9,8 @@ For each architecture and batch size, times ``--steps`` steps of
 - PyTorch: the same ELBO written by hand on the same networks, with ``torch.optim.Adam``;
 and prints per-step times and the ratios suite/svi.step and suite/PyTorch.
 
-``--compile`` measures ``torch.compile`` as a lever: the suite's step on copies of the networks
+``--graph`` and ``--jit`` time the suite with ``objective=graph_trace_elbo`` and
+``objective=jit_trace_elbo``. ``--compile`` measures ``torch.compile`` as a lever: the suite's step on copies of the networks
 with the encoder and decoder compiled (``networks``), or with the whole loss compiled
 (``loss``: Dynamo breaks the graph at every Pyro message); the other columns stay eager.
 """
@@ -17,6 +18,7 @@ with the encoder and decoder compiled (``networks``), or with the whole loss com
 import argparse
 import copy
 import math
+from functools import partial
 
 import pyro
 import torch
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from inference.data import Dataset
-from inference.objectives import LeanTrace_ELBO
+from inference.objectives import GraphTrace_ELBO, LeanTrace_ELBO
 from inference.training import fit, parameters_of
 
 from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
@@ -62,10 +64,11 @@ class CompiledLoss:
         return self.loss(x)
 
 
-def suite_objective(model, guide, jit: bool, compile: str | None):
+def suite_objective(model, guide, objective: str, compile: str | None):
     """The suite's programs and loss for the chosen lever (copies of the networks when compiled)."""
     if compile is None:
-        return model, guide, JitTrace_ELBO(ignore_jit_warnings=True) if jit else LeanTrace_ELBO()  # objective=trace_elbo
+        losses = {"trace_elbo": LeanTrace_ELBO, "graph_trace_elbo": GraphTrace_ELBO, "jit_trace_elbo": partial(JitTrace_ELBO, ignore_jit_warnings=True)}
+        return model, guide, losses[objective]()
     model, guide = copy.deepcopy(model), copy.deepcopy(guide)
     if compile == "networks":
         model.decoder, guide.encoder = torch.compile(model.decoder), torch.compile(guide.encoder)
@@ -73,14 +76,14 @@ def suite_objective(model, guide, jit: bool, compile: str | None):
     return model, guide, CompiledLoss(model, guide)
 
 
-def bench(arch: tuple, batch_size: int, steps: int, repeats: int, jit: bool, compile: str | None = None) -> dict[str, float]:
+def bench(arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None) -> dict[str, float]:
     x_dim, hidden, z_dim, activation = arch
     x = binary_data(steps * batch_size, x_dim)
     batch = x[:batch_size]
     data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(x_dim,))
     model, guide = make_vae(*arch)
     optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-3)
-    suite_model, suite_guide, loss = suite_objective(model, guide, jit, compile)
+    suite_model, suite_guide, loss = suite_objective(model, guide, objective, compile)
     suite_optimizer = optimizer if suite_model is model else torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3)
 
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
@@ -113,19 +116,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--validation", action=argparse.BooleanOptionalAction, default=False, help="Pyro's validation checks (off in training runs)")
     lever = parser.add_mutually_exclusive_group()
+    lever.add_argument("--graph", action="store_true", help="the suite with objective=graph_trace_elbo")
     lever.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
     lever.add_argument("--compile", choices=["networks", "loss"], help="the suite with torch.compile on its networks or its whole loss")
     args = parser.parse_args()
     pyro.set_rng_seed(0)
     pyro.enable_validation(args.validation)
-    objective = "JitTrace_ELBO" if args.jit else f"LeanTrace_ELBO, torch.compile of its {args.compile}" if args.compile else "LeanTrace_ELBO"
-    print(f"# training step, {machine()}, Pyro validation {'on' if args.validation else 'off'}, suite objective {objective}")
+    objective = "jit_trace_elbo" if args.jit else "graph_trace_elbo" if args.graph else "trace_elbo"
+    lever = f", torch.compile of its {args.compile}" if args.compile else ""
+    print(f"# training step, {machine()}, Pyro validation {'on' if args.validation else 'off'}, suite objective={objective}{lever}")
     print(f"# median of {args.repeats} interleaved repeats of {args.steps} steps")
     print("| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, arch in ARCHITECTURES.items():
         for batch_size in (32, 128, 512):
-            t = bench(arch, batch_size, args.steps, args.repeats, args.jit, args.compile)
+            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile)
             print(
                 f"| {name} | {batch_size} | {1e3 * t['suite']:.2f} | {1e3 * t['svi.step']:.2f} | {1e3 * t['PyTorch']:.2f} "
                 f"| {t['suite'] / t['svi.step']:.2f} | {t['suite'] / t['PyTorch']:.2f} | {t['svi.step'] / t['PyTorch']:.2f} |",
