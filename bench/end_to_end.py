@@ -1,21 +1,23 @@
 """End to end: a paper preset trained for a fixed number of epochs, then log p(x) with K=5000
 on the whole test set, against a hand-written PyTorch script of the same budget.
 
-    python -m bench.end_to_end [--preset iwae_mnist_1layer] [--epochs 10] [--points N] [--data DIR]
+    python -m bench.end_to_end [--preset iwae_mnist_1layer] [--objective trace_elbo] [--epochs 10] [--points N] [--no-run] [--data DIR]
 
-- suite: ``inference.train.train`` with ``experiment=PRESET train.epochs=EPOCHS
-  evaluation.splits=[test] evaluation.prior_proposal=false evaluation.figures=false``: the run
-  as a user starts it, checkpoints and ``metrics.json`` included. Its training seconds (the SVI
-  loop) and evaluation seconds come from ``metrics.json``; "other" is the rest of the call's
-  wall time (data loading, building the networks, checkpoints, writing results).
-- PyTorch: ``bench/handwritten_vae.py``, the same architecture, optimizer, learning-rate
-  schedule, data and epochs, then the IWAE estimate with the same K on the same test points,
-  in passes of as many particle × point pairs as the suite's memory budget chose (measured
-  the same way, before the suite runs).
+Two measurements:
 
-The hand-written script runs before and after the suite and the ratios are against the mean of
-the two: on shared machines the speed drifts by up to 2× over minutes, which a single
-sequential comparison cannot tell from a difference between the implementations.
+1. run: the run as a user starts it, ``inference.train.train`` with ``experiment=PRESET
+   train.epochs=EPOCHS evaluation.splits=[test] evaluation.prior_proposal=false
+   evaluation.figures=false``, checkpoints and ``metrics.json`` included: its training seconds
+   (the SVI loop), evaluation seconds, and the rest of the call's wall time (data, networks,
+   checkpoints, results). Absolute figures, for the 8-minute target; on shared machines they
+   drift by up to 2× over minutes.
+2. interleaved: the same work beside ``bench/handwritten_vae.py`` (the same architecture,
+   optimizer, learning-rate schedule, data and epochs, then the IWAE estimate with the same K
+   in passes of the same size), in one process, taking turns: an epoch of the suite's training
+   loop (``inference.training.fit`` continuing from its progress), an epoch of the hand-written
+   one; then the test set in slices of ``--slice`` points, each estimated by the suite's
+   ``evaluate`` (diagnostics and curve included) and by the hand-written estimate. Drift hits
+   both alike, so the ratios can be read.
 
 Needs the benchmark data in --data DIR (or $VAE_DATA). Run it alone: a second torch process on
 the same cores slows both many times over.
@@ -28,49 +30,97 @@ import time
 from pathlib import Path
 
 import pyro
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from inference.evaluation import evaluate
 from inference.memory import pairs_within
 from inference.train import build, train
+from inference.training import fit, parameters_of
 
 from .common import machine
-from .handwritten_vae import HandVAE, iwae_log_px, train_budgeted
+from .handwritten_vae import HandTraining, HandVAE, iwae_log_px
 from .presets import PRESETS, ROOT
 
 
-def row(who, epochs, train_s, eval_s, other_s, mean, stderr):
-    total = train_s + eval_s + other_s
-    return f"| {who} | {epochs} | {train_s:.0f} | {eval_s:.0f} | {other_s:.0f} | {total:.0f} | {mean:.2f} ± {stderr:.2f} |"
+def row(who, train_s, eval_s, other_s, mean=None, stderr=None):
+    estimate = "" if mean is None else f"{mean:.2f} ± {stderr:.2f}"
+    return f"| {who} | {train_s:.0f} | {eval_s:.0f} | {other_s:.0f} | {train_s + eval_s + other_s:.0f} | {estimate} |"
 
 
-def handwritten(cfg, arch, opt, schedule, epochs: int, particles: int, points: int | None, chunk_size: int) -> dict:
-    """The hand-written script: load the data, train, estimate; seconds of each."""
+def pooled(slices: list[dict]) -> tuple[float, float]:
+    """Mean and standard error over all points from each slice's ``mean``, ``stderr`` and ``n``."""
+    n = [s["n"] for s in slices]
+    N, means = sum(n), [s["mean"] for s in slices]
+    mean = sum(k * m for k, m in zip(n, means)) / N
+    sum_of_squares = sum((k - 1) * (s["stderr"] * math.sqrt(k)) ** 2 + k * (m - mean) ** 2 for k, m, s in zip(n, means, slices))
+    return mean, math.sqrt(sum_of_squares / (N - 1) / N)
+
+
+def user_run(cfg, run_dir: Path) -> None:
     start = time.perf_counter()
-    pyro.set_rng_seed(0)
+    metrics = train(cfg, run_dir)
+    wall = time.perf_counter() - start
+    t, e = metrics["train"], metrics["test"]
+    print(row("suite, as a run", t["seconds"], e["seconds"], wall - t["seconds"] - e["seconds"], e["log_px"]["mean"], e["log_px"]["stderr"]), flush=True)
+
+
+def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: int) -> None:
+    _, _, arch, opt, schedule = PRESETS[preset]
     data = instantiate(cfg.data)
-    model = HandVAE(**arch)
-    loaded = time.perf_counter() - start
-    epochs, train_s = train_budgeted(model, data.train, max_epochs=epochs, schedule=schedule, dynamic=data.binarize == "dynamic", **opt)
-    start = time.perf_counter()
-    log_px = iwae_log_px(model.eval(), data.test[:points], K=particles, chunk_size=chunk_size)
-    eval_s = time.perf_counter() - start
-    stderr = log_px.std().item() / math.sqrt(len(log_px))
-    return dict(epochs=epochs, train_s=train_s, eval_s=eval_s, other_s=loaded, mean=log_px.mean().item(), stderr=stderr)
+    pyro.set_rng_seed(cfg.train.seed)
+    model, guide = build(cfg, data)
+    optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
+    scheduler, loss = instantiate(cfg.schedule)(optimizer), instantiate(cfg.objective)
+    hand = HandVAE(**arch)
+    hand_training = HandTraining(hand, data.train, schedule=schedule, dynamic=data.binarize == "dynamic", **opt)
+
+    progress, hand_train = None, 0.0
+    for epoch in range(1, epochs + 1):
+        progress = fit(model, guide, data, optimizer, epochs=epoch, batch_size=cfg.train.batch_size, progress=False,
+                       loss=loss, scheduler=scheduler, start=progress)
+        hand_train += hand_training.epoch()
+
+    x = data.test[:points]
+    K = cfg.evaluation.num_particles
+    chunk_size = pairs_within(model.eval(), guide.eval(), x, cfg.evaluation.memory_budget_mb)
+    hand.eval()
+    suite_eval = hand_eval = 0.0
+    suite_slices, hand_log_px = [], []
+    for start in range(0, len(x), slice_size):
+        part = x[start : start + slice_size]
+        began = time.perf_counter()
+        result = evaluate(model, guide, part, num_particles=K, chunk_size=chunk_size, prior_proposal=False)
+        suite_eval += time.perf_counter() - began
+        suite_slices.append(result["log_px"])
+        began = time.perf_counter()
+        hand_log_px.append(iwae_log_px(hand, part, K=K, chunk_size=chunk_size))
+        hand_eval += time.perf_counter() - began
+    hand_log_px = torch.cat(hand_log_px)
+    print(row("suite, interleaved", progress["seconds"], suite_eval, 0, *pooled(suite_slices)), flush=True)
+    print(row("PyTorch, interleaved", hand_train, hand_eval, 0, hand_log_px.mean().item(), hand_log_px.std().item() / math.sqrt(len(x))), flush=True)
+    print(f"# interleaved, {len(x)} test points in slices of {slice_size}, passes of {chunk_size} pairs; suite / PyTorch: "
+          f"training {progress['seconds'] / hand_train:.2f}, evaluation {suite_eval / hand_eval:.2f}, "
+          f"total {(progress['seconds'] + suite_eval) / (hand_train + hand_eval):.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="iwae_mnist_1layer", choices=[p for p in PRESETS if PRESETS[p][0] == "mnist"])
+    parser.add_argument("--objective", default="trace_elbo", help="the suite's objective= (graph_trace_elbo: recorded)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--particles", type=int, default=5000)
     parser.add_argument("--points", type=int, default=None, help="the first N test points (default: all)")
+    parser.add_argument("--slice", type=int, default=500, help="test points per turn of the interleaved evaluation")
+    parser.add_argument("--run", action=argparse.BooleanOptionalAction, default=True, help="also time the run as a user starts it")
     parser.add_argument("--data", type=Path, default=os.environ.get("VAE_DATA"), required="VAE_DATA" not in os.environ,
                         help="the folder of the benchmark data sets (default: $VAE_DATA)")
     args = parser.parse_args()
-    folder, _, arch, opt, schedule = PRESETS[args.preset]
+    folder = PRESETS[args.preset][0]
     overrides = [
         f"experiment={args.preset}",
+        f"objective={args.objective}",
         f"data.root={args.data / folder}",
         f"train.epochs={args.epochs}",
         f"evaluation.num_particles={args.particles}",
@@ -83,32 +133,12 @@ def main() -> None:
     ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    run_dir = ROOT / "runs" / "bench" / f"end_to_end_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}"
-
-    print(f"# {args.preset}: {args.epochs} epochs, then K={args.particles} on the test set; {machine()}")
-    print("| who | epochs | train s | eval s | other s | total s | test log p̂(x) ± stderr |")
-    print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
-
-    data = instantiate(cfg.data)
-    model, guide = build(cfg, data)
-    chunk_size = pairs_within(model.eval(), guide.eval(), data.test, cfg.evaluation.memory_budget_mb)  # what the run will choose
-    hand = [handwritten(cfg, arch, opt, schedule, args.epochs, args.particles, args.points, chunk_size)]
-    print(row("PyTorch, before", *hand[0].values()), flush=True)
-
-    start = time.perf_counter()
-    metrics = train(cfg, run_dir)
-    wall = time.perf_counter() - start
-    t, e = metrics["train"], metrics["test"]
-    suite = dict(epochs=t["epochs"], train_s=t["seconds"], eval_s=e["seconds"], other_s=wall - t["seconds"] - e["seconds"],
-                 mean=e["log_px"]["mean"], stderr=e["log_px"]["stderr"])
-    print(row("suite", *suite.values()), flush=True)
-
-    hand.append(handwritten(cfg, arch, opt, schedule, args.epochs, args.particles, args.points, chunk_size))
-    print(row("PyTorch, after", *hand[1].values()), flush=True)
-    mean = {key: (hand[0][key] + hand[1][key]) / 2 for key in ("train_s", "eval_s", "other_s")}
-    print(f"# {e['log_px']['n']} test points in passes of {e['chunk_size']} pairs; suite / mean of the two PyTorch runs: "
-          f"training {suite['train_s'] / mean['train_s']:.2f}, evaluation {suite['eval_s'] / mean['eval_s']:.2f}, "
-          f"total {wall / sum(mean.values()):.2f}")
+    print(f"# {args.preset}, objective={args.objective}: {args.epochs} epochs, then K={args.particles} on the test set; {machine()}")
+    print("| who | train s | eval s | other s | total s | test log p̂(x) ± stderr |")
+    print("|---|---:|---:|---:|---:|---:|", flush=True)
+    if args.run:
+        user_run(cfg, ROOT / "runs" / "bench" / f"end_to_end_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}")
+    interleaved(cfg, args.preset, args.epochs, args.points, args.slice)
 
 
 if __name__ == "__main__":

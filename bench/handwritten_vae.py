@@ -80,28 +80,41 @@ class HandVAE(nn.Module):
         return log_px_z + log_p - log_q
 
 
-def train_budgeted(model, train_gray, *, lr, batch_size, max_seconds=None, max_epochs=None, eps=1e-8, schedule=None, dynamic=True, optimizer="adam"):
-    """Adam (or Adagrad) on the negative ELBO over random minibatches until the time budget
-    (whole epochs: the one that crosses it finishes) or the number of epochs is spent."""
-    if optimizer == "adagrad":
-        optimizer = torch.optim.Adagrad(model.parameters(), lr=lr)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule) if schedule else None
-    N, epochs, seconds = len(train_gray), 0, 0.0
-    while (max_seconds is None or seconds < max_seconds) and (max_epochs is None or epochs < max_epochs):
+class HandTraining:
+    """Adam (or Adagrad) on the negative ELBO over random minibatches, an epoch at a time."""
+
+    def __init__(self, model, train_gray, *, lr, batch_size, eps=1e-8, schedule=None, dynamic=True, optimizer="adam"):
+        self.model, self.train_gray, self.batch_size, self.dynamic = model, train_gray, batch_size, dynamic
+        if optimizer == "adagrad":
+            self.optimizer = torch.optim.Adagrad(model.parameters(), lr=lr)
+        else:
+            self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule) if schedule else None
+
+    def epoch(self) -> float:
+        """One pass over the (re-binarized) training data; its seconds."""
         start = time.perf_counter()
-        x_all = torch.bernoulli(train_gray) if dynamic else train_gray
+        x_all = torch.bernoulli(self.train_gray) if self.dynamic else self.train_gray
+        N = len(x_all)
         order = torch.randperm(N)
-        for i in range(0, N, batch_size):
-            loss = -model.log_weights(x_all[order[i : i + batch_size]], 1).sum()
-            optimizer.zero_grad(set_to_none=True)
+        for i in range(0, N, self.batch_size):
+            loss = -self.model.log_weights(x_all[order[i : i + self.batch_size]], 1).sum()
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-        if scheduler:
-            scheduler.step()
+            self.optimizer.step()
+        if self.scheduler:
+            self.scheduler.step()
+        return time.perf_counter() - start
+
+
+def train_budgeted(model, train_gray, *, max_seconds=None, max_epochs=None, **options):
+    """:class:`HandTraining` until the time budget (whole epochs: the one that crosses it
+    finishes) or the number of epochs is spent; returns epochs and seconds."""
+    training = HandTraining(model, train_gray, **options)
+    epochs, seconds = 0, 0.0
+    while (max_seconds is None or seconds < max_seconds) and (max_epochs is None or epochs < max_epochs):
+        seconds += training.epoch()
         epochs += 1
-        seconds += time.perf_counter() - start
     return epochs, seconds
 
 

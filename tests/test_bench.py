@@ -42,3 +42,13 @@ def test_the_handwritten_preset_trains_a_given_number_of_epochs():
     model = HandVAE(x_dim=16, hidden=(8,), z_dim=2)
     epochs, seconds = train_budgeted(model, torch.rand(30, 16), lr=1e-3, batch_size=10, max_epochs=3)
     assert epochs == 3 and seconds > 0
+
+
+def test_slices_pool_into_the_mean_and_standard_error_of_all_points():
+    from bench.end_to_end import pooled
+    from inference.evaluation import mean_and_stderr
+
+    values = torch.randn(103, generator=torch.Generator().manual_seed(0)) * 3 - 90
+    mean, stderr = pooled([mean_and_stderr(part) for part in values.split(25)])
+    whole = mean_and_stderr(values)
+    assert math.isclose(mean, whole["mean"], rel_tol=1e-6) and math.isclose(stderr, whole["stderr"], rel_tol=1e-4)
