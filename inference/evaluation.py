@@ -75,7 +75,7 @@ def evaluate(
     """
     model.eval(), guide.eval()
     metrics = {}
-    proposals = [("log_px", guide, "guide"), ("log_px_prior", None, "prior")][: 2 if prior_proposal else 1]
+    proposals = [("log_px", guide, "guide")] + ([("log_px_prior", None, "prior")] if prior_proposal else [])
     for key, proposal, name in proposals:
         # each point's draws from its own seed (itself drawn from the run's RNG): the numbers do
         # not depend on the memory budget that splits the work into passes
