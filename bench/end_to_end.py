@@ -34,8 +34,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from inference.evaluation import evaluate
-from inference.memory import pairs_within
+from inference.evaluate import pass_size
+from inference.evaluation import evaluate, mean_and_stderr
 from inference.train import build, train
 from inference.training import fit, parameters_of
 
@@ -84,7 +84,7 @@ def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: i
 
     x = data.test[:points]
     K = cfg.evaluation.num_particles
-    chunk_size = pairs_within(model.eval(), guide.eval(), x, cfg.evaluation.memory_budget_mb)
+    chunk_size = pass_size(model.eval(), guide.eval(), x, cfg.evaluation)  # as the run chooses it
     hand.eval()
     suite_eval = hand_eval = 0.0
     suite_slices, hand_log_px = [], []
@@ -97,9 +97,9 @@ def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: i
         began = time.perf_counter()
         hand_log_px.append(iwae_log_px(hand, part, K=K, chunk_size=chunk_size))
         hand_eval += time.perf_counter() - began
-    hand_log_px = torch.cat(hand_log_px)
+    hand_estimate = mean_and_stderr(torch.cat(hand_log_px))
     print(row("suite, interleaved", progress["seconds"], suite_eval, 0, *pooled(suite_slices)), flush=True)
-    print(row("PyTorch, interleaved", hand_train, hand_eval, 0, hand_log_px.mean().item(), hand_log_px.std().item() / math.sqrt(len(x))), flush=True)
+    print(row("PyTorch, interleaved", hand_train, hand_eval, 0, hand_estimate["mean"], hand_estimate["stderr"]), flush=True)
     print(f"# interleaved, {len(x)} test points in slices of {slice_size}, passes of {chunk_size} pairs; suite / PyTorch: "
           f"training {progress['seconds'] / hand_train:.2f}, evaluation {suite_eval / hand_eval:.2f}, "
           f"total {(progress['seconds'] + suite_eval) / (hand_train + hand_eval):.2f}")

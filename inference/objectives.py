@@ -39,8 +39,12 @@ class LeanTrace_ELBO(Trace_ELBO):
     ``Trace_ELBO`` for that."""
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        loss = self._lean_loss(model, guide, *args, **kwargs) if self.num_particles == 1 and not is_validation_enabled() else None
+        loss = self._lean_loss(model, guide, *args, **kwargs) if self._lean_applies() else None
         return super().differentiable_loss(model, guide, *args, **kwargs) if loss is None else loss
+
+    def _lean_applies(self) -> bool:
+        """One particle and validation off: the settings under which the lean path is taken."""
+        return self.num_particles == 1 and not is_validation_enabled()
 
     def _lean_loss(self, model, guide, *args, **kwargs):
         """The loss from the two traces, or None where a guide site needs score-function terms."""
@@ -66,9 +70,8 @@ class GraphTrace_ELBO(LeanTrace_ELBO):
     What a recording keeps fixed, as with ``JitTrace_ELBO``: everything the programs decided in
     Python. Shapes are part of the key (the last, smaller batch has its own graph), and so are
     the programs and their train/eval modes (a KL weight that changes makes new programs, see
-    :class:`KLWeighted`); but a
-    program whose Python-side branches depend on values, or on state that changes between
-    steps, is replayed as it ran when recorded. Such a program must use ``objective=trace_elbo``.
+    :class:`KLWeighted`); but a program whose Python-side branches depend on values, or on
+    state that changes between steps, is replayed as it ran when recorded. Such a program must use ``objective=trace_elbo``.
     Validation on, more than one particle, or arguments other than one tensor take the lean
     path instead.
 
@@ -82,7 +85,7 @@ class GraphTrace_ELBO(LeanTrace_ELBO):
         self._graphs: OrderedDict = OrderedDict()
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        if kwargs or len(args) != 1 or not torch.is_tensor(args[0]) or self.num_particles != 1 or is_validation_enabled():
+        if kwargs or len(args) != 1 or not torch.is_tensor(args[0]) or not self._lean_applies():
             return super().differentiable_loss(model, guide, *args, **kwargs)
         (x,) = args
         key = (id(model), id(guide), getattr(model, "training", None), getattr(guide, "training", None), tuple(x.shape), x.dtype, x.device)
