@@ -34,9 +34,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from inference.evaluate import pass_size
-from inference.evaluation import evaluate, mean_and_stderr
-from inference.train import build, train
+from inference.runs.evaluation_run import pass_size
+from inference.estimators.metrics import evaluate, mean_and_stderr
+from inference.runs import build, train
 from inference.training import fit, parameters_of
 
 from .common import machine

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.estimators import importance_sampling
-from inference.memory import PeakTensorMemory, pairs_within
+from inference.estimators.memory import PeakTensorMemory, pairs_within
 
 from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
 

@@ -20,7 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from inference.schedules import iwae_factor
+from inference.training.schedules import iwae_factor
 from inference.train import train
 
 from .handwritten_vae import HandVAE, iwae_log_px, train_budgeted

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from inference.data import Dataset
-from inference.objectives import GraphTrace_ELBO, LeanTrace_ELBO
+from inference.training.objectives import GraphTrace_ELBO, LeanTrace_ELBO
 from inference.training import fit, parameters_of
 
 from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae

@@ -13,7 +13,7 @@ import pyro.distributions as dist
 from models.distributions import diagonal_normal_params
 from models.registration import register
 
-from .normal import _check
+from .normal import check_guide_arguments
 
 __all__ = ["AmortizedFlow"]
 
@@ -41,7 +41,7 @@ class AmortizedFlow(nn.Module):
         scale_floor: float = 1e-3,
     ):
         super().__init__()
-        _check("AmortizedFlow", z_dim, scale_floor)
+        check_guide_arguments("AmortizedFlow", z_dim, scale_floor)
         if layers < 1 or context_dim < 1:
             raise ValueError(f"AmortizedFlow: layers and context_dim must be positive, got {layers} and {context_dim}")
         self.z_dim, self.context_dim, self.scale_floor = z_dim, context_dim, scale_floor

@@ -11,7 +11,7 @@ import pyro.distributions as dist
 
 from models.registration import register
 
-from .normal import _check
+from .normal import check_guide_arguments
 
 __all__ = ["AmortizedFullRank"]
 
@@ -29,7 +29,7 @@ class AmortizedFullRank(nn.Module):
 
     def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()
-        _check("AmortizedFullRank", z_dim, scale_floor)
+        check_guide_arguments("AmortizedFullRank", z_dim, scale_floor)
         self.z_dim, self.scale_floor = z_dim, scale_floor
         self.encoder = encoder(x_dim, z_dim + z_dim * (z_dim + 1) // 2)
         rows, cols = torch.tril_indices(z_dim, z_dim)

@@ -11,7 +11,7 @@ from models.distributions import diagonal_normal
 from models.networks import MLP
 from models.registration import register
 
-from .normal import _check
+from .normal import check_guide_arguments
 
 __all__ = ["HierarchicalGuide"]
 
@@ -37,8 +37,8 @@ class HierarchicalGuide(nn.Module):
         scale_floor: float = 1e-3,
     ):
         super().__init__()
-        _check("HierarchicalGuide", z_dim, scale_floor)
-        _check("HierarchicalGuide", z1_dim, scale_floor)
+        check_guide_arguments("HierarchicalGuide", z_dim, scale_floor)
+        check_guide_arguments("HierarchicalGuide", z1_dim, scale_floor)
         self.encoder = encoder(x_dim, 2 * z1_dim)
         self.top = MLP(z1_dim, 2 * z_dim, hidden, activation)
         self.z_dim, self.scale_floor = z_dim, scale_floor

@@ -4,7 +4,7 @@ It is the gold standard of the diagonal family and the reference of the amortiza
 (Cremer, Li & Duvenaud 2018): nothing ties one point's posterior to another's, so with its
 parameters optimized for each point its ELBO is the best the family can reach. It cannot guess
 q(z|x) for a new x; the points to be evaluated are added with :meth:`LocalNormal.add_points` and
-fitted by SVI with the model fixed (``inference.gaps.fit_local``) before they are scored.
+fitted by SVI with the model fixed (``inference.estimators.gaps.fit_local``) before they are scored.
 """
 
 import torch

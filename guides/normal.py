@@ -11,10 +11,12 @@ import pyro.distributions as dist
 from models.distributions import diagonal_normal, diagonal_normal_params
 from models.registration import register
 
-__all__ = ["AmortizedNormal"]
+__all__ = ["AmortizedNormal", "check_guide_arguments"]
 
 
-def _check(name: str, z_dim: int, scale_floor: float) -> None:
+def check_guide_arguments(name: str, z_dim: int, scale_floor: float) -> None:
+    """The arguments every Gaussian-based guide shares: a ValueError naming the guide ``name``
+    unless ``z_dim`` is a positive integer and ``scale_floor`` positive."""
     if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim <= 0:
         raise ValueError(f"{name}: z_dim must be a positive integer, got {z_dim}")
     if not scale_floor > 0:
@@ -35,7 +37,7 @@ class AmortizedNormal(nn.Module):
 
     def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()
-        _check("AmortizedNormal", z_dim, scale_floor)
+        check_guide_arguments("AmortizedNormal", z_dim, scale_floor)
         self.encoder = encoder(x_dim, 2 * z_dim)
         self.z_dim = z_dim
         self.scale_floor = scale_floor

@@ -14,7 +14,7 @@ from pyro.poutine.util import site_is_subsample
 from models.distributions import diagonal_normal_params
 from models.registration import register
 
-from .normal import _check
+from .normal import check_guide_arguments
 
 __all__ = ["SemiAmortizedNormal"]
 
@@ -45,7 +45,7 @@ class SemiAmortizedNormal(nn.Module):
         scale_floor: float = 1e-3,
     ):
         super().__init__()
-        _check("SemiAmortizedNormal", z_dim, scale_floor)
+        check_guide_arguments("SemiAmortizedNormal", z_dim, scale_floor)
         if refine not in REFINE or steps < 0 or not step_size > 0:
             raise ValueError(f"SemiAmortizedNormal: needs refine in {REFINE}, steps ≥ 0, step_size > 0; got {refine!r}, {steps}, {step_size}")
         self.encoder = encoder(x_dim, 2 * z_dim)

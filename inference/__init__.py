@@ -1,8 +1,16 @@
-"""What runs programs: datasets, SVI training, estimators, evaluation and the entry points."""
+"""What runs programs, in subpackages by concern, each depending only on those listed before it:
+
+- :mod:`inference.data`: datasets and their transforms, the simulated pendulum;
+- :mod:`inference.estimators`: importance sampling and the program helpers it shares with AIS,
+  NUTS and the gap decomposition; diagnostics; memory sizing;
+- :mod:`inference.training`: the SVI loop, objectives, schedules, checkpoints;
+- :mod:`inference.runs`: building objects from a config, the run directory, evaluation of a
+  run, figures, compare;
+- the entry points ``python -m inference.train``, ``inference.evaluate``, ``inference.compare``.
+"""
 
 from .data import Dataset
-from .estimators import ImportanceEstimate, importance_sampling, log_importance_weights
-from .evaluation import evaluate
+from .estimators import ImportanceEstimate, evaluate, importance_sampling, log_importance_weights
 from .training import ElboStep, fit, parameters_of
 
 __all__ = [

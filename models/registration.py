@@ -6,7 +6,7 @@ is how ``pyro.infer.SVI`` with a ``pyro.optim`` optimizer, ``JitTrace_ELBO`` and
 ``poutine.trace(param_only=True)`` find them. It sends one message per parameter through Pyro's
 effect handlers on every call of the program: about a tenth of a training step on the default
 networks (BENCHMARKS.md). The suite's training step takes its parameters from the modules
-themselves, so its objective (:class:`inference.objectives.LeanTrace_ELBO`) runs the programs
+themselves, so its objective (:class:`inference.training.objectives.LeanTrace_ELBO`) runs the programs
 inside :func:`unregistered`. Programs call :func:`register` where they would call
 ``pyro.module``; anywhere else it is ``pyro.module``.
 """

@@ -11,7 +11,7 @@ from bench.estimator import handwritten_log_px
 from bench.handwritten_vae import HandVAE, train_budgeted
 from bench.train_step import handwritten_loss
 from inference.estimators import importance_sampling
-from inference.objectives import LeanTrace_ELBO
+from inference.training.objectives import LeanTrace_ELBO
 
 
 def test_the_handwritten_estimator_estimates_the_suites_log_px():
@@ -46,7 +46,7 @@ def test_the_handwritten_preset_trains_a_given_number_of_epochs():
 
 def test_slices_pool_into_the_mean_and_standard_error_of_all_points():
     from bench.end_to_end import pooled
-    from inference.evaluation import mean_and_stderr
+    from inference.estimators.metrics import mean_and_stderr
 
     values = torch.randn(103, generator=torch.Generator().manual_seed(0)) * 3 - 90
     mean, stderr = pooled([mean_and_stderr(part) for part in values.split(25)])

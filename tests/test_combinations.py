@@ -11,7 +11,7 @@ import torch
 
 from conftest import CONF, TINY, compose_config
 from inference.estimators import importance_sampling
-from inference.train import build, instantiate, train
+from inference.runs import build, instantiate, train
 
 PRIORS = sorted(p.stem for p in (CONF / "prior").glob("*.yaml"))
 LIKELIHOODS = sorted(p.stem for p in (CONF / "likelihood").glob("*.yaml"))

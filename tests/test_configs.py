@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import CONF, TINY, compose_config
 from inference.estimators import importance_sampling
-from inference.train import build, check_support, instantiate
+from inference.runs import build, check_support, instantiate
 
 # Options that need partners to make sense on their own; everything else composes with the
 # defaults. Data that lives in files gets tiny files of the real format from a fixture.

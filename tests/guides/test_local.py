@@ -9,7 +9,7 @@ import torch
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, best_diagonal_gap, compose_config
 from guides import LocalNormal, PointTable
 from inference.estimators import importance_sampling
-from inference.gaps import fit_local
+from inference.estimators.gaps import fit_local
 from inference.train import train
 from models import LinearGaussian
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL_NETS, TINY, without_timings
-from inference.evaluate import reevaluate
+from inference.runs import reevaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 AIS = ["evaluation.ais=true", "evaluation.ais_points=8", "evaluation.ais_steps=20", "evaluation.ais_chains=4", "evaluation.ais_leapfrog=3"]

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, SMALL_NETS, TINY
 from inference.compare import main as compare
-from inference.config import pinned_device, thread_count
+from inference.runs.checks import pinned_device, thread_count
 
 ROOT = Path(__file__).resolve().parents[2]
 

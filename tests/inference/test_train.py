@@ -14,8 +14,8 @@ from conftest import SMALL_NETS, TINY, compose_config, without_timings
 
 RUN = [*TINY, *SMALL_NETS]  # a tiny run with small networks
 from inference.data import digits
-from inference.evaluate import summary
-from inference.train import build, train
+from inference.runs.summary import summary
+from inference.runs import build, train
 
 ROOT = Path(__file__).resolve().parents[2]
 

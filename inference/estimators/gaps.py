@@ -23,9 +23,9 @@ from pyro.infer import Trace_ELBO
 
 from guides import AmortizedFlow, PointTable
 
-from .estimators import DEFAULT_CHUNK_SIZE, importance_sampling, latent_sites
-from .evaluation import mean_and_stderr
-from .training import frozen
+from .importance import DEFAULT_CHUNK_SIZE, importance_sampling
+from .metrics import mean_and_stderr
+from .programs import frozen, latent_sites
 
 __all__ = ["localized", "fit_local", "inference_gaps"]
 

@@ -10,7 +10,7 @@ from pyro import poutine
 from pyro.infer import RenyiELBO, Trace_ELBO
 
 from guides import AmortizedNormal
-from inference.objectives import GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
+from inference.training.objectives import GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
 from models import MLP, VAE, Bernoulli, StandardNormal
 
 

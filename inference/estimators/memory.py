@@ -14,6 +14,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .importance import log_importance_weights
+
 __all__ = ["PeakTensorMemory", "pairs_within"]
 
 
@@ -48,8 +50,6 @@ def pairs_within(model, guide, x: torch.Tensor, budget_mb: float) -> int:
     """How many particle × data-point pairs one pass of the estimator may evaluate so that its
     peak tensor memory stays under ``budget_mb``: measured on probes of 64 and 256 pairs of the
     first data point, and extrapolated linearly, with a margin of a quarter."""
-    from .estimators import log_importance_weights  # the estimator imports this module's users
-
     peaks = []
     for pairs in (64, 256):
         with torch.no_grad(), PeakTensorMemory() as memory:

@@ -19,72 +19,29 @@ whole batch instead; it is not used here. Particles × data points are chunked s
 """
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 
 import pyro
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
 from .diagnostics import pareto_k_and_ess
+from .programs import PARTICLE_DIM, Program, site_log_probs, trace_latent_sites
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "ImportanceEstimate",
     "importance_sampling",
-    "latent_sites",
     "log_importance_weights",
     "weighted_proposals",
     "posterior_mean",
 ]
 
-Program = Callable[[torch.Tensor], None]
-
 # Particle × data-point pairs per forward pass: 2^16 pairs of a 784-dim Bernoulli decoder output
 # are about 200 MB of float32, a bound that suits a laptop as well as a GPU.
 DEFAULT_CHUNK_SIZE = 2**16
-
-_DATA_PLATE = "data"
-_PARTICLE_DIM = -2  # the model's data plate is the rightmost batch dim, -1
-
-
-def _site_log_probs(trace: poutine.Trace, K: int, B: int, observed: bool | None) -> torch.Tensor:
-    """Sum the log densities of a trace's sample sites into a ``(K, B)``-shaped tensor.
-
-    :param observed: ``True`` for observed sites only, ``False`` for latent sites only,
-        ``None`` for all.
-    """
-    terms = []
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue  # plates appear in traces as subsample sites
-        if not any(frame.name == _DATA_PLATE for frame in site["cond_indep_stack"]):
-            raise ValueError(
-                f"site {name!r} is not inside pyro.plate({_DATA_PLATE!r}, B): per-datapoint "
-                "log p(x) needs every sample site of the model and guide under the data plate"
-            )
-        if observed is not None and site["is_observed"] != observed:
-            continue
-        terms.append(torch.broadcast_to(site["fn"].log_prob(site["value"]), (K, B)))
-    if not terms:
-        raise ValueError("the program has no sample sites to weigh")
-    return sum(terms[1:], terms[0])
-
-
-def _latent_sites(trace: poutine.Trace) -> set[str]:
-    return {
-        name
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-    }
-
-
-@torch.no_grad()
-def latent_sites(program: Program, x: torch.Tensor) -> set[str]:
-    """The names of the latent sites that ``program(x)`` samples."""
-    return _latent_sites(poutine.trace(program).get_trace(x))
 
 
 def log_importance_weights(
@@ -107,14 +64,14 @@ def weighted_proposals(
     """The log weights of :func:`log_importance_weights` and the trace of the proposals: the
     guide's (the model's, for the prior), whose sites hold the ``(K, B, ...)`` draws."""
     K, B = num_particles, x.shape[0]
-    with pyro.plate("particles", K, dim=_PARTICLE_DIM):
+    with pyro.plate("particles", K, dim=PARTICLE_DIM):
         if guide is None:
             model_trace = poutine.trace(model).get_trace(x)
-            return _site_log_probs(model_trace, K, B, observed=True), model_trace
+            return site_log_probs(model_trace, K, B, observed=True), model_trace
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    _check_sites(_latent_sites(guide_trace), _latent_sites(model_trace))
-    log_w = _site_log_probs(model_trace, K, B, observed=None) - _site_log_probs(guide_trace, K, B, observed=False)
+    _check_sites(trace_latent_sites(guide_trace), trace_latent_sites(model_trace))
+    log_w = site_log_probs(model_trace, K, B, observed=None) - site_log_probs(guide_trace, K, B, observed=False)
     return log_w, guide_trace
 
 
@@ -142,14 +99,14 @@ def _seeded_trace(program: Program, x: torch.Tensor, K: int, seed: int, index: i
     by (``seed``, the point's ``index``) and leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed((seed * 1_000_003 + index) % 2**63)
-        with pyro.plate("particles", K, dim=_PARTICLE_DIM):
+        with pyro.plate("particles", K, dim=PARTICLE_DIM):
             return poutine.trace(program).get_trace(x)
 
 
 def _seeded_prior_log_weights(model: Program, x: torch.Tensor, index: int, i: int, K: int, seed: int) -> torch.Tensor:
     """log p(x | z) for K draws z ~ p(z) of the point ``x[i]``: ``(K, 1)``. The model runs once
     per point on all K particles, so a pass of the prior holds at least K pairs."""
-    return _site_log_probs(_seeded_trace(model, x[i : i + 1], K, seed, index), K, 1, observed=True)
+    return site_log_probs(_seeded_trace(model, x[i : i + 1], K, seed, index), K, 1, observed=True)
 
 
 def _seeded_log_weights(model: Program, guide: Program, x: torch.Tensor, first: int, k0: int, k1: int, K: int, seed: int) -> torch.Tensor:
@@ -162,16 +119,16 @@ def _seeded_log_weights(model: Program, guide: Program, x: torch.Tensor, first: 
     values, log_q = {}, []
     for i in range(x.shape[0]):
         trace = _seeded_trace(guide, x[i : i + 1], K, seed, first + i)
-        for name in _latent_sites(trace):
+        for name in trace_latent_sites(trace):
             site = trace.nodes[name]
             values.setdefault(name, []).append((site["value"][k0:k1], -1 - site["fn"].event_dim))
-        log_q.append(_site_log_probs(trace, K, 1, observed=False)[k0:k1])
+        log_q.append(site_log_probs(trace, K, 1, observed=False)[k0:k1])
     values = {name: torch.cat([v for v, _ in parts], dim=parts[0][1]) for name, parts in values.items()}
     k, b = k1 - k0, x.shape[0]
-    with pyro.plate("particles", k, dim=_PARTICLE_DIM):
+    with pyro.plate("particles", k, dim=PARTICLE_DIM):
         model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
-    _check_sites(set(values), set(values) | _latent_sites(model_trace))
-    return _site_log_probs(model_trace, k, b, observed=None) - torch.cat(log_q, dim=1)
+    _check_sites(set(values), set(values) | trace_latent_sites(model_trace))
+    return site_log_probs(model_trace, k, b, observed=None) - torch.cat(log_q, dim=1)
 
 
 def _check_sites(guide_sites: set[str], model_sites: set[str]) -> None:
@@ -215,7 +172,7 @@ def importance_sampling(
     :param curve: particle counts k ≤ K at which to also report log p̂(x) from the first k
         particles: the estimate's convergence in K, for free.
     :param diagnose: also fit each point's Pareto k̂ and effective sample size
-        (:mod:`inference.diagnostics`).
+        (:mod:`inference.estimators.diagnostics`).
     :param seed: draw each point's proposals from a generator seeded by (``seed``, the point's
         index): the estimate is then the same for any ``chunk_size`` (up to the last bits of
         batched arithmetic). Without it the draws follow the global RNG, pass by pass. With a
@@ -244,8 +201,8 @@ def importance_sampling(
 def posterior_mean(guide: Program, x: torch.Tensor, site: str = "z", num_particles: int = 64) -> torch.Tensor:
     """E_q[z | x] by averaging ``num_particles`` draws of ``site`` from the guide: works for any
     guide, flows included. :returns: a ``(B, z_dim)``-shaped tensor."""
-    with pyro.plate("particles", num_particles, dim=_PARTICLE_DIM):
+    with pyro.plate("particles", num_particles, dim=PARTICLE_DIM):
         trace = poutine.trace(guide).get_trace(x)
     if site not in trace.nodes:
-        raise ValueError(f"the guide has no site {site!r}; its sites are {sorted(_latent_sites(trace))}")
+        raise ValueError(f"the guide has no site {site!r}; its sites are {sorted(trace_latent_sites(trace))}")
     return trace.nodes[site]["value"].mean(0)

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from conftest import SMALL_NETS, TINY, compose_config, without_timings
-from inference.rundir import load_checkpoint, locked
+from inference.runs.rundir import locked
+from inference.training.checkpoint import load_checkpoint
 from inference.train import train
 from inference.training import NonFiniteError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Long enough (about 5 s of training on 2 cores) to be killed in the middle; dynamic
 # binarization, so that a resumed run must restore the RNG to draw the same data.
 LONG = [*TINY, *SMALL_NETS, "train.epochs=100", "train.checkpoint_every=1"]

@@ -1,7 +1,7 @@
 """Training: stochastic variational inference with ``Trace_ELBO`` on in-memory data.
 
 Each step evaluates ``Trace_ELBO``'s ``differentiable_loss(model, guide, x)`` (through the lean
-path of :class:`~inference.objectives.LeanTrace_ELBO` when the guide is reparameterized) — the
+path of :class:`~inference.training.objectives.LeanTrace_ELBO` when the guide is reparameterized) — the
 same single-sample ELBO estimator and surrogate that ``pyro.infer.SVI`` with ``Trace_ELBO`` uses —
 and steps one ordinary ``torch.optim`` optimizer over the parameters of both programs. That
 skips SVI's per-parameter optimizers and param-store bookkeeping, which cost more than the
@@ -16,7 +16,6 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -25,11 +24,11 @@ from tqdm.auto import tqdm
 import pyro
 from pyro import poutine
 
-from .data import Dataset
-from .estimators import importance_sampling
+from ..data import Dataset
+from ..estimators import importance_sampling
 from .objectives import LeanTrace_ELBO
 
-__all__ = ["ElboStep", "NonFiniteError", "fit", "frozen", "new_progress", "parameters_of"]
+__all__ = ["ElboStep", "NonFiniteError", "fit", "new_progress", "parameters_of"]
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +37,6 @@ def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
     """The trainable parameters of all modules, each once (a prior may share the encoder)."""
     unique = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
     return list(unique.values())
-
-
-@contextmanager
-def frozen(module: nn.Module | None):
-    """Hold a module's parameters fixed (no gradients) and in eval mode for the duration, then
-    restore both: a fixed model under a local fit or an HMC transition."""
-    if module is None:
-        yield
-        return
-    params = [p for p in module.parameters() if p.requires_grad]
-    training = module.training
-    for p in params:
-        p.requires_grad_(False)
-    module.eval()  # no dropout, and Pyro registers no frozen parameter
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-        module.train(training)
 
 
 class NonFiniteError(FloatingPointError):
@@ -151,7 +130,7 @@ def fit(
     (for amortized guides: a local guide has no parameters for the validation points yet).
 
     Call it with model, guide and data already on the training device and the RNG seeded (or,
-    to continue a run, restored with :func:`inference.checkpoint.restore`).
+    to continue a run, restored with :func:`inference.training.checkpoint.restore`).
 
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``LeanTrace_ELBO()`` when ``None``).

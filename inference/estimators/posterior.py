@@ -15,8 +15,8 @@ import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS
 
-from .estimators import _PARTICLE_DIM, weighted_proposals
-from .training import frozen
+from .importance import weighted_proposals
+from .programs import PARTICLE_DIM, frozen
 
 with warnings.catch_warnings():  # ArviZ announces its coming refactor on import
     warnings.simplefilter("ignore")
@@ -41,7 +41,7 @@ def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500) -> t
 @torch.no_grad()
 def guide_draws(guide, x: torch.Tensor, num_samples: int) -> torch.Tensor:
     """Draws of z ~ q(z|x): ``(num_samples, B, z_dim)``."""
-    with pyro.plate("particles", num_samples, dim=_PARTICLE_DIM):
+    with pyro.plate("particles", num_samples, dim=PARTICLE_DIM):
         return poutine.trace(guide).get_trace(x).nodes["z"]["value"]
 
 

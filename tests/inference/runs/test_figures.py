@@ -6,8 +6,8 @@ import pyro
 import torch
 
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
-from inference import figures
-from inference.posterior import nuts
+from inference.runs import figures
+from inference.estimators.posterior import nuts
 from inference.train import train
 from models import LinearGaussian
 

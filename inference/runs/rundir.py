@@ -1,41 +1,24 @@
-"""Files of the run-directory contract: ``metrics.json``, ``checkpoint.pt`` and the lock.
+"""Files of the run-directory contract beside the checkpoint: ``metrics.json`` and the lock.
 
-Both are written atomically (a temporary file in the same folder, then a rename), so a run
-killed mid-write leaves the previous file whole rather than a truncated one.
+``metrics.json`` is written atomically, as ``checkpoint.pt`` is
+(:func:`inference.training.checkpoint.atomic_write`), so a run killed mid-write leaves the
+previous file whole rather than a truncated one.
 """
 
 import fcntl
 import json
 import math
 import os
-import pickle
-import re
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
+from ..training.checkpoint import atomic_write
 
-__all__ = ["write_metrics", "read_metrics", "save_checkpoint", "load_checkpoint", "locked"]
+__all__ = ["FAILURE_MARK", "METRICS", "locked", "read_metrics", "write_metrics"]
 
 METRICS = "metrics.json"
-CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 FAILURE_MARK = "run failed:"  # the entry point logs it, with the error, to the job log when a run raises
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _non_finite_paths(value, path="") -> list[str]:
@@ -73,38 +56,12 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
         values = {path: _value_at(metrics, path) for path in bad}
         metrics = {**_finite(metrics), "non_finite": {path: f"{value} (written as null)" for path, value in values.items()}}
     path = Path(run_dir) / METRICS
-    _atomic_write(path, lambda f: f.write(json.dumps(metrics, indent=2).encode() + b"\n"))
+    atomic_write(path, lambda f: f.write(json.dumps(metrics, indent=2).encode() + b"\n"))
     return path
 
 
 def read_metrics(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / METRICS).read_text())
-
-
-def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
-    """Write ``checkpoint.pt`` atomically: the previous one stays whole until the new one is."""
-    path = Path(run_dir) / CHECKPOINT
-    _atomic_write(path, lambda f: torch.save(state, f))
-    return path
-
-
-def load_checkpoint(run_dir: str | Path, map_location=None) -> dict:
-    """Read ``checkpoint.pt`` with ``weights_only=True``: tensors and plain containers only. A
-    checkpoint that carries pickled code is refused with a ValueError, and its code never runs."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train.resume=true needs a run directory that holds one")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        named = re.search(r"GLOBAL (\S+)", str(e))
-        reason = f"it refers to {named.group(1)}" if named else "weights_only refused it"
-        raise ValueError(
-            f"{path} was refused: it holds pickled objects other than tensors and plain containers, "
-            f"which could run code on loading ({reason}). Only load checkpoints written by this suite"
-        ) from None
-    except (RuntimeError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({e}); it is damaged or not a checkpoint") from None
 
 
 @contextmanager

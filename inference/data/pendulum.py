@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .data import Dataset, _transformed
+from .dataset import Dataset, transformed
 
 __all__ = ["pendulum", "simulate", "render"]
 
@@ -103,4 +103,4 @@ def pendulum(
         image = render(state[:, 0], size).reshape(n, -1)
         splits.append((image + noise * torch.randn(image.shape, generator=g)).clamp(0, 1))
         factors[name] = torch.stack([state[:, 0].cos(), state[:, 0].sin(), state[:, 1]], -1)
-    return _transformed("pendulum", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES)
+    return transformed("pendulum", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES)

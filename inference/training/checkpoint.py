@@ -1,4 +1,4 @@
-"""What a checkpoint holds, and how training continues from one exactly.
+"""What a checkpoint holds, how its file is written and read, and how training continues from one exactly.
 
 A checkpoint is a plain dict of tensors and containers (it loads with ``weights_only=True``):
 the model, guide, optimizer and scheduler states; ``progress``, the training loop's position
@@ -8,15 +8,73 @@ makes the epochs after it draw the same batches and noise as an uninterrupted ru
 """
 
 import copy
+import os
+import pickle
 import random
+import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .rundir import save_checkpoint
+__all__ = [
+    "CHECKPOINT",
+    "Checkpoints",
+    "atomic_write",
+    "capture",
+    "config_differences",
+    "load_checkpoint",
+    "restore",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
-__all__ = ["rng_state", "set_rng_state", "capture", "restore", "config_differences", "Checkpoints"]
+CHECKPOINT = "checkpoint.pt"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write a file through ``write(f)`` atomically (a temporary file in the same folder, then a
+    rename), so that a run killed mid-write leaves the previous file whole, not a truncated one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
+    """Write ``checkpoint.pt`` atomically: the previous one stays whole until the new one is."""
+    path = Path(run_dir) / CHECKPOINT
+    atomic_write(path, lambda f: torch.save(state, f))
+    return path
+
+
+def load_checkpoint(run_dir: str | Path, map_location=None) -> dict:
+    """Read ``checkpoint.pt`` with ``weights_only=True``: tensors and plain containers only. A
+    checkpoint that carries pickled code is refused with a ValueError, and its code never runs."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train.resume=true needs a run directory that holds one")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        named = re.search(r"GLOBAL (\S+)", str(e))
+        reason = f"it refers to {named.group(1)}" if named else "weights_only refused it"
+        raise ValueError(
+            f"{path} was refused: it holds pickled objects other than tensors and plain containers, "
+            f"which could run code on loading ({reason}). Only load checkpoints written by this suite"
+        ) from None
+    except (RuntimeError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable checkpoint ({e}); it is damaged or not a checkpoint") from None
 
 
 def rng_state() -> dict:

@@ -7,7 +7,7 @@ import torch
 
 from guides import AmortizedNormal
 from inference.estimators import importance_sampling
-from inference.memory import PeakTensorMemory, pairs_within
+from inference.estimators.memory import PeakTensorMemory, pairs_within
 from models import MLP, VAE, Bernoulli, StandardNormal
 
 

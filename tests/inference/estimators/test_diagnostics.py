@@ -9,7 +9,7 @@ import torch
 from conftest import SMALL_NETS, TINY, compose_config
 from guides import AmortizedFullRank
 from inference.data import Dataset
-from inference.diagnostics import pareto_k_and_ess, summarize, unreliable
+from inference.estimators.diagnostics import pareto_k_and_ess, summarize, unreliable
 from inference.estimators import importance_sampling
 from inference.train import train
 from inference.training import fit

@@ -26,8 +26,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from .estimators import _PARTICLE_DIM, _site_log_probs, latent_sites
-from .training import frozen
+from .programs import PARTICLE_DIM, frozen, latent_sites, site_log_probs
 
 __all__ = ["AISEstimate", "sigmoid_schedule", "ais", "bidirectional"]
 
@@ -54,15 +53,15 @@ class _Path:
         self.model, self.guide, self.x, self.C, self.B = model, guide, x, chains, x.shape[0]
 
     def densities(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with pyro.plate("particles", self.C, dim=_PARTICLE_DIM):
+        with pyro.plate("particles", self.C, dim=PARTICLE_DIM):
             model = poutine.trace(poutine.condition(self.model, data={"z": z})).get_trace(self.x)
             start = model if self.guide is None else poutine.trace(poutine.condition(self.guide, data={"z": z})).get_trace(self.x)
         log_start = torch.broadcast_to(start.nodes["z"]["fn"].log_prob(z), (self.C, self.B))
-        return log_start, _site_log_probs(model, self.C, self.B, observed=None)
+        return log_start, site_log_probs(model, self.C, self.B, observed=None)
 
     def start(self) -> torch.Tensor:
         """C draws per data point from p_start."""
-        with pyro.plate("particles", self.C, dim=_PARTICLE_DIM):
+        with pyro.plate("particles", self.C, dim=PARTICLE_DIM):
             trace = poutine.trace(self.guide if self.guide is not None else self.model).get_trace(self.x)
         return trace.nodes["z"]["value"].detach()
 

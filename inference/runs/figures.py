@@ -16,8 +16,8 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from pyro import poutine  # noqa: E402
 
-from .estimators import _PARTICLE_DIM, _site_log_probs, posterior_mean  # noqa: E402
-from .posterior import guide_draws  # noqa: E402
+from ..estimators import PARTICLE_DIM, posterior_mean, site_log_probs  # noqa: E402
+from ..estimators.posterior import guide_draws  # noqa: E402
 
 __all__ = [
     "SIZE",
@@ -202,10 +202,10 @@ def posterior_contour(model, guide, x: torch.Tensor, path: Path, grid: int = 120
     b = torch.linspace(float(center[1]) - span, float(center[1]) + span, grid)
     za, zb = torch.meshgrid(a, b, indexing="xy")
     z = torch.stack([za.flatten(), zb.flatten()], -1)[:, None, :].to(x.device)  # (G², 1, 2)
-    with pyro.plate("particles", z.shape[0], dim=_PARTICLE_DIM):
+    with pyro.plate("particles", z.shape[0], dim=PARTICLE_DIM):
         model_trace = poutine.trace(poutine.condition(model, data={"z": z})).get_trace(x)
         guide_trace = poutine.trace(poutine.condition(guide, data={"z": z})).get_trace(x)
-    log_joint = _site_log_probs(model_trace, z.shape[0], 1, observed=None).reshape(-1)
+    log_joint = site_log_probs(model_trace, z.shape[0], 1, observed=None).reshape(-1)
     log_q = guide_trace.nodes["z"]["fn"].log_prob(z).reshape(-1)
     fig = _figure("Posterior of one test point: exact p(z|x) up to a constant (filled), q(z|x) (lines)")
     ax = fig.add_subplot(1, 1, 1)

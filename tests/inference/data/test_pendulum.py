@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from inference.pendulum import pendulum, render, simulate
-from inference.probe import linear_probe_r2
+from inference.data.pendulum import pendulum, render, simulate
+from inference.estimators.probe import linear_probe_r2
 
 
 def test_free_pendulum_conserves_energy_and_has_the_small_angle_period():

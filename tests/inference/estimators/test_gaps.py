@@ -9,7 +9,7 @@ import torch
 from guides import AmortizedFullRank, AmortizedNormal
 from conftest import CORRELATED_W as W, X_SCALE, best_diagonal_gap
 from inference.data import Dataset
-from inference.gaps import inference_gaps, localized
+from inference.estimators.gaps import inference_gaps, localized
 from inference.training import fit
 from models import MLP, LinearGaussian
 

@@ -205,8 +205,8 @@ def test_bad_contents_of_a_data_file_are_named_with_the_file(caltech_root, fault
 
 
 def test_gray_values_outside_the_unit_interval_are_refused():
-    from inference.data import _transformed
+    from inference.data.dataset import transformed
 
     splits = [torch.rand(5, 4), torch.rand(3, 4), torch.rand(3, 4) * 2 + 0.5]
     with pytest.raises(ValueError, match=r"gray: the test split holds values outside \[0, 1\] \(from 0\.5"):
-        _transformed("gray", splits, (2, 2), 256)
+        transformed("gray", splits, (2, 2), 256)

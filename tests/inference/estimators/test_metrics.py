@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import SMALL_NETS, TINY, compose_config
-from inference.evaluation import bits_per_dim, mean_and_stderr
-from inference.rundir import write_metrics
+from inference.estimators.metrics import bits_per_dim, mean_and_stderr
+from inference.runs.rundir import write_metrics
 from inference.train import train
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .diagnostics import summarize
-from .estimators import DEFAULT_CHUNK_SIZE, importance_sampling
+from .importance import DEFAULT_CHUNK_SIZE, importance_sampling
 
 __all__ = ["evaluate", "mean_and_stderr", "bits_per_dim"]
 
@@ -70,7 +70,7 @@ def evaluate(
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
         first k particles for k in 1, 2, 5, 10, … up to K (``curve_stderr``: its standard errors), and ``diagnostics``, the Pareto k̂
-        and effective sample sizes of the points' weights (:func:`inference.diagnostics.summarize`).
+        and effective sample sizes of the points' weights (:func:`inference.estimators.diagnostics.summarize`).
         All in nats per data point.
     """
     model.eval(), guide.eval()

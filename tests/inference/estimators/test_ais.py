@@ -7,9 +7,9 @@ import pyro
 import torch
 
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
-from inference.ais import ais, bidirectional, sigmoid_schedule
+from inference.estimators.ais import ais, bidirectional, sigmoid_schedule
 from inference.estimators import importance_sampling
-from inference.train import build, instantiate, train
+from inference.runs import build, instantiate, train
 from models import LinearGaussian
 
 

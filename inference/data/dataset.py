@@ -1,0 +1,143 @@
+"""Datasets: each split is one flat float tensor, held whole on the training device.
+
+A loader returns a :class:`Dataset` with ``train``, ``valid`` and ``test`` tensors of shape
+``(N, x_dim)``. Gray images are scaled to [0, 1], their L levels becoming k/(L−1); then one
+transform may decide what the model sees:
+
+- ``binarize="dynamic"``: each epoch draws fresh x ~ Bernoulli(pixel) for training, while the
+  valid and test sets are binarized once with a fixed seed (the IWAE paper's protocol);
+- ``binarize="fixed"``: every split binarized once with a fixed seed;
+- ``dequantize=True``: uniform dequantization (Theis et al. 2016), x = (k + u)/L with
+  u ~ U(0, 1), fresh each epoch for training and drawn once, with a fixed seed, for valid and
+  test. A density p on the dequantized data then bounds the probability of the discrete data,
+  log P(k) ≥ E_u[log p((k + u)/L)] − D log L, which is how bits per dimension are reported.
+
+Each dataset declares its ``levels`` (2 for binary images, 256 for 8-bit, ``None`` for real
+values); the likelihoods check the data they are given against their support.
+
+The loaders of :mod:`inference.data.loaders` and the pendulum build their splits with
+:func:`transformed`.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["BINARIZE_MODES", "SPLITS", "Dataset", "split_indices", "transformed"]
+
+BINARIZE_MODES = ("none", "dynamic", "fixed")
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/valid/test splits as ``(N, x_dim)`` float tensors.
+
+    :ivar image_shape: the shape of one example as an image, e.g. ``(28, 28)``; ``(x_dim,)``
+        for data that is not an image.
+    :ivar levels: how many discrete values the data takes (2 once binarized, 256 for 8-bit
+        images); ``None`` for real values.
+    :ivar binarize: ``"dynamic"`` when ``train`` holds pixel probabilities to be binarized
+        afresh every epoch (see :meth:`train_epoch`).
+    :ivar dequantize: whether ``train`` holds the levels k/(L−1) to be dequantized afresh
+        every epoch, and valid and test hold dequantized values (k + u)/L.
+    :ivar labels: class labels where the data has them (digits, MNIST), per split an ``(N,)``
+        CPU tensor; figures colour by them.
+    :ivar factors: ground-truth latent factors where the data has them, per split an
+        ``(N, F)`` CPU tensor whose columns ``factor_names`` names (the pendulum's state).
+    """
+
+    name: str
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    image_shape: tuple[int, ...]
+    levels: int | None = None
+    binarize: str = "none"
+    dequantize: bool = False
+    factors: dict[str, torch.Tensor] | None = None
+    labels: dict[str, torch.Tensor] | None = None
+    factor_names: tuple[str, ...] = ()
+
+    @property
+    def x_dim(self) -> int:
+        return self.train.shape[1]
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device))
+
+    def train_epoch(self) -> torch.Tensor:
+        """The training data for one epoch: freshly binarized or dequantized where configured."""
+        if self.binarize == "dynamic":
+            return torch.bernoulli(self.train)
+        if self.dequantize:
+            return _dequantized(self.train, self.levels)
+        return self.train
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected 'train', 'valid' or 'test'")
+        return getattr(self, name)
+
+
+def _dequantized(x: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(k + u)/L for the levels k/(L−1) of x, with u ~ U(0, 1)."""
+    k = torch.round(x * (levels - 1))
+    return (k + torch.rand(x.shape, generator=generator, device=x.device)) / levels
+
+
+def transformed(
+    name: str,
+    splits,
+    image_shape,
+    levels: int | None,
+    binarize: str = "none",
+    dequantize: bool = False,
+    seed: int = 0,
+    source: Path | None = None,
+    **extra,
+) -> Dataset:
+    """Assemble a Dataset from splits scaled to [0, 1], binarized or dequantized as asked.
+
+    The valid and test splits are transformed once, with ``seed``; a dynamic transform leaves
+    ``train`` as it is, for :meth:`Dataset.train_epoch` to redraw every epoch.
+    """
+    if binarize not in BINARIZE_MODES:
+        raise ValueError(f"{name}: binarize must be one of {BINARIZE_MODES}, got {binarize!r}")
+    if binarize != "none" and dequantize:
+        raise ValueError(f"{name}: binarize={binarize} and dequantize=true exclude each other; choose one")
+    if (binarize != "none" or dequantize) and levels is None:
+        raise ValueError(f"{name}: holds real values, which cannot be binarized or dequantized; use data.binarize=none data.dequantize=false")
+    splits = [torch.as_tensor(s, dtype=torch.float32) for s in splits]
+    where = f"{name} ({source})" if source else name
+    for split_name, split in zip(SPLITS, splits):
+        if split.shape[0] == 0 and split_name != "valid":
+            raise ValueError(f"{where}: the {split_name} split is empty")
+        if not torch.isfinite(split).all():
+            raise ValueError(f"{where}: the {split_name} split holds NaN or infinite values")
+        if levels == 2 and not ((split == 0) | (split == 1)).all():
+            raise ValueError(f"{where}: the {split_name} split should be binary but holds values other than 0 and 1")
+        if levels is not None and split.numel() and not (0 <= split.min() and split.max() <= 1):
+            raise ValueError(f"{where}: the {split_name} split holds values outside [0, 1] (from {split.min():g} to {split.max():g})")
+    generator = torch.Generator().manual_seed(seed)
+    first = 1 if binarize == "dynamic" or dequantize else 0  # dynamic: train is redrawn per epoch
+    for i in range(first, 3):
+        if binarize != "none":
+            splits[i] = torch.bernoulli(splits[i], generator=generator)
+        elif dequantize:
+            splits[i] = _dequantized(splits[i], levels, generator)
+    if binarize != "none":
+        levels = 2
+    return Dataset(name, *splits, image_shape=tuple(image_shape), levels=levels, binarize=binarize, dequantize=dequantize, **extra)
+
+
+def split_indices(n: int, num_valid: int, num_test: int, seed: int) -> tuple[np.ndarray, ...]:
+    if num_valid < 0 or num_test <= 0 or num_valid + num_test >= n:
+        raise ValueError(
+            f"cannot split {n} examples into num_valid={num_valid} and num_test={num_test} "
+            "with training examples left over"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return order[num_valid + num_test :], order[:num_valid], order[num_valid : num_valid + num_test]

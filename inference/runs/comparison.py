@@ -1,0 +1,193 @@
+"""Comparison of runs: the runs of one or more sweeps turned into a table (markdown and CSV) and
+figures (``python -m inference.compare DIR [DIR ...]``).
+
+A run is any folder below the given ones that holds ``.hydra/overrides.yaml``. Its columns are
+the overrides that differ between runs, then the test metrics; runs without a readable
+``metrics.json`` are listed with their status instead of stopping the comparison.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+
+from .rundir import FAILURE_MARK  # noqa: E402
+
+__all__ = ["find_runs", "read_run", "varying_overrides", "table", "compare"]
+
+METRIC_COLUMNS = [
+    "status",
+    "test ELBO",
+    "test log p̂(x)",
+    "± stderr",
+    "K",
+    "approximation gap",
+    "amortization gap",
+    "inference gap",
+    "train seconds",
+    "steps",
+]
+
+
+def find_runs(roots: list[Path]) -> list[Path]:
+    """Every run folder (one holding ``.hydra/overrides.yaml``) below the roots, sorted."""
+    runs = set()
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such folder; give the folder of a sweep (multirun/DATE/TIME) or of runs")
+        runs.update(p.parent.parent for p in root.rglob(".hydra/overrides.yaml"))
+    return sorted(runs)
+
+
+def read_run(run: Path) -> dict:
+    """The overrides and metrics of a run, and its status: complete, incomplete or failed."""
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    record = {"run": run, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "metrics": None}
+    path = run / "metrics.json"
+    if not path.is_file():
+        # the entry point logs why a run failed (FAILURE_MARK); one still running logged nothing such
+        reasons = [
+            line.split(FAILURE_MARK, 1)[1].strip()
+            for log in run.glob("*.log")
+            for line in log.read_text(errors="replace").splitlines()
+            if FAILURE_MARK in line
+        ]
+        record["status"] = f"failed ({reasons[-1]})" if reasons else "incomplete"
+        return record
+    try:
+        record["metrics"] = json.loads(path.read_text())
+        test = record["metrics"].get("test")
+        if test is None:
+            record["status"] = "incomplete"
+        elif test.get("log_px", {}).get("mean") is None or test.get("elbo") is None:
+            record["status"] = "non-finite estimates (see its metrics.json)"
+        else:
+            record["status"] = "complete"
+    except json.JSONDecodeError as e:
+        record["status"] = f"failed (unreadable metrics.json: {e.msg})"
+    return record
+
+
+def _metric_cells(metrics: dict | None) -> list:
+    test = (metrics or {}).get("test", {})
+    log_px, gaps, train = test.get("log_px", {}), test.get("gaps", {}), (metrics or {}).get("train", {})
+    return [
+        test.get("elbo"),
+        log_px.get("mean"),
+        log_px.get("stderr"),
+        log_px.get("num_particles"),
+        gaps.get("approximation", {}).get("mean"),
+        gaps.get("amortization", {}).get("mean"),
+        gaps.get("inference", {}).get("mean"),
+        train.get("seconds"),
+        train.get("steps"),
+    ]
+
+
+def varying_overrides(records: list[dict]) -> list[str]:
+    """The override keys whose values differ between the complete runs (between all runs when
+    none is complete): what the sweep varied."""
+    done = [r for r in records if r["status"] == "complete"] or records
+    keys = sorted({k for r in records for k in r["overrides"]})
+    return [k for k in keys if len({r["overrides"].get(k) for r in done}) > 1]
+
+
+def table(records: list[dict], base: Path) -> tuple[list[str], list[list]]:
+    """Columns: the run, the overrides that differ between runs, then the metrics."""
+    varying = varying_overrides(records)
+    header = ["run", *varying, *METRIC_COLUMNS]
+    rows = []
+    for r in records:
+        name = str(r["run"].relative_to(base)) if r["run"].is_relative_to(base) else str(r["run"])
+        rows.append([name, *(r["overrides"].get(k, "") for k in varying), r["status"], *_metric_cells(r["metrics"])])
+    return header, rows
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_markdown(path: Path, header: list[str], rows: list[list]) -> None:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+
+
+def _label(record: dict, varying: list[str]) -> str:
+    return ", ".join(f"{k}={record['overrides'].get(k, '')}" for k in varying) or record["run"].name
+
+
+def plot_bars(path: Path, records: list[dict], varying: list[str]) -> None:
+    """log p̂(x) (with standard-error bars) and ELBO per run, bars rising from below the lowest."""
+    done = [r for r in records if r["status"] == "complete"]
+    log_px = [r["metrics"]["test"]["log_px"] for r in done]
+    elbo = [r["metrics"]["test"]["elbo"] for r in done]
+    values = [v["mean"] for v in log_px] + elbo
+    span = (max(values) - min(values)) if values else 1.0
+    floor = min(values, default=0.0) - 0.5 * span - 0.5  # negative nats: bars start below them all
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(done) + 2), 4.5))
+    positions = list(range(len(done)))
+    ax.bar([p - 0.2 for p in positions], [v["mean"] - floor for v in log_px], width=0.4, bottom=floor,
+           yerr=[v["stderr"] for v in log_px], capsize=3, label="log p̂(x), guide proposal")
+    ax.bar([p + 0.2 for p in positions], [e - floor for e in elbo], width=0.4, bottom=floor, label="ELBO")
+    ax.set_xticks(positions, [_label(r, varying) for r in done], rotation=20, ha="right")
+    ax.set_ylim(floor, max(values, default=0.0) + 0.3 * span + 0.3)
+    ax.set_ylabel("nats per data point (test)")
+    ax.set_title("Test log p̂(x) and ELBO per run")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
+    """Mean log p̂(x) against K for each run's guide, and the prior proposal dashed."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(r for r in records if r["status"] == "complete"):
+        test = r["metrics"]["test"]
+        for key, style in [("log_px", "-"), ("log_px_prior", "--")]:
+            curve = test.get(key, {}).get("curve")
+            if curve:
+                ks = sorted((k for k in curve if curve[k] is not None), key=int)
+                label = _label(r, varying) + (" (prior proposal)" if key == "log_px_prior" else "")
+                ax.plot([int(k) for k in ks], [curve[k] for k in ks], style, color=f"C{i % 10}", marker="o", markersize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("K, importance samples per data point")
+    ax.set_ylabel("mean log p̂(x), nats (test)")
+    ax.set_title("The guide needs few samples; the prior needs astronomically many")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def compare(roots: list[Path], out: Path) -> list[dict]:
+    """Write compare.md, compare.csv, compare_bars.png and compare_curves.png into ``out``."""
+    runs = find_runs(roots)
+    if not runs:
+        raise FileNotFoundError(f"no runs (folders with .hydra/overrides.yaml) under {', '.join(map(str, roots))}")
+    records = [read_run(r) for r in runs]
+    header, rows = table(records, roots[0])
+    varying = varying_overrides(records)
+    out.mkdir(parents=True, exist_ok=True)
+    write_markdown(out / "compare.md", header, rows)
+    write_csv(out / "compare.csv", header, rows)
+    plot_bars(out / "compare_bars.png", records, varying)
+    plot_curves(out / "compare_curves.png", records, varying)
+    return records

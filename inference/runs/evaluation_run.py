@@ -1,0 +1,225 @@
+"""Evaluation of a trained run, and re-evaluation of a finished one.
+
+``evaluate_run`` computes every number of ``metrics.json`` but the training summary: per
+split the ELBO, log p̂(x) with its diagnostics (and bits per dimension on discrete data), and
+on the test split, as configured, the inference gaps, the linear probe, AIS and BDMC.
+A training run calls it after training; ``reevaluate`` (``python -m inference.evaluate
+run=RUN_DIR [evaluation.KEY=VALUE ...]``) loads a finished run (its config from ``.hydra/``, its checkpoint with ``weights_only=True``),
+re-runs the estimators with the RNG state the run had when its training ended, so that the
+same settings give the same numbers, and merges the results into its ``metrics.json``.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..data import Dataset
+from ..estimators import (
+    ais,
+    bidirectional,
+    bits_per_dim,
+    evaluate,
+    fit_local,
+    importance_sampling,
+    inference_gaps,
+    latent_sites,
+    linear_probe_r2,
+    mean_and_stderr,
+    pairs_within,
+    posterior_mean,
+)
+from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
+from ..training.checkpoint import load_checkpoint, set_rng_state
+from . import figures
+from .build import build, instantiate
+from .checks import check_config, resolve_device
+from .rundir import locked, read_metrics, write_metrics
+
+__all__ = ["evaluate_run", "pass_size", "reevaluate"]
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_run(
+    model: torch.nn.Module, guide: torch.nn.Module, data: Dataset, evaluation: DictConfig, run_dir: Path, curve: list[dict] = ()
+) -> dict:
+    """The evaluation section of ``metrics.json``: one entry per split of ``evaluation.splits``;
+    the figures (of the training ``curve`` too) into ``run_dir/plots``, and with
+    ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``."""
+    results = {}
+    for split in evaluation.splits:
+        x = data.split(split)[: evaluation.max_points]
+        if x.shape[0] == 0:
+            continue
+        start = time.perf_counter()
+        local_steps = fit_local_guide(model, guide, x)
+        chunk_size = pass_size(model, guide, x, evaluation)
+        results[split] = evaluate(
+            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size, prior_proposal=evaluation.prior_proposal
+        )
+        results[split]["chunk_size"] = chunk_size
+        results[split]["seconds"] = time.perf_counter() - start
+        if local_steps is not None:
+            results[split]["local_fit_steps"] = local_steps
+        if data.levels is not None and (model.likelihood.discrete or data.dequantize) and results[split]["log_px"]["mean"] is not None:
+            levels = data.levels if data.dequantize else None
+            results[split]["bits_per_dim"] = bits_per_dim(results[split]["log_px"]["mean"], data.x_dim, levels)
+    if evaluation.gaps and "test" in results:
+        start = time.perf_counter()
+        points = data.test[: evaluation.gap_points]
+        results["test"]["gaps"] = gaps(model, guide, points, evaluation.gap_particles, pass_size(model, guide, points, evaluation))
+        results["test"]["gaps"]["seconds"] = time.perf_counter() - start
+    if data.factors is not None and "test" in results:
+        results["test"]["probe"] = probe(guide, data, evaluation)
+    if evaluation.ais and "test" in results:
+        results["test"].update(annealed(model, guide, data.test[: evaluation.ais_points], evaluation))
+    if evaluation.posterior_points and "test" in results:
+        results["test"]["posterior"] = gold_standard(model, guide, data.test[: evaluation.posterior_points], evaluation, run_dir)
+    if evaluation.figures:  # last: their random draws leave every number above as it would be without them
+        draw_figures(model, guide, data, results, curve, run_dir / "plots")
+    return results
+
+
+def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir: Path) -> dict:
+    """NUTS against the guide on a few test points: ``posterior.nc``, ArviZ summaries as CSV,
+    the pair plot (and for a 2-D latent the contour plot); returns the mismatch and NUTS checks."""
+    if latent_sites(model, x[:1]) != {"z"}:
+        return {"skipped": f"NUTS here samples one latent site 'z'; this model has {sorted(latent_sites(model, x[:1]))}"}
+    start = time.perf_counter()
+    nuts_z = nuts(model, x, evaluation.posterior_samples, evaluation.posterior_warmup)
+    guide_z = guide_draws(guide, x, nuts_z.shape[0] * nuts_z.shape[1])
+    importance_z, log_w = importance_draws(model, guide, x, min(evaluation.num_particles, 1000))
+    data = inference_data(nuts_z, guide_z, importance_z, log_w)
+    data.to_netcdf(str(run_dir / "posterior.nc"))
+    tables = summaries(data)
+    for name, table in tables.items():
+        table.to_csv(run_dir / f"posterior_summary_{name}.csv")
+    figures.posterior_pairs(nuts_z, guide_z, run_dir / "plots" / "posterior_pairs.png")
+    if nuts_z.shape[-1] == 2:
+        figures.posterior_contour(model, guide, x, run_dir / "plots" / "posterior_contour.png")
+    return {
+        **mismatch(nuts_z, guide_z),
+        "points": x.shape[0],
+        "nuts_ess_bulk_min": float(tables["nuts"]["ess_bulk"].min()),
+        "nuts_r_hat_max": float(tables["nuts"]["r_hat"].max()),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], folder: Path) -> None:
+    """Every figure that the run's data allows (image figures need 2-D images)."""
+    x = data.test[:500]
+    if curve:
+        figures.training_curve(curve, folder / "training_curve.png")
+    if len(data.image_shape) == 2:
+        figures.prior_samples(model, data.image_shape, folder / "prior_samples.png")
+        figures.reconstructions(model, guide, x, data.image_shape, folder / "reconstructions.png")
+        if getattr(guide, "amortized", True):  # a local guide knows only the points it was fitted to
+            figures.posterior_as_prior(model, guide, data.train, data.image_shape, folder / "posterior_as_prior.png")
+        figures.traversals(model, guide, x, data.image_shape, folder / "traversals.png")
+    labels = data.labels["test"][:500] if data.labels is not None else None
+    if latent_sites(guide, x[:1]) == {"z"}:
+        figures.latent_means(guide, x, folder / "latent_means.png", labels)
+    if "test" in results:
+        figures.log_px_against_k(results["test"], folder / "log_px_against_k.png")
+
+
+def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
+    """AIS on the test points, and BDMC on as many points simulated from the model; for a model
+    AIS does not handle, why it was skipped (the run's other results are still written)."""
+    sites = latent_sites(model, x[:1])
+    if sites != {"z"}:
+        return {"log_px_ais": {"skipped": f"AIS here anneals one latent site 'z'; this model has {sorted(sites)}"}}
+    options = dict(steps=evaluation.ais_steps, leapfrog=evaluation.ais_leapfrog, step_size=evaluation.ais_step_size, chains=evaluation.ais_chains)
+    start = time.perf_counter()
+    estimate = ais(model, x, guide=guide if evaluation.ais_start == "guide" else None, **options)
+    out = {"log_px_ais": {**mean_and_stderr(estimate.log_px), **options, "start": evaluation.ais_start, "acceptance": estimate.acceptance}}
+    out["log_px_ais"]["seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    sandwich = bidirectional(model, x.shape[0], **options)
+    seed = int(torch.randint(2**62, ()))  # as for the test split: the same numbers for any pass size
+    importance = importance_sampling(model, guide, sandwich["x"], evaluation.num_particles, pass_size(model, guide, sandwich["x"], evaluation), seed=seed).log_px
+    out["bdmc"] = {
+        "lower": mean_and_stderr(sandwich["lower"]),
+        "upper": mean_and_stderr(sandwich["upper"]),
+        "width": mean_and_stderr(sandwich["upper"] - sandwich["lower"]),
+        "log_px_importance": mean_and_stderr(importance),
+        "points": x.shape[0],
+        "acceptance": sandwich["acceptance"],
+        "seconds": time.perf_counter() - start,
+    }
+    return out
+
+
+def pass_size(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, evaluation: DictConfig) -> int:
+    """Particle × point pairs per pass of the estimator: ``evaluation.chunk_size``, or as many
+    as keep its peak tensor memory under ``evaluation.memory_budget_mb``."""
+    return evaluation.chunk_size or pairs_within(model, guide, x, evaluation.memory_budget_mb)
+
+
+def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -> int | None:
+    """Fit a local guide's parameters for the points ``x`` with the model fixed, so that they
+    can be evaluated; returns the steps taken, or None for an amortized guide."""
+    if getattr(guide, "amortized", True):
+        return None
+    guide.add_points(x)
+    return fit_local(model, guide, x, max_steps=guide.fit_steps)
+
+
+def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int, chunk_size: int) -> dict:
+    """The inference-gap decomposition, or why it could not run (a guide without an encoder)."""
+    try:
+        return inference_gaps(model, guide, x, num_particles, chunk_size=chunk_size)
+    except ValueError as e:
+        log.warning(f"no inference gaps: {e}")
+        return {"skipped": str(e)}
+
+
+def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
+    """R² of a linear read-out of the true factors from the posterior means (trained on the
+    training frames, scored on the test frames)."""
+    means = {split: posterior_mean(guide, data.split(split)[: evaluation.max_points], evaluation.probe_site) for split in ("train", "test")}
+    r2 = linear_probe_r2(means["train"], data.factors["train"][: len(means["train"])], means["test"], data.factors["test"][: len(means["test"])])
+    return {"r2": dict(zip(data.factor_names, r2.tolist())), "r2_mean": r2.mean().item(), "site": evaluation.probe_site}
+
+
+def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
+    """Re-run the evaluation of a finished run with ``overrides`` of its ``evaluation`` (or
+    ``train.device``) keys, and merge the results into its ``metrics.json``."""
+    run_dir = Path(run_dir)
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: run=... must name a run directory written by inference.train")
+    cfg = OmegaConf.load(config_file)
+    OmegaConf.set_struct(cfg, True)  # a misspelled key is an error, not a new key
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if not (key.startswith("evaluation.") or key == "train.device"):
+            raise ValueError(f"{override}: only evaluation.* and train.device can change when re-evaluating a run")
+    cfg.merge_with_dotlist(list(overrides))
+    check_config(cfg)
+    device = resolve_device(cfg.train.device)
+    with locked(run_dir), pyro.validation_enabled(False):
+        data = instantiate(cfg.data).to(device)
+        model, guide = build(cfg, data)
+        state = load_checkpoint(run_dir, map_location=device)
+        model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+        model.to(device), guide.to(device)
+        set_rng_state(state["rng"])  # where the run's own evaluation began
+        old = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
+        results = evaluate_run(model, guide, data, cfg.evaluation, run_dir, old.get("train", {}).get("curve", []))
+        metrics = _merged(old, results)
+        write_metrics(run_dir, metrics)
+    return metrics
+
+
+def _merged(old: dict, new: dict) -> dict:
+    """``old`` with ``new`` written over it, key by key: what was not recomputed stays."""
+    merged = dict(old)
+    for key, value in new.items():
+        merged[key] = _merged(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+    return merged

@@ -1,0 +1,50 @@
+"""The few lines a user reads at the end of a run: its numbers from ``metrics.json``."""
+
+from pathlib import Path
+
+from ..estimators import unreliable
+
+__all__ = ["summary"]
+
+
+def summary(metrics: dict, run_dir: Path) -> str:
+    """The few lines a user reads at the end of a run."""
+    lines = [f"trained {metrics['train']['steps']} steps in {metrics['train']['seconds']:.1f} s on {metrics['train']['device']}"]
+    test = metrics.get("test")
+    if test:
+        lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
+        for key, label in [("log_px", "test log p̂(x), guide proposal"), ("log_px_prior", "test log p̂(x), prior proposal")]:
+            est = test.get(key)
+            if est is None:  # evaluation.prior_proposal=false
+                continue
+            if est["mean"] is None:
+                lines.append(f"{label}  not finite for {est['non_finite']} of {est['n']} points: {est['reason']}")
+            else:
+                lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
+        warning = unreliable(test["log_px"]["diagnostics"]) if "diagnostics" in test["log_px"] else None
+        if warning:
+            lines.append(f"WARNING: {warning}")
+        if "bits_per_dim" in test:
+            lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
+        if "gaps" in test and test["gaps"].get("inference", {}).get("mean") is not None:
+            g = test["gaps"]
+            lines.append(
+                f"test gaps (n={g['points']}): approximation {g['approximation']['mean']:.3f} ± {g['approximation']['stderr']:.3f}, "
+                f"amortization {g['amortization']['mean']:.3f} ± {g['amortization']['stderr']:.3f}"
+            )
+        if "probe" in test:
+            r2 = ", ".join(f"{k} {v:.3f}" for k, v in test["probe"]["r2"].items())
+            lines.append(f"test linear probe R²: {r2}")
+        if "log_px_ais" in test and test["log_px_ais"].get("mean") is not None:
+            a = test["log_px_ais"]
+            lines.append(f"test log p̂(x), AIS             {a['mean']:10.3f} ± {a['stderr']:.3f}  (T={a['steps']}, {a['chains']} chains, n={a['n']})")
+        if "bdmc" in test and test["bdmc"]["width"]["mean"] is not None:
+            b = test["bdmc"]
+            lines.append(
+                f"BDMC on {b['points']} simulated points: {b['lower']['mean']:.3f} ≤ log p(x) ≤ {b['upper']['mean']:.3f} "
+                f"(width {b['width']['mean']:.3f}; importance sampling {b['log_px_importance']['mean']:.3f})"
+            )
+        if "log_px_exact" in test:
+            lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
+    lines.append(f"run directory: {run_dir}")
+    return "\n".join(lines)

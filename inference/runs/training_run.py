@@ -1,0 +1,129 @@
+"""A training run: ``train(cfg, run_dir)`` trains a model and guide with SVI, evaluates them,
+and writes the run directory (metrics.json, checkpoint.pt); with ``train.resume=true`` it
+continues a run from its checkpoint. ``python -m inference.train`` is its Hydra entry point.
+"""
+
+import logging
+from pathlib import Path
+
+import pyro
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from pyro.infer import JitTrace_ELBO
+
+from ..estimators import log_importance_weights
+from ..training import fit, new_progress, parameters_of
+from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, load_checkpoint, restore
+from ..training.objectives import GraphTrace_ELBO
+from .build import build, check_support, guide_name, instantiate
+from .checks import check_config, pinned_device, resolve_device, thread_count
+from .evaluation_run import evaluate_run
+from .rundir import locked, write_metrics
+from .summary import summary
+
+__all__ = ["RESUMABLE", "resume", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def resume(run_dir: Path, config: dict, objects: tuple, device: torch.device) -> dict:
+    """Load the run's checkpoint into ``objects`` and the RNGs; returns its progress. Refuses a
+    config that differs from the checkpoint's in more than the keys of ``RESUMABLE``."""
+    state = load_checkpoint(run_dir, map_location=device)
+    differences = config_differences(state["config"], config, ignore=RESUMABLE)
+    if differences:
+        raise ValueError(
+            f"cannot resume {run_dir}: the config differs from the checkpoint's in {'; '.join(differences)}. "
+            f"Resume with the run's own overrides (only {', '.join(RESUMABLE[:2])} may change), or start a new run"
+        )
+    progress = restore(state, *objects)
+    log.info(f"resuming {run_dir} after epoch {progress['epoch']} ({progress['steps']} steps)")
+    return progress
+
+
+# Keys that may change when a run is resumed: how long it trains, and the resume switch itself.
+RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume")
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train, evaluate and write the run directory; returns the metrics written.
+
+    With ``train.resume=true`` it continues the run in ``run_dir`` from its checkpoint.
+    """
+    check_config(cfg)
+    run_dir = Path(run_dir)
+    if not cfg.train.resume and (run_dir / CHECKPOINT).exists():
+        raise ValueError(
+            f"{run_dir} already holds a checkpoint: continue that run with train.resume=true, "
+            "or train into a new directory (hydra.run.dir=...)"
+        )
+    # Pyro's and torch's argument checks cost about a tenth of a small training step
+    # (BENCHMARKS.md); the data's support is checked once up front instead.
+    with locked(run_dir), pyro.validation_enabled(cfg.train.validate):
+        return _train(cfg, run_dir)
+
+
+def _launched_job():
+    """The running Hydra job's launcher config and number, or (None, 0) outside a sweep."""
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not under Hydra (tests compose configs themselves)
+        return None, 0
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None, 0
+    return hydra_cfg.launcher, int(hydra_cfg.job.num)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict:
+    launcher, job_num = _launched_job()
+    threads = thread_count(cfg.train.threads, launcher)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = resolve_device(cfg.train.device)
+    if launcher is not None:
+        device = pinned_device(device, job_num, torch.cuda.device_count())
+        log.info(f"sweep job {job_num}: {torch.get_num_threads()} torch threads on {device}")
+    pyro.set_rng_seed(cfg.train.seed)
+    data = instantiate(cfg.data).to(device)
+    model, guide = build(cfg, data)
+    check_support(model, data)
+    model.to(device), guide.to(device)
+    # A dry run: sites and shapes. On training points, the only ones a local guide knows yet
+    # (and which are then fixed), or on test points, which are in the likelihood's support.
+    log_importance_weights(model, guide, (data.test if getattr(guide, "amortized", True) else data.train)[:2], num_particles=1)
+    optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
+    scheduler = instantiate(cfg.schedule)(optimizer)
+    loss = instantiate(cfg.objective)
+    reason, inner = getattr(guide, "untraceable", None), getattr(loss, "loss", loss)
+    if reason and isinstance(inner, (JitTrace_ELBO, GraphTrace_ELBO)):
+        objective = "jit_trace_elbo" if isinstance(inner, JitTrace_ELBO) else "graph_trace_elbo"
+        raise ValueError(f"guide={guide_name(cfg)} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    checkpoints = Checkpoints(
+        run_dir, (model, guide, optimizer, scheduler), config,
+        on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks,
+    )
+    start = resume(run_dir, config, (model, guide, optimizer, scheduler), device) if cfg.train.resume else None
+    checkpoints.save(start or new_progress())  # the first last-good state: a NaN may come at step 1
+    metrics = {"train": fit(
+        model, guide, data, optimizer,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        log_every=cfg.train.log_every,
+        progress=cfg.train.progress,
+        loss=loss,
+        scheduler=scheduler,
+        max_seconds=cfg.train.max_seconds,
+        start=checkpoints.last["progress"],
+        checkpoint_every=cfg.train.checkpoint_every,
+        checkpoint=checkpoints.save,
+        on_non_finite=checkpoints.on_non_finite,
+    )}
+
+    metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
+    write_metrics(run_dir, metrics)
+    log.info(summary(metrics, run_dir))
+    return metrics

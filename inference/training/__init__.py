@@ -1,0 +1,22 @@
+"""Training: the SVI loop over in-memory data (:mod:`.loop`), the objectives it can minimize
+(:mod:`.objectives`: a weighted KL term and its warm-up, the lean and the recorded Trace_ELBO),
+learning-rate schedules (:mod:`.schedules`), and checkpoints, from which a run resumes or rolls
+back exactly (:mod:`.checkpoint`)."""
+
+from .checkpoint import Checkpoints, load_checkpoint, save_checkpoint
+from .loop import ElboStep, NonFiniteError, fit, new_progress, parameters_of
+from .objectives import GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
+
+__all__ = [
+    "Checkpoints",
+    "ElboStep",
+    "GraphTrace_ELBO",
+    "KLWeighted",
+    "LeanTrace_ELBO",
+    "NonFiniteError",
+    "fit",
+    "load_checkpoint",
+    "new_progress",
+    "parameters_of",
+    "save_checkpoint",
+]
