@@ -15,7 +15,7 @@ from .importance import DEFAULT_CHUNK_SIZE, ImportanceEstimate, importance_sampl
 from .memory import PeakTensorMemory, pairs_within
 from .metrics import bits_per_dim, evaluate, mean_and_stderr
 from .probe import linear_probe_r2
-from .programs import PARTICLE_DIM, frozen, latent_sites, site_log_probs
+from .programs import PARTICLE_DIM, frozen, latent_sites, particle_dim, site_log_probs
 
 __all__ = [
     "AISEstimate",
@@ -37,6 +37,7 @@ __all__ = [
     "mean_and_stderr",
     "pairs_within",
     "pareto_k_and_ess",
+    "particle_dim",
     "posterior_mean",
     "site_log_probs",
     "summarize",

@@ -11,8 +11,9 @@ log p̂(x) is a consistent estimate of log p(x) whose downward bias shrinks as K
 ``guide=None`` the proposal is the prior, z_k ~ p(z), and log w_k = log p(x | z_k): the naive
 estimator, which needs astronomically many particles once z has more than a few dimensions.
 
-Particles are vectorized with an outer ``pyro.plate("particles", K)`` left of the data plate,
-and the traces keep the data dimension: log weights are ``(K, B)``. Pyro's
+Particles are vectorized with an outer ``pyro.plate("particles", K)`` left of every plate the
+programs use (:func:`~inference.estimators.programs.particle_dim`), and the traces keep the data
+dimension: log weights are ``(K, B)``, each site's log-density summed over its inner plates. Pyro's
 ``vectorized_importance_weights`` sums over the data plate and so estimates the joint of the
 whole batch instead; it is not used here. Particles × data points are chunked so that at most
 ``chunk_size`` pairs go through the networks at once, which bounds peak memory whatever K is.
@@ -28,7 +29,7 @@ import pyro
 from pyro import poutine
 
 from .diagnostics import pareto_k_and_ess
-from .programs import PARTICLE_DIM, Program, site_log_probs, trace_latent_sites
+from .programs import PARTICLES, Program, data_dim, particle_dim, site_log_probs, trace_latent_sites
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -45,7 +46,7 @@ DEFAULT_CHUNK_SIZE = 2**16
 
 
 def log_importance_weights(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, dim: int | None = None
 ) -> torch.Tensor:
     """log w = log p(x, z) − log q(z|x) for ``num_particles`` draws z ~ q(·|x) per data point.
 
@@ -53,18 +54,21 @@ def log_importance_weights(
     :param guide: a Pyro program ``guide(x)`` over the same latent sites, or ``None`` to
         propose from the model's prior (then log w = log p(x | z)).
     :param x: a ``(B, x_dim)``-shaped batch.
+    :param dim: the particle plate's dimension; found from the programs when ``None``
+        (:func:`~inference.estimators.programs.particle_dim`).
     :returns: a ``(num_particles, B)``-shaped tensor.
     """
-    return weighted_proposals(model, guide, x, num_particles)[0]
+    return weighted_proposals(model, guide, x, num_particles, dim)[0]
 
 
 def weighted_proposals(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, dim: int | None = None
 ) -> tuple[torch.Tensor, poutine.Trace]:
     """The log weights of :func:`log_importance_weights` and the trace of the proposals: the
-    guide's (the model's, for the prior), whose sites hold the ``(K, B, ...)`` draws."""
+    guide's (the model's, for the prior), whose sites hold the ``(K, ..., B, ...)`` draws."""
     K, B = num_particles, x.shape[0]
-    with pyro.plate("particles", K, dim=PARTICLE_DIM):
+    dim = particle_dim(model, guide, x) if dim is None else dim
+    with pyro.plate(PARTICLES, K, dim=dim):
         if guide is None:
             model_trace = poutine.trace(model).get_trace(x)
             return site_log_probs(model_trace, K, B, observed=True), model_trace
@@ -76,7 +80,7 @@ def weighted_proposals(
 
 
 def _log_weight_blocks(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None = None
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None, dim: int
 ) -> Iterator[torch.Tensor]:
     """Yield the ``(K, b)`` log weights of consecutive blocks of b data points, computing at
     most ``chunk_size`` particle × data-point pairs at a time."""
@@ -86,30 +90,32 @@ def _log_weight_blocks(
     for start in range(0, N, block):
         x_block = x[start : start + block]
         if seed is None:
-            passes = [log_importance_weights(model, guide, x_block, min(particles, K - k)) for k in range(0, K, particles)]
+            passes = [log_importance_weights(model, guide, x_block, min(particles, K - k), dim) for k in range(0, K, particles)]
         elif guide is None:  # the prior: each point's own trace already holds its weights
-            passes = [torch.cat([_seeded_prior_log_weights(model, x_block, start + i, i, K, seed) for i in range(x_block.shape[0])], dim=1)]
+            passes = [torch.cat([_seeded_prior_log_weights(model, x_block, start + i, i, K, seed, dim) for i in range(x_block.shape[0])], dim=1)]
         else:
-            passes = [_seeded_log_weights(model, guide, x_block, start, k, min(k + particles, K), K, seed) for k in range(0, K, particles)]
+            passes = [_seeded_log_weights(model, guide, x_block, start, k, min(k + particles, K), K, seed, dim) for k in range(0, K, particles)]
         yield torch.cat(passes)
 
 
-def _seeded_trace(program: Program, x: torch.Tensor, K: int, seed: int, index: int) -> poutine.Trace:
+def _seeded_trace(program: Program, x: torch.Tensor, K: int, seed: int, index: int, dim: int) -> poutine.Trace:
     """``program``'s trace on the one point ``x`` with K particles, drawn from a generator seeded
     by (``seed``, the point's ``index``) and leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed((seed * 1_000_003 + index) % 2**63)
-        with pyro.plate("particles", K, dim=PARTICLE_DIM):
+        with pyro.plate(PARTICLES, K, dim=dim):
             return poutine.trace(program).get_trace(x)
 
 
-def _seeded_prior_log_weights(model: Program, x: torch.Tensor, index: int, i: int, K: int, seed: int) -> torch.Tensor:
+def _seeded_prior_log_weights(model: Program, x: torch.Tensor, index: int, i: int, K: int, seed: int, dim: int) -> torch.Tensor:
     """log p(x | z) for K draws z ~ p(z) of the point ``x[i]``: ``(K, 1)``. The model runs once
     per point on all K particles, so a pass of the prior holds at least K pairs."""
-    return site_log_probs(_seeded_trace(model, x[i : i + 1], K, seed, index), K, 1, observed=True)
+    return site_log_probs(_seeded_trace(model, x[i : i + 1], K, seed, index, dim), K, 1, observed=True)
 
 
-def _seeded_log_weights(model: Program, guide: Program, x: torch.Tensor, first: int, k0: int, k1: int, K: int, seed: int) -> torch.Tensor:
+def _seeded_log_weights(
+    model: Program, guide: Program, x: torch.Tensor, first: int, k0: int, k1: int, K: int, seed: int, dim: int
+) -> torch.Tensor:
     """The log weights of particles k0…k1 of the points ``x`` (``first`` the index of the first),
     each point's K proposals drawn by :func:`_seeded_trace`: the same numbers whichever passes
     the points and particles are split into.
@@ -118,14 +124,14 @@ def _seeded_log_weights(model: Program, guide: Program, x: torch.Tensor, first: 
     cost is, runs once for the whole pass, conditioned on the drawn values."""
     values, log_q = {}, []
     for i in range(x.shape[0]):
-        trace = _seeded_trace(guide, x[i : i + 1], K, seed, first + i)
+        trace = _seeded_trace(guide, x[i : i + 1], K, seed, first + i, dim)
         for name in trace_latent_sites(trace):
-            site = trace.nodes[name]
-            values.setdefault(name, []).append((site["value"][k0:k1], -1 - site["fn"].event_dim))
+            site = trace.nodes[name]  # its value: (K, ..., 1, ...), the data plate's dim holding the point
+            values.setdefault(name, []).append((site["value"][k0:k1], data_dim(name, site) - site["fn"].event_dim))
         log_q.append(site_log_probs(trace, K, 1, observed=False)[k0:k1])
     values = {name: torch.cat([v for v, _ in parts], dim=parts[0][1]) for name, parts in values.items()}
     k, b = k1 - k0, x.shape[0]
-    with pyro.plate("particles", k, dim=PARTICLE_DIM):
+    with pyro.plate(PARTICLES, k, dim=dim):
         model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
     _check_sites(set(values), set(values) | trace_latent_sites(model_trace))
     return site_log_probs(model_trace, k, b, observed=None) - torch.cat(log_q, dim=1)
@@ -185,7 +191,8 @@ def importance_sampling(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     curve = sorted({k for k in curve if k <= num_particles})
     log_px, elbo, by_k, k_hat, ess = [], [], {k: [] for k in curve}, [], []
-    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed):
+    dim = particle_dim(model, guide, x[: max(1, chunk_size // num_particles)])  # on the first block's points
+    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed, dim):
         log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
         elbo.append(log_w.mean(0))
         for k in curve:
@@ -201,7 +208,7 @@ def importance_sampling(
 def posterior_mean(guide: Program, x: torch.Tensor, site: str = "z", num_particles: int = 64) -> torch.Tensor:
     """E_q[z | x] by averaging ``num_particles`` draws of ``site`` from the guide: works for any
     guide, flows included. :returns: a ``(B, z_dim)``-shaped tensor."""
-    with pyro.plate("particles", num_particles, dim=PARTICLE_DIM):
+    with pyro.plate(PARTICLES, num_particles, dim=particle_dim(None, guide, x)):
         trace = poutine.trace(guide).get_trace(x)
     if site not in trace.nodes:
         raise ValueError(f"the guide has no site {site!r}; its sites are {sorted(trace_latent_sites(trace))}")
