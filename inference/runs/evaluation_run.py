@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import Dataset
 from ..estimators import (
+    PARTICLE_DIM,
     ais,
     bidirectional,
     bits_per_dim,
@@ -30,6 +31,7 @@ from ..estimators import (
     linear_probe_r2,
     mean_and_stderr,
     pairs_within,
+    particle_dim,
     posterior_mean,
 )
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
@@ -87,8 +89,9 @@ def evaluate_run(
 def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir: Path) -> dict:
     """NUTS against the guide on a few test points: ``posterior.nc``, ArviZ summaries as CSV,
     the pair plot (and for a 2-D latent the contour plot); returns the mismatch and NUTS checks."""
-    if latent_sites(model, x[:1]) != {"z"}:
-        return {"skipped": f"NUTS here samples one latent site 'z'; this model has {sorted(latent_sites(model, x[:1]))}"}
+    reason = _not_single_z(model, guide, x[:1])
+    if reason:
+        return {"skipped": f"NUTS here samples {reason}"}
     start = time.perf_counter()
     nuts_z = nuts(model, x, evaluation.posterior_samples, evaluation.posterior_warmup)
     guide_z = guide_draws(guide, x, nuts_z.shape[0] * nuts_z.shape[1])
@@ -131,9 +134,9 @@ def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
     """AIS on the test points, and BDMC on as many points simulated from the model; for a model
     AIS does not handle, why it was skipped (the run's other results are still written)."""
-    sites = latent_sites(model, x[:1])
-    if sites != {"z"}:
-        return {"log_px_ais": {"skipped": f"AIS here anneals one latent site 'z'; this model has {sorted(sites)}"}}
+    reason = _not_single_z(model, guide, x[:1])
+    if reason:
+        return {"log_px_ais": {"skipped": f"AIS here anneals {reason}"}}
     options = dict(steps=evaluation.ais_steps, leapfrog=evaluation.ais_leapfrog, step_size=evaluation.ais_step_size, chains=evaluation.ais_chains)
     start = time.perf_counter()
     estimate = ais(model, x, guide=guide if evaluation.ais_start == "guide" else None, **options)
@@ -153,6 +156,17 @@ def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
         "seconds": time.perf_counter() - start,
     }
     return out
+
+
+def _not_single_z(model, guide, x: torch.Tensor) -> str | None:
+    """Why AIS and NUTS, which handle one latent site ``z`` under the data plate alone, cannot
+    take this program; None where they can."""
+    sites = latent_sites(model, x)
+    if sites != {"z"}:
+        return f"one latent site 'z'; this model has {sorted(sites)}"
+    if particle_dim(model, guide, x) != PARTICLE_DIM:
+        return "programs whose one plate is the data plate; this one nests plates inside it"
+    return None
 
 
 def pass_size(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, evaluation: DictConfig) -> int:

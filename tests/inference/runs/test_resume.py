@@ -89,6 +89,9 @@ def test_a_held_run_directory_is_refused(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+# The decoder's 31st forward pass turns NaN: two passes come before training (the estimators'
+# look at the program's plates, then the dry run of its sites), so it is step 29's.
+FAIL_AT = "+decoder.fail_at=31"
 FAULTY = [*TINY, "train.validate=false", "train.epochs=4", "train.checkpoint_every=1", "data.binarize=fixed", "encoder.hidden=[32]", "decoder._target_=faults.FaultyMLP", "decoder.hidden=[32]"]
 
 
@@ -97,7 +100,7 @@ def test_a_nan_loss_stops_naming_where_and_the_intact_checkpoint(tmp_path):
     # 20 steps an epoch (1257 points in batches of 64); the dry run before training is the
     # decoder's first pass, so its 30th is step 29, in epoch 2
     with pytest.raises(NonFiniteError) as error:
-        train(compose_config(*FAULTY, "+decoder.fail_at=30"), tmp_path)
+        train(compose_config(*FAULTY, FAIL_AT), tmp_path)
     message = str(error.value)
     assert "at epoch 2, step 29: the loss was nan; non-finite gradients of " in message
     assert "non-finite log-probabilities at model site 'x'" in message
@@ -111,12 +114,12 @@ def test_a_nan_loss_stops_naming_where_and_the_intact_checkpoint(tmp_path):
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 def test_a_nan_gradient_names_the_parameters(tmp_path):
     with pytest.raises(NonFiniteError, match=r"the loss was finite; non-finite gradients of model\.decoder\.0\.weight"):
-        train(compose_config(*FAULTY, "+decoder.fail_at=30", "+decoder.fault=grad"), tmp_path)
+        train(compose_config(*FAULTY, FAIL_AT, "+decoder.fault=grad"), tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 def test_rollback_restores_the_last_good_state_with_a_lower_rate_and_finishes(tmp_path):
-    metrics = train(compose_config(*FAULTY, "+decoder.fail_at=30", "train.on_nan=rollback"), tmp_path)
+    metrics = train(compose_config(*FAULTY, FAIL_AT, "train.on_nan=rollback"), tmp_path)
     assert metrics["train"]["rollbacks"] == [{"epoch": 2, "step": 29, "to_epoch": 1, "lr": 5e-4}]
     assert [row["epoch"] for row in metrics["train"]["curve"]] == [1, 2, 3, 4]
     assert metrics["train"]["steps"] == 80  # the lost steps of epoch 2 are not counted twice
@@ -126,7 +129,7 @@ def test_rollback_restores_the_last_good_state_with_a_lower_rate_and_finishes(tm
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 def test_rollbacks_are_bounded(tmp_path):
     with pytest.raises(NonFiniteError, match=r"Training stopped after 0 rollbacks \(train.max_rollbacks=0\)"):
-        train(compose_config(*FAULTY, "+decoder.fail_at=30", "train.on_nan=rollback", "train.max_rollbacks=0"), tmp_path)
+        train(compose_config(*FAULTY, FAIL_AT, "train.on_nan=rollback", "train.max_rollbacks=0"), tmp_path)
 
 
 class _RunsCode:
