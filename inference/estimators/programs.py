@@ -25,10 +25,9 @@ __all__ = [
     "PARTICLE_DIM",
     "Program",
     "frozen",
-    "latent_sites",
     "data_dim",
+    "latent_sites",
     "particle_dim",
-    "per_point",
     "site_log_probs",
     "trace_latent_sites",
 ]
@@ -68,13 +67,15 @@ def _plate_dim(name: str, site: dict, plate: str) -> int:
     for frame in site["cond_indep_stack"]:
         if frame.name == plate:
             return frame.dim
+    if plate == PARTICLES:
+        raise ValueError(f"site {name!r} was traced outside pyro.plate({PARTICLES!r}, K): weigh traces the estimators made")
     raise ValueError(
         f"site {name!r} is not inside pyro.plate({plate!r}, ...): per-datapoint log p(x) needs every "
-        f"sample site of the model and guide under the data plate"
+        "sample site of the model and guide under the data plate"
     )
 
 
-def per_point(name: str, site: dict, value: torch.Tensor) -> torch.Tensor:
+def _per_point(name: str, site: dict, value: torch.Tensor) -> torch.Tensor:
     """``value``, a tensor of ``site``'s batch shape (its log-density), summed over every batch
     dimension but the particle plate's and the data plate's: ``(K or 1, B or 1)``-shaped."""
     data, particles = _plate_dim(name, site, DATA_PLATE), _plate_dim(name, site, PARTICLES)
@@ -106,7 +107,7 @@ def site_log_probs(trace: poutine.Trace, K: int, B: int, observed: bool | None) 
         # a masked-out term (poutine.mask, obs_mask) is no term of the joint; scales are
         # training's business (subsampling, KL weights), not the density's
         log_prob = scale_and_mask(site["fn"].log_prob(site["value"]), mask=site["mask"])
-        terms.append(torch.broadcast_to(per_point(name, site, log_prob), (K, B)))
+        terms.append(torch.broadcast_to(_per_point(name, site, log_prob), (K, B)))
     if not terms:
         raise ValueError("the program has no sample sites to weigh")
     return sum(terms[1:], terms[0])

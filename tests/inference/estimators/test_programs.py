@@ -193,3 +193,13 @@ def test_a_seeded_estimate_does_not_depend_on_the_passes(program, proposal):
 def test_the_particle_dimension_is_left_of_every_plate():
     assert particle_dim(Mixture().model, Mixture().guide, torch.zeros(2, D)) == -2
     assert particle_dim(PixelPlate().model, PixelPlate().guide, torch.zeros(2, D)) == -3
+
+
+def test_a_trace_made_outside_the_particle_plate_is_refused_naming_it():
+    from pyro import poutine
+
+    from inference.estimators.programs import site_log_probs
+
+    trace = poutine.trace(Mixture().model).get_trace(torch.zeros(3, D))
+    with pytest.raises(ValueError, match=r"site 'y' was traced outside pyro.plate\('particles', K\)"):
+        site_log_probs(trace, 1, 3, observed=None)
