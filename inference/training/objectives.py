@@ -14,14 +14,14 @@ from collections.abc import Callable
 
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from models.registration import unregistered
 
-__all__ = ["GraphTrace_ELBO", "KLWeighted", "LeanTrace_ELBO"]
+__all__ = ["EnumeratedTrace_ELBO", "GraphTrace_ELBO", "KLWeighted", "LeanTrace_ELBO"]
 
 
 class LeanTrace_ELBO(Trace_ELBO):
@@ -119,6 +119,28 @@ class GraphTrace_ELBO(LeanTrace_ELBO):
         return graph
 
 
+class EnumeratedTrace_ELBO(TraceEnum_ELBO):
+    """``TraceEnum_ELBO`` with every discrete site of the guide enumerated in parallel
+    (``config_enumerate``), so that a guide written without ``infer={"enumerate": ...}`` is
+    summed over exactly: what ``objective=trace_enum_elbo`` uses. Sites already marked keep
+    their marks."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._enumerated: dict = {}  # guide -> the guide enumerated, the same while the guide is
+
+    def _enumerate(self, guide):
+        if guide not in self._enumerated:
+            self._enumerated[guide] = config_enumerate(guide, "parallel")
+        return self._enumerated[guide]
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        return super().differentiable_loss(model, self._enumerate(guide), *args, **kwargs)
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        return super().loss_and_grads(model, self._enumerate(guide), *args, **kwargs)
+
+
 class _NotLean(Exception):
     """Raised inside a recording whose programs need Trace_ELBO's score-function terms."""
 
@@ -142,19 +164,31 @@ class KLWeighted:
     et al. 2016) with ``warmup_epochs`` > 0, epoch counted from 0. With β = 1 and no warm-up
     it is the wrapped loss itself, unchanged.
 
-    :param loss: a factory of a Pyro ELBO (``Trace_ELBO``, ``RenyiELBO``, ...), called with
-        ``num_particles``, ``vectorize_particles`` and ``max_plate_nesting=1`` (the data plate).
+    With ``TraceEnum_ELBO`` the guide's discrete sites are enumerated, and the weight scales
+    their log-density terms, not the enumeration's probabilities: the loss is
+    −Σ_c q(c|x) [log p(x|c, …) + w·(log p(c) − log q(c|x))]. A site the model enumerates (one
+    the guide does not sample) is summed out inside log p(x|…); there the weight cannot apply,
+    so a weight other than 1 is refused for such a model.
+
+    :param loss: a factory of a Pyro ELBO (``Trace_ELBO``, ``RenyiELBO``, ``TraceEnum_ELBO``,
+        ...), called with ``num_particles``, ``vectorize_particles`` and ``max_plate_nesting``.
     :param float beta: the weight of the KL term once warmed up.
     :param int warmup_epochs: epochs over which the weight rises linearly from 0 to β.
     :param int num_particles: samples of z per data point in each step, vectorized.
+    :param max_plate_nesting: the programs' plates: 1 (the data plate alone), or None to let
+        Pyro find it from a first trace (programs with plates inside the data plate).
     """
 
-    def __init__(self, loss: Callable[..., object], beta: float = 1.0, warmup_epochs: int = 0, num_particles: int = 1):
+    def __init__(
+        self, loss: Callable[..., object], beta: float = 1.0, warmup_epochs: int = 0, num_particles: int = 1, max_plate_nesting: int | None = 1
+    ):
         if not beta >= 0 or warmup_epochs < 0 or num_particles < 1:
             raise ValueError(
                 f"KLWeighted: needs beta ≥ 0, warmup_epochs ≥ 0 and num_particles ≥ 1, got {beta}, {warmup_epochs} and {num_particles}"
             )
-        self.loss = loss(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
+        nesting = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
+        self.loss = loss(num_particles=num_particles, vectorize_particles=num_particles > 1, **nesting)
+        self._checked: set = set()  # (model, guide) pairs whose enumeration is known to take the weight
         self.beta, self.warmup_epochs = beta, warmup_epochs
         self.weight = beta if warmup_epochs == 0 else 0.0
         self._wrapped: dict = {}  # program -> the program weighted by self.weight
@@ -180,7 +214,26 @@ class KLWeighted:
         return wrapped
 
     def _differentiable_loss(self, model, guide, *args, **kwargs):
+        self._check_enumeration(model, guide, *args, **kwargs)
         return self.loss.differentiable_loss(self._weighted(model), self._weighted(guide), *args, **kwargs)
+
+    def _check_enumeration(self, model, guide, *args, **kwargs) -> None:
+        """Refuse a KL weight for a model that enumerates a site itself (checked once a pair)."""
+        if not isinstance(self.loss, TraceEnum_ELBO) or (self.beta == 1.0 and self.warmup_epochs == 0) or (model, guide) in self._checked:
+            return
+        with torch.no_grad(), poutine.block():
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        summed = sorted(
+            name for name, site in model_trace.nodes.items()
+            if site["type"] == "sample" and site["infer"].get("enumerate") and name not in guide_trace.nodes
+        )
+        if summed:
+            raise ValueError(
+                f"objective.beta and objective.warmup_epochs weight the KL term of the guide's sites, but the model "
+                f"enumerates {summed} itself, which the weight cannot reach; use objective.beta=1 objective.warmup_epochs=0"
+            )
+        self._checked.add((model, guide))
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         return self.loss.loss_and_grads(self._weighted(model), self._weighted(guide), *args, **kwargs)

@@ -6,11 +6,12 @@ from functools import partial
 import pyro
 import pytest
 import torch
+import pyro.distributions as dist
 from pyro import poutine
 from pyro.infer import RenyiELBO, Trace_ELBO
 
 from guides import AmortizedNormal
-from inference.training.objectives import GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
+from inference.training.objectives import EnumeratedTrace_ELBO, GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
 from models import MLP, VAE, Bernoulli, StandardNormal
 
 
@@ -168,3 +169,50 @@ def test_a_guide_without_reparameterized_samples_is_not_recorded(pair):
         for _ in range(2):  # both hand the guide to Trace_ELBO, which guesses the plate nesting at its first call
             assert torch.equal(same_draws(recorded, model, plain_guide, x), same_draws(eager, model, plain_guide, x))
     assert [graph for _, _, graph in recorded._graphs.values()] == [None]
+
+
+# A three-class mixture of Bernoulli images: model p(c) p(x|c), guide q(c|x), both small enough
+# to write the enumerated loss by hand.
+CLASS_PRIOR = torch.tensor([0.2, 0.5, 0.3])
+CLASS_LOGITS = torch.randn(3, 6, generator=torch.Generator().manual_seed(1)).requires_grad_()  # a loss needs parameters
+GUIDE_WEIGHTS = torch.randn(6, 3, generator=torch.Generator().manual_seed(2)).requires_grad_()
+
+
+def mixture_model(x):
+    with pyro.plate("data", x.shape[0]):
+        c = pyro.sample("c", dist.Categorical(CLASS_PRIOR))
+        pyro.sample("x", dist.Bernoulli(logits=CLASS_LOGITS[c]).to_event(1), obs=x)
+
+
+def mixture_guide(x):
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("c", dist.Categorical(logits=x @ GUIDE_WEIGHTS))
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.3])
+def test_the_enumerated_objective_is_the_hand_written_sum_over_every_class(beta):
+    x = torch.bernoulli(torch.full((5, 6), 0.4), generator=torch.Generator().manual_seed(3))
+    loss = KLWeighted(EnumeratedTrace_ELBO, beta=beta, max_plate_nesting=None)
+    log_q = torch.log_softmax(x @ GUIDE_WEIGHTS, -1)  # (5, 3)
+    log_px_given_c = dist.Bernoulli(logits=CLASS_LOGITS[:, None, :]).log_prob(x).sum(-1).T  # (5, 3)
+    by_hand = -(log_q.exp() * (log_px_given_c + beta * (CLASS_PRIOR.log() - log_q))).sum()
+    with pyro.validation_enabled(False):
+        assert torch.allclose(loss.differentiable_loss(mixture_model, mixture_guide, x), by_hand, rtol=1e-6)
+
+
+def test_a_kl_weight_is_refused_where_the_model_enumerates_a_site():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Categorical(CLASS_PRIOR), infer={"enumerate": "parallel"})
+            pyro.sample("x", dist.Bernoulli(logits=CLASS_LOGITS[c]).to_event(1), obs=x)
+
+    def guide(x):
+        pass
+
+    loss = KLWeighted(EnumeratedTrace_ELBO, beta=0.5, max_plate_nesting=None)
+    with pytest.raises(ValueError, match=r"the model enumerates \['c'\] itself.*objective.beta=1"):
+        loss.differentiable_loss(model, guide, torch.ones(2, 6))
+    # without a weight the model's own enumeration is Pyro's: log p(x) summed over c exactly
+    exact = torch.logsumexp(CLASS_PRIOR.log() + dist.Bernoulli(logits=CLASS_LOGITS).log_prob(torch.ones(6)).sum(-1), 0)
+    plain = KLWeighted(EnumeratedTrace_ELBO, max_plate_nesting=None).differentiable_loss(model, guide, torch.ones(2, 6))
+    assert torch.allclose(plain, -2 * exact, rtol=1e-6)
