@@ -10,6 +10,7 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 
+from models.capabilities import Capabilities
 from models.distributions import diagonal_normal_params
 from models.registration import register
 
@@ -29,6 +30,9 @@ class AmortizedFlow(nn.Module):
     :param int layers: how many transforms.
     :param int context_dim: the size of the context the encoder passes to the transforms.
     """
+
+    capabilities = Capabilities(untraceable=None)
+
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 
+from models.capabilities import Capabilities
 from models.registration import register
 
 from .normal import check_guide_arguments
@@ -26,6 +27,9 @@ class AmortizedFullRank(nn.Module):
     :param encoder: a factory ``encoder(in_features, out_features)``; asked for
         ``z_dim + z_dim·(z_dim + 1)/2`` outputs.
     """
+
+    capabilities = Capabilities(untraceable=None)
+
 
     def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()

@@ -7,6 +7,7 @@ from torch import nn
 
 import pyro
 
+from models.capabilities import Capabilities
 from models.distributions import diagonal_normal
 from models.networks import MLP
 from models.registration import register
@@ -25,6 +26,9 @@ class HierarchicalGuide(nn.Module):
     :param int z1_dim: size of the bottom latent z1; must match the model's.
     :param hidden: hidden widths of the z1 → z2 network.
     """
+
+    capabilities = Capabilities(untraceable=None)
+
 
     def __init__(
         self,

@@ -10,6 +10,8 @@ fitted by SVI with the model fixed (``inference.estimators.gaps.fit_local``) bef
 import torch
 from torch import nn
 
+from models.capabilities import Capabilities
+
 from .normal import AmortizedNormal
 
 __all__ = ["PointTable", "LocalNormal"]
@@ -96,8 +98,7 @@ class LocalNormal(AmortizedNormal):
         are evaluated (the fit ends earlier once the ELBO stops rising).
     """
 
-    amortized = False  # its q(z|x) exists only for points it was fitted to
-    untraceable = "it looks its points up with data-dependent branches"  # for the recorded objectives
+    capabilities = Capabilities(amortized=False, untraceable="it looks its points up with data-dependent branches")
 
     def __init__(self, points: torch.Tensor, x_dim: int, z_dim: int, scale_floor: float = 1e-3, fit_steps: int = 5000):
         if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps <= 0:

@@ -8,6 +8,7 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 
+from models.capabilities import Capabilities
 from models.distributions import diagonal_normal, diagonal_normal_params
 from models.registration import register
 
@@ -34,6 +35,9 @@ class AmortizedNormal(nn.Module):
     :param int z_dim: size of the latent.
     :param float scale_floor: the smallest z_scale.
     """
+
+    capabilities = Capabilities(untraceable=None)
+
 
     def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()

@@ -5,6 +5,7 @@ from torch import nn
 
 import pyro
 
+from models.capabilities import Capabilities
 from models.registration import register
 
 __all__ = ["PriorGuide"]
@@ -16,6 +17,9 @@ class PriorGuide(nn.Module):
 
     :param prior: the model's prior module (shared, not copied: a learned prior stays one).
     """
+
+    capabilities = Capabilities(untraceable=None)
+
 
     def __init__(self, prior: nn.Module):
         super().__init__()

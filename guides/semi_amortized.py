@@ -11,6 +11,7 @@ import pyro.distributions as dist
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from models.capabilities import Capabilities
 from models.distributions import diagonal_normal_params
 from models.registration import register
 
@@ -53,9 +54,8 @@ class SemiAmortizedNormal(nn.Module):
         self._model = (model,)  # borrowed, not a submodule: the model registers its own weights
 
     @property
-    def untraceable(self) -> str | None:
-        """Why a recorded objective (objective=jit_trace_elbo or graph_trace_elbo) cannot capture this guide."""
-        return "it takes gradients inside the guide" if self.steps else None
+    def capabilities(self) -> Capabilities:
+        return Capabilities(untraceable="it takes gradients inside the guide" if self.steps else None)
 
     def _log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) per data point, hidden from any enclosing trace or plate."""

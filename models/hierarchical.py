@@ -11,11 +11,12 @@ from .distributions import diagonal_normal
 from .likelihoods import Likelihood
 from .networks import MLP
 from .registration import register
+from .vae import WithLikelihood
 
 __all__ = ["HierarchicalVAE"]
 
 
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(WithLikelihood, nn.Module):
     """The two-stochastic-layer model of the IWAE paper (Burda et al. 2016, §5):
     z2 ~ prior, z1 | z2 ~ N(μ(z2), diag σ(z2)²), x | z1 ~ likelihood(decoder(z1)).
 

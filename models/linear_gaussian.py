@@ -9,6 +9,7 @@ from torch import nn
 
 import pyro.distributions as dist
 
+from .capabilities import Capabilities
 from .likelihoods import Gaussian
 from .priors import StandardNormal
 from .vae import VAE
@@ -40,6 +41,8 @@ class LinearGaussian(VAE):
         if likelihood.scale_mode == "decoder":
             raise ValueError("LinearGaussian needs one scale σ for all of x; use likelihood.scale_mode=shared or fixed")
         super().__init__(prior, decoder, likelihood)
+
+    capabilities = Capabilities(untraceable=None, exact_log_px=True)
 
     @classmethod
     def from_params(cls, W: torch.Tensor, b: torch.Tensor, x_scale: float) -> "LinearGaussian":

@@ -7,13 +7,28 @@ from torch import nn
 
 import pyro
 
+from .capabilities import Capabilities
 from .likelihoods import Likelihood
 from .registration import register
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "WithLikelihood"]
 
 
-class VAE(nn.Module):
+class WithLikelihood:
+    """What a model whose observations go through its ``likelihood`` part declares and checks."""
+
+    likelihood: Likelihood
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(untraceable=None, discrete_x=self.likelihood.discrete)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        """Raise a ValueError naming the problem unless every x is in the likelihood's support."""
+        self.likelihood.check_support(x)
+
+
+class VAE(WithLikelihood, nn.Module):
     """A latent-variable model as a Pyro program, assembled from swappable parts.
 
     ``model(x)`` samples ``"z"`` from the prior and observes ``"x"`` under the likelihood, both

@@ -7,6 +7,8 @@ from hydra import compose, initialize_config_dir
 
 from conftest import CONF, TINY, compose_config
 from inference.estimators import importance_sampling
+from inference.training import parameters_of
+from models.capabilities import capabilities_of
 from inference.runs import build, check_support, instantiate
 
 # Options that need partners to make sense on their own; everything else composes with the
@@ -33,6 +35,8 @@ PARTNERS = {
     "experiment/frey_gaussian": ["data.root={frey_root}", "data.num_valid=5", "data.num_test=5"],
     "experiment/pendulum": ["data.num_train=100", "data.num_test=50", "data.num_valid=50"],
     "data/binarized_mnist": ["data.root={binarized_mnist_root}"],
+    "model/program": ["model.program=user_programs.PyroExampleVAE", "guide=program"],
+    "guide/program": ["model=program", "model.program=user_programs.PyroExampleVAE"],
 }
 OPTIONS = sorted(
     f"{path.parent.name}/{path.stem}"
@@ -54,9 +58,9 @@ def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_ro
     data = instantiate(cfg.data)
     model, guide = build(cfg, data)
     check_support(model, data)
-    optimizer = instantiate(cfg.optim)(list(model.parameters()) + list(guide.parameters()))
+    optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     assert isinstance(optimizer, torch.optim.Optimizer)
-    if not getattr(guide, "amortized", True):
+    if not capabilities_of(guide).amortized:
         guide.add_points(data.test[:4])  # a local guide has parameters for the training points only
     estimate = importance_sampling(model, guide, data.test[:4], num_particles=3)
     assert torch.isfinite(estimate.log_px).all() and torch.isfinite(estimate.elbo).all()

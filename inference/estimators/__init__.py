@@ -15,9 +15,14 @@ from .importance import DEFAULT_CHUNK_SIZE, ImportanceEstimate, importance_sampl
 from .memory import PeakTensorMemory, pairs_within
 from .metrics import bits_per_dim, evaluate, mean_and_stderr
 from .probe import linear_probe_r2
-from .programs import PARTICLE_DIM, frozen, latent_sites, particle_dim, site_log_probs
+from .programs import PARTICLE_DIM, PARTICLES, LatentVector, Simulation, frozen, latent_sites, particle_dim, simulated, site_log_probs, trace_latent_sites
 
 __all__ = [
+    "LatentVector",
+    "PARTICLES",
+    "Simulation",
+    "simulated",
+    "trace_latent_sites",
     "AISEstimate",
     "DEFAULT_CHUNK_SIZE",
     "ImportanceEstimate",

@@ -16,7 +16,9 @@ x ~ p(x | z*), z* ~ p(z)), the same path gives an unbiased estimate of 1/p(x), s
 of the sandwich bounds the error of both, and of importance sampling on such data.
 
 Everything is vectorized over chains and data points, and runs without autograd except for
-the gradient of the potential. The models must have one latent site, ``"z"``.
+the gradient of the potential. The model's latent sites, of any names and number, move together
+as one real vector per point (:class:`~inference.estimators.programs.LatentVector`); they must
+be continuous and unconstrained, under the data plate alone.
 """
 
 import math
@@ -26,7 +28,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from .programs import PARTICLE_DIM, frozen, latent_sites, site_log_probs
+from .programs import PARTICLE_DIM, PARTICLES, LatentVector, frozen, simulated, site_log_probs
 
 __all__ = ["AISEstimate", "sigmoid_schedule", "ais", "bidirectional"]
 
@@ -47,23 +49,25 @@ def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> torch.Tensor:
 
 
 class _Path:
-    """log p_start(z) and log p(x, z) for z of shape (C, B, z_dim), each (C, B)."""
+    """log p_start(z) and log p(x, z) for z of shape (C, B, D), each (C, B)."""
 
     def __init__(self, model, guide, x: torch.Tensor, chains: int):
         self.model, self.guide, self.x, self.C, self.B = model, guide, x, chains, x.shape[0]
+        self.latents = LatentVector(model, x)
 
     def densities(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with pyro.plate("particles", self.C, dim=PARTICLE_DIM):
-            model = poutine.trace(poutine.condition(self.model, data={"z": z})).get_trace(self.x)
-            start = model if self.guide is None else poutine.trace(poutine.condition(self.guide, data={"z": z})).get_trace(self.x)
-        log_start = torch.broadcast_to(start.nodes["z"]["fn"].log_prob(z), (self.C, self.B))
+        values = self.latents.split(z)
+        with pyro.plate(PARTICLES, self.C, dim=PARTICLE_DIM):
+            model = poutine.trace(poutine.condition(self.model, data=values)).get_trace(self.x)
+            start = model if self.guide is None else poutine.trace(poutine.condition(self.guide, data=values)).get_trace(self.x)
+        log_start = site_log_probs(start, self.C, self.B, observed=None, names=values)  # the conditioned sites
         return log_start, site_log_probs(model, self.C, self.B, observed=None)
 
     def start(self) -> torch.Tensor:
         """C draws per data point from p_start."""
-        with pyro.plate("particles", self.C, dim=PARTICLE_DIM):
+        with pyro.plate(PARTICLES, self.C, dim=PARTICLE_DIM):
             trace = poutine.trace(self.guide if self.guide is not None else self.model).get_trace(self.x)
-        return trace.nodes["z"]["value"].detach()
+        return self.latents.join(trace.nodes).detach()
 
 
 def _hmc(path: _Path, z, beta, step_size, leapfrog: int):
@@ -112,11 +116,13 @@ def ais(
     :param step_size: the initial leapfrog step size; it adapts per data point towards an
         acceptance rate of 0.65.
     :param chains: C, independent chains per data point.
-    :param reverse_from: ``(B, z_dim)`` exact posterior samples: run the path backwards from
+    :param reverse_from: ``(B, D)`` exact posterior samples (the latent sites joined as by
+        :class:`~inference.estimators.programs.LatentVector`): run the path backwards from
         them, for a stochastic *upper* bound (bidirectional Monte Carlo).
     """
-    if latent_sites(model, x[:1]) != {"z"}:
-        raise ValueError(f"AIS needs a model with one latent site 'z'; this one has {sorted(latent_sites(model, x[:1]))}")
+    reason = LatentVector.unsupported(model, guide, x)
+    if reason:
+        raise ValueError(f"AIS here anneals {reason}")
     if leapfrog < 1 or chains < 1 or not step_size > 0:
         raise ValueError(f"AIS needs leapfrog ≥ 1, chains ≥ 1 and step_size > 0; got {leapfrog}, {chains}, {step_size}")
     betas = sigmoid_schedule(steps).tolist()
@@ -142,11 +148,11 @@ def ais(
 
 
 @torch.no_grad()
-def bidirectional(model, num_points: int, **ais_options) -> dict:
-    """BDMC on ``num_points`` data points simulated from ``model``: forward AIS (lower bound),
-    reverse AIS from the simulating z (upper bound), per point; and the data themselves."""
-    z = model.prior(num_points).sample()
-    x = model.likelihood(model.decoder(z)).sample()
+def bidirectional(model, like: torch.Tensor, num_points: int, **ais_options) -> dict:
+    """BDMC on ``num_points`` data points simulated from ``model`` (run on the first points of
+    ``like``, whose values it ignores): forward AIS (lower bound), reverse AIS from the
+    simulating z (upper bound), per point; and the data themselves."""
+    trace, x, _ = simulated(model, like[:num_points])
     lower = ais(model, x, **ais_options)
-    upper = ais(model, x, reverse_from=z, **ais_options)
+    upper = ais(model, x, reverse_from=LatentVector(model, x).join(trace.nodes), **ais_options)
     return {"x": x, "lower": lower.log_px, "upper": upper.log_px, "acceptance": (lower.acceptance + upper.acceptance) / 2}

@@ -29,7 +29,7 @@ import pyro
 from pyro import poutine
 
 from .diagnostics import pareto_k_and_ess
-from .programs import PARTICLES, Program, data_dim, particle_dim, site_log_probs, trace_latent_sites
+from .programs import PARTICLES, Program, data_dim, particle_dim, rng_kept, site_log_probs, trace_latent_sites
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -101,7 +101,7 @@ def _log_weight_blocks(
 def _seeded_trace(program: Program, x: torch.Tensor, K: int, seed: int, index: int, dim: int) -> poutine.Trace:
     """``program``'s trace on the one point ``x`` with K particles, drawn from a generator seeded
     by (``seed``, the point's ``index``) and leaving the global RNG as it was."""
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    with rng_kept(x.device):
         torch.manual_seed((seed * 1_000_003 + index) % 2**63)
         with pyro.plate(PARTICLES, K, dim=dim):
             return poutine.trace(program).get_trace(x)
@@ -143,7 +143,8 @@ def _check_sites(guide_sites: set[str], model_sites: set[str]) -> None:
     if model_sites != guide_sites:
         raise ValueError(
             f"the guide samples the sites {sorted(guide_sites)} but the model's latent sites are "
-            f"{sorted(model_sites)}; use a guide for this model (guide=hierarchical for model=hierarchical)"
+            f"{sorted(model_sites)}; use a guide that samples every latent site of this model, under the same names "
+            "(guide=hierarchical for model=hierarchical)"
         )
 
 

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from models.capabilities import capabilities_of
+
 from .diagnostics import summarize
 from .importance import DEFAULT_CHUNK_SIZE, importance_sampling
 
@@ -92,6 +94,6 @@ def evaluate(
         }
         if proposal is not None:
             metrics["elbo"] = estimate.elbo.mean().item()
-    if hasattr(model, "exact_log_px"):
+    if capabilities_of(model).exact_log_px:
         metrics["log_px_exact"] = mean_and_stderr(model.exact_log_px(x))
     return metrics

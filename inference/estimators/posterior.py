@@ -1,5 +1,8 @@
 """Gold-standard posteriors: NUTS on z under the trained model, against the guide's q(z|x).
 
+z is every latent site of the model joined into one vector per point, in the order the model
+samples them (:class:`~inference.estimators.programs.LatentVector`); ``z_dim`` below is its length.
+
 For a handful of points, Pyro's NUTS samples p(z | x) ∝ p(z) p(x | z) with the decoder fixed;
 two chains per point (the points are simply entered twice: their posteriors are independent,
 so one NUTS run over the copies is two chains of each). ArviZ summarizes both posteriors, and
@@ -16,7 +19,7 @@ from pyro import poutine
 from pyro.infer import MCMC, NUTS
 
 from .importance import weighted_proposals
-from .programs import PARTICLE_DIM, frozen
+from .programs import PARTICLE_DIM, PARTICLES, LatentVector, frozen
 
 with warnings.catch_warnings():  # ArviZ announces its coming refactor on import
     warnings.simplefilter("ignore")
@@ -34,15 +37,15 @@ def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500) -> t
     with frozen(model):
         mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_samples=num_samples, warmup_steps=warmup, disable_progbar=True)
         mcmc.run(copies)
-    z = mcmc.get_samples()["z"]  # (S, CHAINS·B, z_dim)
+    z = LatentVector(model, x).join(mcmc.get_samples())  # (S, CHAINS·B, z_dim)
     return z.reshape(num_samples, CHAINS, B, -1).transpose(0, 1).detach()
 
 
 @torch.no_grad()
-def guide_draws(guide, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """Draws of z ~ q(z|x): ``(num_samples, B, z_dim)``."""
-    with pyro.plate("particles", num_samples, dim=PARTICLE_DIM):
-        return poutine.trace(guide).get_trace(x).nodes["z"]["value"]
+def guide_draws(model, guide, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Draws of z ~ q(z|x), the sites joined as the model orders them: ``(num_samples, B, z_dim)``."""
+    with pyro.plate(PARTICLES, num_samples, dim=PARTICLE_DIM):
+        return LatentVector(model, x).join(poutine.trace(guide).get_trace(x).nodes)
 
 
 def mismatch(nuts_z: torch.Tensor, guide_z: torch.Tensor) -> dict:
@@ -88,4 +91,4 @@ def summaries(data: "az.InferenceData") -> dict:
 def importance_draws(model, guide, x: torch.Tensor, num_particles: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Proposals z ~ q(z|x) and their log weights: ``(K, B, z_dim)`` and ``(K, B)``."""
     log_w, proposals = weighted_proposals(model, guide, x, num_particles)
-    return proposals.nodes["z"]["value"], log_w
+    return LatentVector(model, x).join(proposals.nodes), log_w

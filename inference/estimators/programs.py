@@ -12,9 +12,11 @@ data point, into a ``(K, B)``-shaped tensor (:func:`site_log_probs`).
 
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 from pyro import poutine
+from pyro.distributions import constraints
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 from torch import nn
@@ -23,11 +25,15 @@ __all__ = [
     "DATA_PLATE",
     "PARTICLES",
     "PARTICLE_DIM",
+    "LatentVector",
     "Program",
+    "Simulation",
     "frozen",
     "data_dim",
     "latent_sites",
     "particle_dim",
+    "rng_kept",
+    "simulated",
     "site_log_probs",
     "trace_latent_sites",
 ]
@@ -39,13 +45,25 @@ PARTICLES = "particles"
 PARTICLE_DIM = -2  # for programs whose only plate is the data plate, at dim -1: see particle_dim
 
 
+def rng_kept(device: torch.device):
+    """A context whose random draws leave the global RNG (and the device's) as they were."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+@torch.no_grad()
+def _one_point_trace(model: Program, x: torch.Tensor) -> poutine.Trace:
+    """The model's trace on the first point of ``x``, hidden from enclosing handlers, the RNG kept."""
+    with rng_kept(x.device), poutine.block():
+        return poutine.trace(model).get_trace(x[:1])
+
+
 @torch.no_grad()
 def particle_dim(model: Program | None, guide: Program | None, x: torch.Tensor) -> int:
     """The dimension for the particle plate: one left of every plate that the sites of
     ``guide(x)`` and ``model(x)`` replayed on it use (Pyro's ``max_plate_nesting``, negated,
     minus one); −2 for a program whose one plate is the data plate. Found from a trace of ``x``,
     as Pyro's ELBOs find it; the global RNG is left as it was."""
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), poutine.block():
+    with rng_kept(x.device), poutine.block():
         traces = [poutine.trace(guide).get_trace(x)] if guide is not None else []
         if model is not None:
             replayed = poutine.replay(model, trace=traces[0]) if traces else model
@@ -71,7 +89,8 @@ def _plate_dim(name: str, site: dict, plate: str) -> int:
         raise ValueError(f"site {name!r} was traced outside pyro.plate({PARTICLES!r}, K): weigh traces the estimators made")
     raise ValueError(
         f"site {name!r} is not inside pyro.plate({plate!r}, ...): per-datapoint log p(x) needs every "
-        "sample site of the model and guide under the data plate"
+        "sample site of the model and guide under the data plate (a program that names its data plate "
+        "otherwise: model.data_plate=NAME)"
     )
 
 
@@ -89,20 +108,21 @@ def _per_point(name: str, site: dict, value: torch.Tensor) -> torch.Tensor:
     return value.sum(inner) if inner else value
 
 
-def site_log_probs(trace: poutine.Trace, K: int, B: int, observed: bool | None) -> torch.Tensor:
+def site_log_probs(trace: poutine.Trace, K: int, B: int, observed: bool | None, names=None) -> torch.Tensor:
     """Sum the log densities of a trace's sample sites into a ``(K, B)``-shaped tensor: over
     the sites, and over each site's plates inside the data plate. The trace is of a program run
     inside the particle plate.
 
     :param observed: ``True`` for observed sites only, ``False`` for latent sites only,
         ``None`` for all.
+    :param names: only these sites (a program conditioned on latent values marks them observed).
     """
     terms = []
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
             continue  # plates appear in traces as subsample sites
         _plate_dim(name, site, DATA_PLATE)  # every site, weighed or not, must be per data point
-        if observed is not None and site["is_observed"] != observed:
+        if (observed is not None and site["is_observed"] != observed) or (names is not None and name not in names):
             continue
         # a masked-out term (poutine.mask, obs_mask) is no term of the joint; scales are
         # training's business (subsampling, KL weights), not the density's
@@ -128,11 +148,83 @@ def latent_sites(program: Program, x: torch.Tensor) -> set[str]:
     return trace_latent_sites(poutine.trace(program).get_trace(x))
 
 
+class LatentVector:
+    """The latent sites of a program whose one plate is the data plate, as one vector per data
+    point, for the methods that move z as a whole (AIS's HMC) or report it as one (NUTS, the
+    posterior figures): the sites in the order the model samples them, each flattened over its
+    event shape. ``split`` and ``join`` convert between the vector ``(..., B, D)`` and the
+    sites' values ``(..., B, *event_shape)``."""
+
+    def __init__(self, model: Program, x: torch.Tensor):
+        trace = _one_point_trace(model, x)
+        self.sites = [(name, trace.nodes[name]["fn"].event_shape) for name in trace.nodes if name in trace_latent_sites(trace)]
+        self.size = sum(shape.numel() for _, shape in self.sites)
+
+    @staticmethod
+    def unsupported(model: Program, guide: Program | None, x: torch.Tensor) -> str | None:
+        """Why the program's latents are not one real vector per point (a discrete or
+        constrained site, plates inside the data plate); None where they are."""
+        if particle_dim(model, guide, x[:1]) != PARTICLE_DIM:
+            return "programs whose one plate is the data plate; this one nests plates inside it"
+        trace = _one_point_trace(model, x)
+        for name in trace_latent_sites(trace):
+            support = trace.nodes[name]["fn"].support
+            while isinstance(support, constraints.independent):
+                support = support.base_constraint
+            if support.is_discrete:
+                return f"continuous latents; the model has a discrete latent site {name!r}"
+            if support is not constraints.real:
+                return f"unconstrained latents; the model's latent site {name!r} has support {support}"
+        return None
+
+    def split(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        values, start = {}, 0
+        for name, shape in self.sites:
+            values[name] = z[..., start : start + shape.numel()].reshape(*z.shape[:-1], *shape)
+            start += shape.numel()
+        return values
+
+    def join(self, values) -> torch.Tensor:
+        """:param values: site name → value (a trace's nodes, or MCMC samples)."""
+        parts = []
+        for name, shape in self.sites:
+            value = values[name]["value"] if isinstance(values[name], dict) else values[name]
+            parts.append(value.reshape(*value.shape[: value.dim() - len(shape)], shape.numel()))
+        return torch.cat(parts, -1)
+
+
+class Simulation(NamedTuple):
+    trace: poutine.Trace  #: the run, latents included
+    x: torch.Tensor  #: x' drawn, shaped as the x the model was run on
+    mean: torch.Tensor | None  #: the observation distribution's mean, where it has one
+
+
+@torch.no_grad()
+def simulated(model: Program, x: torch.Tensor, latents: dict[str, torch.Tensor] | None = None) -> Simulation:
+    """Draws (z, x') ~ p(z, x), or x' ~ p(x | z) for given ``latents`` (site name → value), as
+    many as ``x`` has points: the model run with its observations released
+    (``poutine.uncondition``). A program needs no sampler of its own, but exactly one
+    observation site, whose draws are reshaped to ``x``'s shape."""
+    released = poutine.uncondition(model)
+    program = released if latents is None else poutine.condition(released, data=latents)  # outside: the latents stay given
+    trace = poutine.trace(program).get_trace(x)
+    observed = [name for name, site in trace.nodes.items() if site["type"] == "sample" and site["infer"].get("was_observed")]
+    if len(observed) != 1 or trace.nodes[observed[0]]["value"].numel() != x.numel():
+        raise ValueError(f"simulating data from the model needs one observation site holding x; this model observes {observed}")
+    site = trace.nodes[observed[0]]
+    try:
+        mean = site["fn"].mean.reshape(x.shape)
+    except NotImplementedError:
+        mean = None
+    return Simulation(trace, site["value"].reshape(x.shape), mean)
+
+
 @contextmanager
 def frozen(module: nn.Module | None):
     """Hold a module's parameters fixed (no gradients) and in eval mode for the duration, then
-    restore both: a fixed model under a local fit or an HMC transition."""
-    if module is None:
+    restore both: a fixed model under a local fit or an HMC transition. A program that is no
+    module (a function) is left as it is."""
+    if not isinstance(module, nn.Module):
         yield
         return
     params = [p for p in module.parameters() if p.requires_grad]

@@ -8,15 +8,20 @@ likelihood or guide plugs in with its YAML file alone.
 import functools
 import inspect
 
+import pyro
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig
 
-from ..data import Dataset
+from models.capabilities import capabilities_of
 
-__all__ = ["bind", "build", "check_support", "guide_name", "instantiate"]
+from ..data import Dataset
+from ..estimators import log_importance_weights
+from ..training import adopt_store_parameters
+
+__all__ = ["PARTS", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared"]
 
 
 def instantiate(node: DictConfig):
@@ -38,13 +43,25 @@ def bind(factory: functools.partial, **available) -> functools.partial:
     return functools.partial(factory, **{k: v for k, v in available.items() if k in accepted})
 
 
+# The groups a model assembled from parts takes; a model config whose target takes none of them
+# is a whole program (model=program) and its config leaves them out (conf/model/program.yaml).
+PARTS = ("prior", "likelihood", "decoder", "encoder")
+
+
 def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Instantiate the model and guide of ``cfg``, sized from the data and ``z_dim``.
 
     A prior may borrow the guide (the VampPrior uses its encoder), and a guide may borrow the
-    prior (guide=prior) or the model (guide=semi_amortized); whichever asks is built second.
-    A local guide (guide=local) gets the training points, which must then stay fixed.
+    prior (guide=prior) or the model (guide=semi_amortized, guide=program); whichever asks is
+    built second. A local guide (guide=local) gets the training points, which must then stay
+    fixed. A whole program (model=program) is built by :func:`build_program`.
     """
+    make_model = instantiate(cfg.model)
+    if not {"prior", "decoder", "likelihood"} & set(inspect.signature(make_model).parameters):
+        return build_program(cfg, data, make_model)
+    missing = [part for part in PARTS if part not in cfg]
+    if missing:
+        raise ValueError(f"model={model_name(cfg)} is assembled from parts, but the config has no {', '.join(missing)}; choose one with {missing[0]}=...")
     image_shape = data.image_shape
     make_prior = bind(instantiate(cfg.prior), z_dim=cfg.z_dim, x_dim=data.x_dim)
     make_guide = bind(
@@ -61,7 +78,7 @@ def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Mod
             f"must stay fixed, but data={data.name} redraws it every epoch; set {redrawn}"
         )
     make_model = functools.partial(
-        instantiate(cfg.model), decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim
+        make_model, decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim
     )
     if "guide" in inspect.signature(make_prior).parameters:
         guide = make_guide()
@@ -73,12 +90,57 @@ def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Mod
     return model, guide
 
 
-def guide_name(cfg: DictConfig) -> str:
-    """The guide's name as the user chose it (``local`` for ``guide=local``)."""
+def build_program(cfg: DictConfig, data: Dataset, make_model: functools.partial) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A whole program's model and guide (model=program): the parts' groups do not apply, and
+    an override that brings one back is refused; a factory gets the sizes it asks for."""
+    parts = [part for part in PARTS if part in cfg]
+    if parts:
+        raise ValueError(
+            f"the model is a whole Pyro program (model=program), so {', '.join(f'{p}=...' for p in parts)} does not apply "
+            f"(the program has its own {', '.join(parts)}); drop the override"
+        )
+    sizes = dict(x_dim=data.x_dim, z_dim=cfg.z_dim, image_shape=data.image_shape)
+    model = bind(make_model, **sizes)()
+    make_guide = instantiate(cfg.guide)
+    if "encoder" in inspect.signature(make_guide).parameters:
+        raise ValueError(
+            f"guide={guide_name(cfg)} is built around an encoder network, which a whole Pyro program (model=program) does not configure; "
+            "use guide=program (the program's own guide, or guide.program=PKG.MODULE.NAME)"
+        )
+    return model, bind(make_guide, model=model, **sizes)()
+
+
+def _choice(cfg: DictConfig, group: str) -> str:
+    """The option of ``group`` as the user chose it (``local`` for ``guide=local``)."""
     try:
-        return HydraConfig.get().runtime.choices["guide"]
+        return HydraConfig.get().runtime.choices[group]
     except ValueError:  # not under Hydra (tests compose configs themselves)
-        return cfg.guide._target_.rsplit(".", 1)[-1]
+        return cfg[group]._target_.rsplit(".", 1)[-1]
+
+
+def guide_name(cfg: DictConfig) -> str:
+    return _choice(cfg, "guide")
+
+
+def model_name(cfg: DictConfig) -> str:
+    return _choice(cfg, "model")
+
+
+def prepared(cfg: DictConfig, data: Dataset, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The model and guide of ``cfg`` built from an empty param store, checked against the data,
+    on ``device``, with whatever parameters a first trace puts in Pyro's param store made
+    theirs: ready for the optimizer, or for a checkpoint to be loaded into."""
+    pyro.clear_param_store()  # a run's parameters are its own, not left by an earlier one in this process
+    model, guide = build(cfg, data)
+    check_support(model, data)
+    model.to(device), guide.to(device)
+    # A dry run: sites and shapes, and the programs' param-store parameters. On training points,
+    # the only ones a local guide knows yet (and which are then fixed), or on test points,
+    # which are in the likelihood's support.
+    x = (data.test if capabilities_of(guide).amortized else data.train)[:2]
+    log_importance_weights(model, guide, x, num_particles=1)
+    adopt_store_parameters(model, guide, x)
+    return model, guide
 
 
 def check_support(model: torch.nn.Module, data: Dataset) -> None:
@@ -88,6 +150,6 @@ def check_support(model: torch.nn.Module, data: Dataset) -> None:
         if split.shape[0] == 0:
             continue
         try:
-            model.likelihood.check_support(split)
+            model.check_support(split)
         except ValueError as e:
             raise ValueError(f"data={data.name}, {name} split: {e}") from None

@@ -80,7 +80,7 @@ def check_config(cfg) -> None:
         if split not in ("train", "valid", "test"):
             _fail("evaluation.splits", list(cfg.evaluation.splits), "a list of 'train', 'valid', 'test'")
     for key in ("encoder", "decoder"):
-        hidden = cfg[key].get("hidden")
+        hidden = cfg[key].get("hidden") if key in cfg else None  # model=program has neither
         if hidden is not None and any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in hidden):
             _fail(f"{key}.hidden", list(hidden), "a list of positive layer widths, e.g. [200,200]")
 

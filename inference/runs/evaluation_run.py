@@ -17,9 +17,11 @@ import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from models.capabilities import capabilities_of
+
 from ..data import Dataset
 from ..estimators import (
-    PARTICLE_DIM,
+    LatentVector,
     ais,
     bidirectional,
     bits_per_dim,
@@ -27,21 +29,19 @@ from ..estimators import (
     fit_local,
     importance_sampling,
     inference_gaps,
-    latent_sites,
     linear_probe_r2,
     mean_and_stderr,
     pairs_within,
-    particle_dim,
     posterior_mean,
 )
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from ..training.checkpoint import load_checkpoint, set_rng_state
 from . import figures
-from .build import build, instantiate
+from .build import instantiate, prepared
 from .checks import check_config, resolve_device
 from .rundir import locked, read_metrics, write_metrics
 
-__all__ = ["evaluate_run", "pass_size", "reevaluate"]
+__all__ = ["evaluate_run", "pass_size", "reevaluate", "skipped"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def evaluate_run(
         results[split]["seconds"] = time.perf_counter() - start
         if local_steps is not None:
             results[split]["local_fit_steps"] = local_steps
-        if data.levels is not None and (model.likelihood.discrete or data.dequantize) and results[split]["log_px"]["mean"] is not None:
+        if data.levels is not None and (capabilities_of(model).discrete_x or data.dequantize) and results[split]["log_px"]["mean"] is not None:
             levels = data.levels if data.dequantize else None
             results[split]["bits_per_dim"] = bits_per_dim(results[split]["log_px"]["mean"], data.x_dim, levels)
     if evaluation.gaps and "test" in results:
@@ -89,12 +89,12 @@ def evaluate_run(
 def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir: Path) -> dict:
     """NUTS against the guide on a few test points: ``posterior.nc``, ArviZ summaries as CSV,
     the pair plot (and for a 2-D latent the contour plot); returns the mismatch and NUTS checks."""
-    reason = _not_single_z(model, guide, x[:1])
+    reason = LatentVector.unsupported(model, guide, x)
     if reason:
-        return {"skipped": f"NUTS here samples {reason}"}
+        return skipped(f"NUTS here samples {reason}")
     start = time.perf_counter()
     nuts_z = nuts(model, x, evaluation.posterior_samples, evaluation.posterior_warmup)
-    guide_z = guide_draws(guide, x, nuts_z.shape[0] * nuts_z.shape[1])
+    guide_z = guide_draws(model, guide, x, nuts_z.shape[0] * nuts_z.shape[1])
     importance_z, log_w = importance_draws(model, guide, x, min(evaluation.num_particles, 1000))
     data = inference_data(nuts_z, guide_z, importance_z, log_w)
     data.to_netcdf(str(run_dir / "posterior.nc"))
@@ -114,19 +114,22 @@ def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir
 
 
 def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], folder: Path) -> None:
-    """Every figure that the run's data allows (image figures need 2-D images)."""
+    """Every figure that the run's data and program allow (image figures need 2-D images, and
+    those that move z as one vector need continuous latents under the data plate alone)."""
     x = data.test[:500]
     if curve:
         figures.training_curve(curve, folder / "training_curve.png")
+    vector = LatentVector.unsupported(model, guide, x) is None
     if len(data.image_shape) == 2:
-        figures.prior_samples(model, data.image_shape, folder / "prior_samples.png")
+        figures.prior_samples(model, x, data.image_shape, folder / "prior_samples.png")
         figures.reconstructions(model, guide, x, data.image_shape, folder / "reconstructions.png")
-        if getattr(guide, "amortized", True):  # a local guide knows only the points it was fitted to
+        if capabilities_of(guide).amortized:  # a local guide knows only the points it was fitted to
             figures.posterior_as_prior(model, guide, data.train, data.image_shape, folder / "posterior_as_prior.png")
-        figures.traversals(model, guide, x, data.image_shape, folder / "traversals.png")
+        if vector:
+            figures.traversals(model, guide, x, data.image_shape, folder / "traversals.png")
     labels = data.labels["test"][:500] if data.labels is not None else None
-    if latent_sites(guide, x[:1]) == {"z"}:
-        figures.latent_means(guide, x, folder / "latent_means.png", labels)
+    if vector:
+        figures.latent_means(model, guide, x, folder / "latent_means.png", labels)
     if "test" in results:
         figures.log_px_against_k(results["test"], folder / "log_px_against_k.png")
 
@@ -134,16 +137,16 @@ def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
     """AIS on the test points, and BDMC on as many points simulated from the model; for a model
     AIS does not handle, why it was skipped (the run's other results are still written)."""
-    reason = _not_single_z(model, guide, x[:1])
+    reason = LatentVector.unsupported(model, guide, x)
     if reason:
-        return {"log_px_ais": {"skipped": f"AIS here anneals {reason}"}}
+        return {"log_px_ais": skipped(f"AIS here anneals {reason}")}
     options = dict(steps=evaluation.ais_steps, leapfrog=evaluation.ais_leapfrog, step_size=evaluation.ais_step_size, chains=evaluation.ais_chains)
     start = time.perf_counter()
     estimate = ais(model, x, guide=guide if evaluation.ais_start == "guide" else None, **options)
     out = {"log_px_ais": {**mean_and_stderr(estimate.log_px), **options, "start": evaluation.ais_start, "acceptance": estimate.acceptance}}
     out["log_px_ais"]["seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    sandwich = bidirectional(model, x.shape[0], **options)
+    sandwich = bidirectional(model, x, x.shape[0], **options)
     seed = int(torch.randint(2**62, ()))  # as for the test split: the same numbers for any pass size
     importance = importance_sampling(model, guide, sandwich["x"], evaluation.num_particles, pass_size(model, guide, sandwich["x"], evaluation), seed=seed).log_px
     out["bdmc"] = {
@@ -158,15 +161,10 @@ def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
     return out
 
 
-def _not_single_z(model, guide, x: torch.Tensor) -> str | None:
-    """Why AIS and NUTS, which handle one latent site ``z`` under the data plate alone, cannot
-    take this program; None where they can."""
-    sites = latent_sites(model, x)
-    if sites != {"z"}:
-        return f"one latent site 'z'; this model has {sorted(sites)}"
-    if particle_dim(model, guide, x) != PARTICLE_DIM:
-        return "programs whose one plate is the data plate; this one nests plates inside it"
-    return None
+def skipped(reason: str) -> dict:
+    """The entry of a method that cannot take this program: the rest of the run goes on."""
+    log.warning(f"skipped: {reason}")
+    return {"skipped": True, "reason": reason}
 
 
 def pass_size(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, evaluation: DictConfig) -> int:
@@ -178,7 +176,7 @@ def pass_size(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, e
 def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -> int | None:
     """Fit a local guide's parameters for the points ``x`` with the model fixed, so that they
     can be evaluated; returns the steps taken, or None for an amortized guide."""
-    if getattr(guide, "amortized", True):
+    if capabilities_of(guide).amortized:
         return None
     guide.add_points(x)
     return fit_local(model, guide, x, max_steps=guide.fit_steps)
@@ -189,8 +187,7 @@ def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_pa
     try:
         return inference_gaps(model, guide, x, num_particles, chunk_size=chunk_size)
     except ValueError as e:
-        log.warning(f"no inference gaps: {e}")
-        return {"skipped": str(e)}
+        return skipped(f"no inference gaps: {e}")
 
 
 def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
@@ -219,10 +216,9 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     device = resolve_device(cfg.train.device)
     with locked(run_dir), pyro.validation_enabled(False):
         data = instantiate(cfg.data).to(device)
-        model, guide = build(cfg, data)
+        model, guide = prepared(cfg, data, device)
         state = load_checkpoint(run_dir, map_location=device)
         model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
-        model.to(device), guide.to(device)
         set_rng_state(state["rng"])  # where the run's own evaluation began
         old = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
         results = evaluate_run(model, guide, data, cfg.evaluation, run_dir, old.get("train", {}).get("curve", []))

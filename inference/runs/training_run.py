@@ -13,11 +13,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pyro.infer import JitTrace_ELBO
 
-from ..estimators import log_importance_weights
+from models.capabilities import capabilities_of
+
 from ..training import fit, new_progress, parameters_of
 from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, load_checkpoint, restore
 from ..training.objectives import GraphTrace_ELBO
-from .build import build, check_support, guide_name, instantiate
+from .build import guide_name, instantiate, model_name, prepared
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run
 from .rundir import locked, write_metrics
@@ -76,6 +77,18 @@ def _launched_job():
     return hydra_cfg.launcher, int(hydra_cfg.job.num)
 
 
+def check_objective(cfg: DictConfig, loss, model, guide) -> None:
+    """Refuse a recorded objective for a program that declares it cannot be recorded."""
+    inner = getattr(loss, "loss", loss)  # KLWeighted wraps the ELBO
+    if not isinstance(inner, (JitTrace_ELBO, GraphTrace_ELBO)):
+        return
+    objective = "jit_trace_elbo" if isinstance(inner, JitTrace_ELBO) else "graph_trace_elbo"
+    for role, program, name in (("guide", guide, guide_name(cfg)), ("model", model, model_name(cfg))):
+        reason = capabilities_of(program).untraceable
+        if reason:
+            raise ValueError(f"{role}={name} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
+
+
 def _train(cfg: DictConfig, run_dir: Path) -> dict:
     launcher, job_num = _launched_job()
     threads = thread_count(cfg.train.threads, launcher)
@@ -87,19 +100,11 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         log.info(f"sweep job {job_num}: {torch.get_num_threads()} torch threads on {device}")
     pyro.set_rng_seed(cfg.train.seed)
     data = instantiate(cfg.data).to(device)
-    model, guide = build(cfg, data)
-    check_support(model, data)
-    model.to(device), guide.to(device)
-    # A dry run: sites and shapes. On training points, the only ones a local guide knows yet
-    # (and which are then fixed), or on test points, which are in the likelihood's support.
-    log_importance_weights(model, guide, (data.test if getattr(guide, "amortized", True) else data.train)[:2], num_particles=1)
+    model, guide = prepared(cfg, data, device)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler = instantiate(cfg.schedule)(optimizer)
     loss = instantiate(cfg.objective)
-    reason, inner = getattr(guide, "untraceable", None), getattr(loss, "loss", loss)
-    if reason and isinstance(inner, (JitTrace_ELBO, GraphTrace_ELBO)):
-        objective = "jit_trace_elbo" if isinstance(inner, JitTrace_ELBO) else "graph_trace_elbo"
-        raise ValueError(f"guide={guide_name(cfg)} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
+    check_objective(cfg, loss, model, guide)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     checkpoints = Checkpoints(

@@ -1,11 +1,13 @@
 """Training: the SVI loop over in-memory data (:mod:`.loop`), the objectives it can minimize
 (:mod:`.objectives`: a weighted KL term and its warm-up, the lean and the recorded Trace_ELBO),
+what it optimizes, wherever a program keeps it (:mod:`.parameters`),
 learning-rate schedules (:mod:`.schedules`), and checkpoints, from which a run resumes or rolls
 back exactly (:mod:`.checkpoint`)."""
 
 from .checkpoint import Checkpoints, load_checkpoint, save_checkpoint
-from .loop import ElboStep, NonFiniteError, fit, new_progress, parameters_of
+from .loop import ElboStep, NonFiniteError, fit, new_progress
 from .objectives import GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
+from .parameters import adopt_store_parameters, parameters_of
 
 __all__ = [
     "Checkpoints",
@@ -14,6 +16,7 @@ __all__ = [
     "KLWeighted",
     "LeanTrace_ELBO",
     "NonFiniteError",
+    "adopt_store_parameters",
     "fit",
     "load_checkpoint",
     "new_progress",

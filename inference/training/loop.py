@@ -24,19 +24,15 @@ from tqdm.auto import tqdm
 import pyro
 from pyro import poutine
 
+from models.capabilities import capabilities_of
+
 from ..data import Dataset
 from ..estimators import importance_sampling
 from .objectives import LeanTrace_ELBO
 
-__all__ = ["ElboStep", "NonFiniteError", "fit", "new_progress", "parameters_of"]
+__all__ = ["ElboStep", "NonFiniteError", "fit", "new_progress"]
 
 log = logging.getLogger(__name__)
-
-
-def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
-    """The trainable parameters of all modules, each once (a prior may share the encoder)."""
-    unique = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
-    return list(unique.values())
 
 
 class NonFiniteError(FloatingPointError):
@@ -130,7 +126,10 @@ def fit(
     (for amortized guides: a local guide has no parameters for the validation points yet).
 
     Call it with model, guide and data already on the training device and the RNG seeded (or,
-    to continue a run, restored with :func:`inference.training.checkpoint.restore`).
+    to continue a run, restored with :func:`inference.training.checkpoint.restore`). The
+    optimizer holds what is trained: :func:`~inference.training.parameters.parameters_of` the
+    modules, after :func:`~inference.training.parameters.adopt_store_parameters` for programs
+    that keep parameters in Pyro's param store, which ``fit`` leaves as it is.
 
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``LeanTrace_ELBO()`` when ``None``).
@@ -147,7 +146,6 @@ def fit(
         ``curve``, a list of per-epoch ``{"epoch", "train_elbo", "valid_elbo", "seconds"}``,
         ELBOs in mean nats per data point.
     """
-    pyro.clear_param_store()  # the modules own their parameters; drop stale copies of earlier fits
     step = ElboStep(model, guide, optimizer, loss)
     N = data.train.shape[0]
     steps_per_epoch = -(-N // batch_size)
@@ -171,7 +169,7 @@ def fit(
             scheduler.step()
         start_valid = time.perf_counter()
         model.eval(), guide.eval()
-        if data.valid.shape[0] > 0 and getattr(guide, "amortized", True):  # a local guide knows no valid points yet
+        if data.valid.shape[0] > 0 and capabilities_of(guide).amortized:  # a local guide knows no valid points yet
             row["valid_elbo"] = importance_sampling(model, guide, data.valid, num_particles=1).elbo.mean().item()
         state["valid_seconds"] += time.perf_counter() - start_valid
         state["curve"].append(row)

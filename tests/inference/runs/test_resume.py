@@ -89,16 +89,17 @@ def test_a_held_run_directory_is_refused(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
-# The decoder's 31st forward pass turns NaN: two passes come before training (the estimators'
-# look at the program's plates, then the dry run of its sites), so it is step 29's.
-FAIL_AT = "+decoder.fail_at=31"
+# The decoder's 32nd forward pass turns NaN: three passes come before training (the estimators'
+# look at the program's plates, the dry run of its sites, and the trace that finds its
+# param-store parameters), so it is step 29's.
+FAIL_AT = "+decoder.fail_at=32"
 FAULTY = [*TINY, "train.validate=false", "train.epochs=4", "train.checkpoint_every=1", "data.binarize=fixed", "encoder.hidden=[32]", "decoder._target_=faults.FaultyMLP", "decoder.hidden=[32]"]
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 def test_a_nan_loss_stops_naming_where_and_the_intact_checkpoint(tmp_path):
-    # 20 steps an epoch (1257 points in batches of 64); the dry run before training is the
-    # decoder's first pass, so its 30th is step 29, in epoch 2
+    # 20 steps an epoch (1257 points in batches of 64); three passes come before
+    # training, so the decoder's 32nd is step 29, in epoch 2
     with pytest.raises(NonFiniteError) as error:
         train(compose_config(*FAULTY, FAIL_AT), tmp_path)
     message = str(error.value)

@@ -1,0 +1,46 @@
+"""What a model or guide can do, declared by the program rather than guessed by the suite.
+
+A program states what the estimators and the training loop need to know of it as a class
+attribute (or property) ``capabilities = Capabilities(...)``; :func:`capabilities_of` is the one
+place that reads it. A program that declares nothing gets :data:`UNDECLARED`. The suite's
+shipped programs declare theirs; a user's program (``model=program``) may declare its own on the
+object or function that ``model.program`` names.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["UNDECLARED", "Capabilities", "capabilities_of"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """:param amortized: (a guide) q(z|x) exists for any x; ``False`` for a guide with
+        parameters per training point, which must be fitted to new points before they are
+        evaluated (it then has ``add_points(x)`` and ``fit_steps``).
+    :param untraceable: why a recorded objective (``objective=jit_trace_elbo`` or
+        ``graph_trace_elbo``, which replay what the program did in Python when recorded) cannot
+        take this program; ``None`` where it can.
+    :param exact_log_px: (a model) it has ``exact_log_px(x)``, a closed-form log p(x) per point.
+    :param discrete_x: (a model) its observation sites are probability mass functions over the
+        data's levels, so that log p(x) converts to bits per dimension.
+    """
+
+    amortized: bool = True
+    untraceable: str | None = None
+    exact_log_px: bool = False
+    discrete_x: bool = False
+
+
+# A program that says nothing: amortized, taking x alone, and not recordable, since a recording
+# would silently fix whatever the program decides in Python.
+UNDECLARED = Capabilities(untraceable="it does not declare Capabilities(untraceable=None), which says it decides nothing in Python from values")
+
+
+def capabilities_of(program: object) -> Capabilities:
+    """The capabilities ``program`` declares, or :data:`UNDECLARED`."""
+    declared = getattr(program, "capabilities", None)
+    if declared is None:
+        return UNDECLARED
+    if not isinstance(declared, Capabilities):
+        raise TypeError(f"{type(program).__name__}.capabilities is a {type(declared).__name__}, not a models.capabilities.Capabilities")
+    return declared
