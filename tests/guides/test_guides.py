@@ -1,6 +1,7 @@
 """Every guide × objective pair trains a few steps on the digits with a finite ELBO; the full-rank
 guide's covariance; the prior guide proposes from the prior."""
 
+import contextlib
 import math
 from functools import partial
 
@@ -32,7 +33,10 @@ def test_guide_and_objective_train(guide, objective, tmp_path):
             with pytest.raises(ValueError, match=f"cannot be traced by objective={objective}: .*; use objective=trace_elbo"):
                 train(compose_config(*overrides), tmp_path)
             return
-    metrics = train(compose_config(*overrides), tmp_path)
+    # these guides have no discrete site: TraceEnum_ELBO trains them as Trace_ELBO would, and says so
+    told = pytest.warns(UserWarning, match="found no sample sites configured for enumeration") if objective == "trace_enum_elbo" else contextlib.nullcontext()
+    with told:
+        metrics = train(compose_config(*overrides), tmp_path)
     assert math.isfinite(metrics["train"]["curve"][-1]["train_elbo"])
     assert math.isfinite(metrics["test"]["elbo"]) and math.isfinite(metrics["test"]["log_px"]["mean"])
 
