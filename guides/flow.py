@@ -33,7 +33,6 @@ class AmortizedFlow(nn.Module):
 
     capabilities = Capabilities(untraceable=None)
 
-
     def __init__(
         self,
         encoder: Callable[[int, int], nn.Module],

@@ -29,7 +29,6 @@ class HierarchicalGuide(nn.Module):
 
     capabilities = Capabilities(untraceable=None)
 
-
     def __init__(
         self,
         encoder: Callable[[int, int], nn.Module],

@@ -38,7 +38,6 @@ class AmortizedNormal(nn.Module):
 
     capabilities = Capabilities(untraceable=None)
 
-
     def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()
         check_guide_arguments("AmortizedNormal", z_dim, scale_floor)

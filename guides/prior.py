@@ -20,7 +20,6 @@ class PriorGuide(nn.Module):
 
     capabilities = Capabilities(untraceable=None)
 
-
     def __init__(self, prior: nn.Module):
         super().__init__()
         self.prior = prior

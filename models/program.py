@@ -71,11 +71,10 @@ class ProgramModule(nn.Module):
         for start in range(0, x.shape[0], chunk):
             with pyro.validation_enabled(True), poutine.block():
                 trace = poutine.trace(self).get_trace(x[start : start + chunk])
-            for name, site in trace.nodes.items():
-                if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site):
+                observed = [(n, s) for n, s in trace.nodes.items() if s["type"] == "sample" and s["is_observed"] and not site_is_subsample(s)]
+                for name, site in observed:
                     try:
-                        with pyro.validation_enabled(True):
-                            site["fn"].log_prob(site["value"])
+                        site["fn"].log_prob(site["value"])
                     except ValueError as e:
                         raise ValueError(f"the program's observation site {name!r} does not accept the data: {str(e).splitlines()[0]}") from None
 

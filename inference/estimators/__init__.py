@@ -18,16 +18,14 @@ from .probe import linear_probe_r2
 from .programs import PARTICLE_DIM, PARTICLES, LatentVector, Simulation, frozen, latent_sites, particle_dim, simulated, site_log_probs, trace_latent_sites
 
 __all__ = [
-    "LatentVector",
-    "PARTICLES",
-    "Simulation",
-    "simulated",
-    "trace_latent_sites",
     "AISEstimate",
     "DEFAULT_CHUNK_SIZE",
     "ImportanceEstimate",
+    "LatentVector",
+    "PARTICLES",
     "PARTICLE_DIM",
     "PeakTensorMemory",
+    "Simulation",
     "ais",
     "bidirectional",
     "bits_per_dim",
@@ -44,8 +42,10 @@ __all__ = [
     "pareto_k_and_ess",
     "particle_dim",
     "posterior_mean",
+    "simulated",
     "site_log_probs",
     "summarize",
+    "trace_latent_sites",
     "unreliable",
     "weighted_proposals",
 ]

@@ -44,8 +44,9 @@ def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500) -> t
 @torch.no_grad()
 def guide_draws(model, guide, x: torch.Tensor, num_samples: int) -> torch.Tensor:
     """Draws of z ~ q(z|x), the sites joined as the model orders them: ``(num_samples, B, z_dim)``."""
+    latents = LatentVector(model, x)
     with pyro.plate(PARTICLES, num_samples, dim=PARTICLE_DIM):
-        return LatentVector(model, x).join(poutine.trace(guide).get_trace(x).nodes)
+        return latents.join(poutine.trace(guide).get_trace(x).nodes)
 
 
 def mismatch(nuts_z: torch.Tensor, guide_z: torch.Tensor) -> dict:

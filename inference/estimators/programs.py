@@ -157,8 +157,8 @@ class LatentVector:
 
     def __init__(self, model: Program, x: torch.Tensor):
         trace = _one_point_trace(model, x)
-        self.sites = [(name, trace.nodes[name]["fn"].event_shape) for name in trace.nodes if name in trace_latent_sites(trace)]
-        self.size = sum(shape.numel() for _, shape in self.sites)
+        latent = trace_latent_sites(trace)
+        self.sites = [(name, trace.nodes[name]["fn"].event_shape) for name in trace.nodes if name in latent]  # in trace order
 
     @staticmethod
     def unsupported(model: Program, guide: Program | None, x: torch.Tensor) -> str | None:
