@@ -23,12 +23,17 @@ class Capabilities:
     :param exact_log_px: (a model) it has ``exact_log_px(x)``, a closed-form log p(x) per point.
     :param discrete_x: (a model) its observation sites are probability mass functions over the
         data's levels, so that log p(x) converts to bits per dimension.
+    :param batch_keys: the keyword arguments the program takes per data point besides x (say
+        ``("y",)`` for ``model(x, y=None)``), which the dataset provides and the suite slices
+        with x (:meth:`inference.data.Dataset.batch_extra`). A model and its guide are called
+        with the same arguments, so they declare the same keys.
     """
 
     amortized: bool = True
     untraceable: str | None = None
     exact_log_px: bool = False
     discrete_x: bool = False
+    batch_keys: tuple[str, ...] = ()
 
 
 # A program that says nothing: amortized, taking x alone, and not recordable, since a recording

@@ -17,6 +17,7 @@ and the ``pyro.param`` tensors a first trace puts in Pyro's param store (:meth:`
 import importlib
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from pyro.poutine.messenger import Messenger
@@ -43,34 +44,40 @@ class ProgramModule(nn.Module):
         a submodule when it is an ``nn.Module``, so that its networks are this module's.
     :param data_plate: the name the program gives its data plate; renamed to ``"data"`` for the
         estimators when it differs.
+    :param batch_keys: the keyword arguments it takes per data point besides x (``model.batch_keys``);
+        left empty, those its capabilities declare.
     """
 
-    def __init__(self, program: Callable, owner: object = None, data_plate: str = DATA_PLATE):
+    def __init__(self, program: Callable, owner: object = None, data_plate: str = DATA_PLATE, batch_keys: tuple[str, ...] = ()):
         super().__init__()
         if owner is None and inspect.ismethod(program):
             owner = program.__self__
         self.program = program  # an nn.Module program is registered as a submodule by this
         self.owner = owner  # likewise
         self.data_plate = data_plate
+        self.batch_keys = tuple(batch_keys)
         self.store_params = nn.ParameterDict()  # adopted param-store tensors (see adopt)
 
     @property
     def capabilities(self) -> Capabilities:
         """What the program declares (on itself, or on the object it belongs to)."""
         declared = capabilities_of(self.program)
-        return declared if declared is not UNDECLARED or self.owner is None else capabilities_of(self.owner)
+        declared = declared if declared is not UNDECLARED or self.owner is None else capabilities_of(self.owner)
+        return replace(declared, batch_keys=self.batch_keys) if self.batch_keys else declared
 
     def exact_log_px(self, x: torch.Tensor) -> torch.Tensor:
         """The closed-form log p(x) of a program that declares ``exact_log_px``."""
         return self.owner.exact_log_px(x)
 
     @torch.no_grad()
-    def check_support(self, x: torch.Tensor, chunk: int = 1024) -> None:
+    def check_support(self, x: torch.Tensor, extra: dict[str, torch.Tensor] | None = None, chunk: int = 1024) -> None:
         """Raise a ValueError naming the site unless every observation site's distribution, with
-        its latents drawn from the program itself, accepts the data (Pyro's support checks)."""
+        its latents drawn from the program itself, accepts the data (Pyro's support checks).
+        ``extra``: the batch keys' tensors for the points of ``x``."""
         for start in range(0, x.shape[0], chunk):
+            block = slice(start, start + chunk)
             with pyro.validation_enabled(True), poutine.block():
-                trace = poutine.trace(self).get_trace(x[start : start + chunk])
+                trace = poutine.trace(self).get_trace(x[block], **{k: v[block] for k, v in (extra or {}).items()})
                 observed = [(n, s) for n, s in trace.nodes.items() if s["type"] == "sample" and s["is_observed"] and not site_is_subsample(s)]
                 for name, site in observed:
                     try:
@@ -157,34 +164,43 @@ def _made(target: object, **sizes) -> object:
     return target(**{k: v for k, v in sizes.items() if k in accepted})
 
 
-def _check_takes_batch(program: Callable, key: str, path: str, role: str) -> None:
-    """A program is called as ``program(x)``: refuse one whose signature cannot take that."""
+def _check_takes_batch(program: Callable, key: str, path: str, role: str, batch_keys: tuple[str, ...] = ()) -> None:
+    """A program is called as ``program(x, **batch_keys)``: refuse one whose signature cannot take that."""
     try:
-        inspect.signature(program).bind(torch.empty(0))
+        inspect.signature(program).bind(torch.empty(0), **dict.fromkeys(batch_keys))
     except TypeError:
+        call = ", ".join(["x", *(f"{k}=..." for k in batch_keys)])
         raise ValueError(
-            f"{key}={path}: {role}{inspect.signature(program)} cannot be called as {role}(x); a {role} takes the batch x "
-            f"as its one required argument (other arguments need defaults), or {key} names a factory whose arguments are among {', '.join(FACTORY_ARGUMENTS)}"
+            f"{key}={path}: {role}{inspect.signature(program)} cannot be called as {role}({call}); a {role} takes the batch x "
+            f"as its one required argument (other arguments need defaults) and the batch keys (model.batch_keys) by name, "
+            f"or {key} names a factory whose arguments are among {', '.join(FACTORY_ARGUMENTS)}"
         ) from None
     except ValueError:  # a builtin without a signature: it will say so when called
         pass
 
 
 def program_model(
-    program: str, data_plate: str = DATA_PLATE, x_dim: int | None = None, z_dim: int | None = None, image_shape: tuple | None = None
+    program: str,
+    data_plate: str = DATA_PLATE,
+    batch_keys: tuple[str, ...] = (),
+    x_dim: int | None = None,
+    z_dim: int | None = None,
+    image_shape: tuple | None = None,
 ) -> ProgramModule:
     """The model of ``model.program`` (see the module docstring); ``x_dim``, ``z_dim`` and
-    ``image_shape`` are what a factory may ask for."""
+    ``image_shape`` are what a factory may ask for, ``batch_keys`` what the program takes per
+    data point besides x (the dataset provides them)."""
     target = _made(load(program, "model.program"), x_dim=x_dim, z_dim=z_dim, image_shape=image_shape)
+    owner = None
     if hasattr(target, "model"):
         if not callable(getattr(target, "guide", None)):
             raise ValueError(f"model.program={program}: {type(target).__name__} has .model but no .guide; give the guide with guide.program=...")
-        _check_takes_batch(target.model, "model.program", program, "model")
-        return ProgramModule(target.model, owner=target, data_plate=data_plate)
-    if not callable(target):
+        owner, target = target, target.model
+    elif not callable(target):
         raise ValueError(f"model.program={program} is a {type(target).__name__}, not a Pyro program, an object with .model and .guide, or a factory")
-    _check_takes_batch(target, "model.program", program, "model")
-    return ProgramModule(target, data_plate=data_plate)
+    model = ProgramModule(target, owner=owner, data_plate=data_plate, batch_keys=tuple(batch_keys))
+    _check_takes_batch(target, "model.program", program, "model", model.capabilities.batch_keys)
+    return model
 
 
 def program_guide(
@@ -204,13 +220,14 @@ def program_guide(
                 "guide=program needs guide.program=PKG.MODULE.NAME (a guide callable), unless model=program names an object "
                 "or factory with .model and .guide"
             )
-        return ProgramModule(owner.guide, owner=owner, data_plate=model.data_plate)
+        return ProgramModule(owner.guide, owner=owner, data_plate=model.data_plate, batch_keys=capabilities_of(model).batch_keys)
     target = _made(load(program, "guide.program"), x_dim=x_dim, z_dim=z_dim, image_shape=image_shape)
     owner = target if hasattr(target, "guide") else None
     if owner is not None:
         target = target.guide
     if not callable(target):
         raise ValueError(f"guide.program={program} is a {type(target).__name__}, not a Pyro program")
-    _check_takes_batch(target, "guide.program", program, "guide")
-    return ProgramModule(target, owner=owner, data_plate=getattr(model, "data_plate", DATA_PLATE))
+    batch_keys = capabilities_of(model).batch_keys if model is not None else ()
+    _check_takes_batch(target, "guide.program", program, "guide", batch_keys)
+    return ProgramModule(target, owner=owner, data_plate=getattr(model, "data_plate", DATA_PLATE), batch_keys=batch_keys)
 

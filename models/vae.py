@@ -23,8 +23,9 @@ class WithLikelihood:
     def capabilities(self) -> Capabilities:
         return Capabilities(untraceable=None, discrete_x=self.likelihood.discrete)
 
-    def check_support(self, x: torch.Tensor) -> None:
-        """Raise a ValueError naming the problem unless every x is in the likelihood's support."""
+    def check_support(self, x: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> None:
+        """Raise a ValueError naming the problem unless every x is in the likelihood's support
+        (the model takes no batch keys: ``extra`` is there for the protocol's sake)."""
         self.likelihood.check_support(x)
 
 

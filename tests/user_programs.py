@@ -96,3 +96,66 @@ def two_arguments(x, y):  # no default for y: cannot be called as model(x)
 
 
 not_a_program = 3
+
+
+class ClassConditional:
+    """A program that takes the class label y of each point besides x (``model.batch_keys=[y]``):
+    x | z, y ~ N(W z + m_y, σ² I) with z ~ N(0, I₂), W fixed and the class means m a pyro.param.
+    Its guide is the exact posterior q(z | x, y) = p(z | x, y) for the current means, so every
+    importance weight equals log p(x | y) = log N(x; m_y, W Wᵀ + σ² I) (:meth:`exact_log_px`)."""
+
+    z_dim, noise = 2, 0.5
+
+    def __init__(self, x_dim: int, num_classes: int = 10):
+        self.x_dim, self.num_classes = x_dim, num_classes
+        self.W = torch.linspace(-1.0, 1.0, self.z_dim * x_dim).reshape(x_dim, self.z_dim)
+        precision = torch.eye(self.z_dim) + self.W.T @ self.W / self.noise**2
+        self.posterior_scale_tril = torch.linalg.cholesky(torch.linalg.inv(precision))
+        self.posterior_map = torch.linalg.solve(precision, self.W.T) / self.noise**2  # E[z | x, y] = A (x − m_y)
+
+    def class_means(self, x):
+        return pyro.param("class_means", lambda: torch.zeros(self.num_classes, self.x_dim, device=x.device))
+
+    def model(self, x, y):
+        means = self.class_means(x)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z_pair", dist.Normal(x.new_zeros(self.z_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.W.to(x.device).T + means[y], self.noise).to_event(1), obs=x)
+
+    def guide(self, x, y):
+        loc = (x - self.class_means(x)[y]) @ self.posterior_map.to(x.device).T
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z_pair", dist.MultivariateNormal(loc, scale_tril=self.posterior_scale_tril.to(x.device)))
+
+    def exact_log_px(self, x, y, means):
+        """log p(x | y) per point, for the class means ``means``."""
+        covariance = self.W @ self.W.T + self.noise**2 * torch.eye(self.x_dim)
+        return torch.distributions.MultivariateNormal(means[y], covariance).log_prob(x)
+
+
+# README, "Batches with more than x", as printed there
+class ConditionalVAE(nn.Module):
+    """p(z) p(x | z, y) and q(z | x, y): a VAE told each point's class."""
+
+    def __init__(self, x_dim, z_dim, classes=10):
+        super().__init__()
+        self.z_dim, self.classes = z_dim, classes
+        self.encoder = nn.Sequential(nn.Linear(x_dim + classes, 64), nn.Softplus(), nn.Linear(64, 2 * z_dim))
+        self.decoder = nn.Sequential(nn.Linear(z_dim + classes, 64), nn.Softplus(), nn.Linear(64, x_dim))
+
+    def one_hot(self, y, like):  # broadcast to like's batch shape: the estimators add particles on the left
+        y = nn.functional.one_hot(y, self.classes).to(like.dtype)
+        return y.expand(*like.shape[:-1], self.classes)
+
+    def model(self, x, y):
+        pyro.module("decoder", self.decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(self.z_dim), 1.0).to_event(1))
+            logits = self.decoder(torch.cat([z, self.one_hot(y, z)], -1))
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+
+    def guide(self, x, y):
+        pyro.module("encoder", self.encoder)
+        loc, raw_scale = self.encoder(torch.cat([x, self.one_hot(y, x)], -1)).chunk(2, -1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, nn.functional.softplus(raw_scale) + 1e-3).to_event(1))

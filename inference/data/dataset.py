@@ -17,6 +17,15 @@ values); the likelihoods check the data they are given against their support.
 
 The loaders of :mod:`inference.data.loaders` and the pendulum build their splits with
 :func:`transformed`.
+
+**Batch keys.** A program may take keyword arguments per data point besides x, say
+``model(x, y=None)`` with class labels ``y``: it declares their names (``batch_keys`` of its
+:class:`~models.capabilities.Capabilities`, or ``model.batch_keys`` for ``model=program``) and
+the dataset provides them, one tensor per key and split whose first dimension is the split's
+points (:meth:`Dataset.batch_extra`). Training and every estimator slice them with x and call
+both programs as ``program(x_batch, **extra_batch)``, as Pyro calls a model and its guide with
+the same arguments. A dataset with class labels provides ``y`` (long); a loader may provide
+more keys through ``extra``.
 """
 
 from dataclasses import dataclass, replace
@@ -45,6 +54,8 @@ class Dataset:
         every epoch, and valid and test hold dequantized values (k + u)/L.
     :ivar labels: class labels where the data has them (digits, MNIST), per split an ``(N,)``
         CPU tensor; figures colour by them.
+    :ivar extra: per split, the per-point tensors a program may take by name besides x (see
+        "Batch keys" above), on the data's device; ``y`` needs no entry where ``labels`` exist.
     :ivar factors: ground-truth latent factors where the data has them, per split an
         ``(N, F)`` CPU tensor whose columns ``factor_names`` names (the pendulum's state).
     """
@@ -60,13 +71,21 @@ class Dataset:
     factors: dict[str, torch.Tensor] | None = None
     labels: dict[str, torch.Tensor] | None = None
     factor_names: tuple[str, ...] = ()
+    extra: dict[str, dict[str, torch.Tensor]] | None = None
+
+    def __post_init__(self):
+        for split, keyed in (self.extra or {}).items():
+            for key, value in keyed.items():
+                if value.shape[:1] != self.split(split).shape[:1]:
+                    raise ValueError(f"{self.name}: batch key {key!r} of the {split} split has {value.shape[0]} points, the split {self.split(split).shape[0]}")
 
     @property
     def x_dim(self) -> int:
         return self.train.shape[1]
 
     def to(self, device: torch.device | str) -> "Dataset":
-        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device))
+        extra = {split: {k: v.to(device) for k, v in keyed.items()} for split, keyed in self.extra.items()} if self.extra else None
+        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device), extra=extra)
 
     def train_epoch(self) -> torch.Tensor:
         """The training data for one epoch: freshly binarized or dequantized where configured."""
@@ -80,6 +99,21 @@ class Dataset:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected 'train', 'valid' or 'test'")
         return getattr(self, name)
+
+    def batch_extra(self, split: str, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The tensors of the batch keys ``keys`` for ``split``, on the data's device: what the
+        programs that declare ``keys`` are called with besides x."""
+        offered = dict((self.extra or {}).get(split, {}))
+        if self.labels is not None and "y" not in offered:
+            offered["y"] = self.labels[split].to(self.train.device, torch.long)
+        missing = [key for key in keys if key not in offered]
+        if missing:
+            provides = ", ".join(sorted(offered)) or "x alone"
+            raise ValueError(
+                f"the programs take {', '.join(map(repr, missing))} per data point (batch keys), but data={self.name} does not provide "
+                f"{'it' if len(missing) == 1 else 'them'}: it provides {provides}; choose a dataset that does, or a program that takes x alone"
+            )
+        return {key: offered[key] for key in keys}
 
 
 def _dequantized(x: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:

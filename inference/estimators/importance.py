@@ -29,7 +29,7 @@ import pyro
 from pyro import poutine
 
 from .diagnostics import pareto_k_and_ess
-from .programs import PARTICLES, Program, data_dim, particle_dim, rng_kept, site_log_probs, trace_latent_sites
+from .programs import PARTICLES, Extra, Program, data_dim, particle_dim, rng_kept, site_log_probs, sliced, trace_latent_sites
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -46,7 +46,7 @@ DEFAULT_CHUNK_SIZE = 2**16
 
 
 def log_importance_weights(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, dim: int | None = None
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, dim: int | None = None, extra: Extra | None = None
 ) -> torch.Tensor:
     """log w = log p(x, z) − log q(z|x) for ``num_particles`` draws z ~ q(·|x) per data point.
 
@@ -56,31 +56,32 @@ def log_importance_weights(
     :param x: a ``(B, x_dim)``-shaped batch.
     :param dim: the particle plate's dimension; found from the programs when ``None``
         (:func:`~inference.estimators.programs.particle_dim`).
+    :param extra: the programs' batch keys for the points of ``x`` (name → per-point tensor).
     :returns: a ``(num_particles, B)``-shaped tensor.
     """
-    return weighted_proposals(model, guide, x, num_particles, dim)[0]
+    return weighted_proposals(model, guide, x, num_particles, dim, extra)[0]
 
 
 def weighted_proposals(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, dim: int | None = None
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, dim: int | None = None, extra: Extra | None = None
 ) -> tuple[torch.Tensor, poutine.Trace]:
     """The log weights of :func:`log_importance_weights` and the trace of the proposals: the
     guide's (the model's, for the prior), whose sites hold the ``(K, ..., B, ...)`` draws."""
-    K, B = num_particles, x.shape[0]
-    dim = particle_dim(model, guide, x) if dim is None else dim
+    K, B, extra = num_particles, x.shape[0], extra or {}
+    dim = particle_dim(model, guide, x, extra) if dim is None else dim
     with pyro.plate(PARTICLES, K, dim=dim):
         if guide is None:
-            model_trace = poutine.trace(model).get_trace(x)
+            model_trace = poutine.trace(model).get_trace(x, **extra)
             return site_log_probs(model_trace, K, B, observed=True), model_trace
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        guide_trace = poutine.trace(guide).get_trace(x, **extra)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, **extra)
     _check_sites(trace_latent_sites(guide_trace), trace_latent_sites(model_trace))
     log_w = site_log_probs(model_trace, K, B, observed=None) - site_log_probs(guide_trace, K, B, observed=False)
     return log_w, guide_trace
 
 
 def _log_weight_blocks(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None, dim: int
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None, dim: int, extra: Extra | None
 ) -> Iterator[torch.Tensor]:
     """Yield the ``(K, b)`` log weights of consecutive blocks of b data points, computing at
     most ``chunk_size`` particle × data-point pairs at a time."""
@@ -88,33 +89,36 @@ def _log_weight_blocks(
     block = max(1, min(N, chunk_size // K))  # data points per block
     particles = max(1, min(K, chunk_size // block))  # particles per pass
     for start in range(0, N, block):
-        x_block = x[start : start + block]
+        x_block, extra_block = x[start : start + block], sliced(extra, slice(start, start + block))
         if seed is None:
-            passes = [log_importance_weights(model, guide, x_block, min(particles, K - k), dim) for k in range(0, K, particles)]
+            passes = [log_importance_weights(model, guide, x_block, min(particles, K - k), dim, extra_block) for k in range(0, K, particles)]
         elif guide is None:  # the prior: each point's own trace already holds its weights
-            passes = [torch.cat([_seeded_prior_log_weights(model, x_block, start + i, i, K, seed, dim) for i in range(x_block.shape[0])], dim=1)]
+            passes = [
+                torch.cat([_seeded_prior_log_weights(model, x_block, extra_block, start + i, i, K, seed, dim) for i in range(x_block.shape[0])], dim=1)
+            ]
         else:
-            passes = [_seeded_log_weights(model, guide, x_block, start, k, min(k + particles, K), K, seed, dim) for k in range(0, K, particles)]
+            passes = [_seeded_log_weights(model, guide, x_block, extra_block, start, k, min(k + particles, K), K, seed, dim) for k in range(0, K, particles)]
         yield torch.cat(passes)
 
 
-def _seeded_trace(program: Program, x: torch.Tensor, K: int, seed: int, index: int, dim: int) -> poutine.Trace:
+def _seeded_trace(program: Program, x: torch.Tensor, extra: Extra, K: int, seed: int, index: int, dim: int) -> poutine.Trace:
     """``program``'s trace on the one point ``x`` with K particles, drawn from a generator seeded
     by (``seed``, the point's ``index``) and leaving the global RNG as it was."""
     with rng_kept(x.device):
         torch.manual_seed((seed * 1_000_003 + index) % 2**63)
         with pyro.plate(PARTICLES, K, dim=dim):
-            return poutine.trace(program).get_trace(x)
+            return poutine.trace(program).get_trace(x, **extra)
 
 
-def _seeded_prior_log_weights(model: Program, x: torch.Tensor, index: int, i: int, K: int, seed: int, dim: int) -> torch.Tensor:
+def _seeded_prior_log_weights(model: Program, x: torch.Tensor, extra: Extra, index: int, i: int, K: int, seed: int, dim: int) -> torch.Tensor:
     """log p(x | z) for K draws z ~ p(z) of the point ``x[i]``: ``(K, 1)``. The model runs once
     per point on all K particles, so a pass of the prior holds at least K pairs."""
-    return site_log_probs(_seeded_trace(model, x[i : i + 1], K, seed, index, dim), K, 1, observed=True)
+    point = slice(i, i + 1)
+    return site_log_probs(_seeded_trace(model, x[point], sliced(extra, point), K, seed, index, dim), K, 1, observed=True)
 
 
 def _seeded_log_weights(
-    model: Program, guide: Program, x: torch.Tensor, first: int, k0: int, k1: int, K: int, seed: int, dim: int
+    model: Program, guide: Program, x: torch.Tensor, extra: Extra, first: int, k0: int, k1: int, K: int, seed: int, dim: int
 ) -> torch.Tensor:
     """The log weights of particles k0…k1 of the points ``x`` (``first`` the index of the first),
     each point's K proposals drawn by :func:`_seeded_trace`: the same numbers whichever passes
@@ -124,7 +128,8 @@ def _seeded_log_weights(
     cost is, runs once for the whole pass, conditioned on the drawn values."""
     values, log_q = {}, []
     for i in range(x.shape[0]):
-        trace = _seeded_trace(guide, x[i : i + 1], K, seed, first + i, dim)
+        point = slice(i, i + 1)
+        trace = _seeded_trace(guide, x[point], sliced(extra, point), K, seed, first + i, dim)
         for name in trace_latent_sites(trace):
             site = trace.nodes[name]  # its value: (K, ..., 1, ...), the data plate's dim holding the point
             values.setdefault(name, []).append((site["value"][k0:k1], data_dim(name, site) - site["fn"].event_dim))
@@ -132,7 +137,7 @@ def _seeded_log_weights(
     values = {name: torch.cat([v for v, _ in parts], dim=parts[0][1]) for name, parts in values.items()}
     k, b = k1 - k0, x.shape[0]
     with pyro.plate(PARTICLES, k, dim=dim):
-        model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
+        model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x, **extra)
     _check_sites(set(values), set(values) | trace_latent_sites(model_trace))
     return site_log_probs(model_trace, k, b, observed=None) - torch.cat(log_q, dim=1)
 
@@ -168,6 +173,7 @@ def importance_sampling(
     curve: tuple[int, ...] = (),
     diagnose: bool = False,
     seed: int | None = None,
+    extra: Extra | None = None,
 ) -> ImportanceEstimate:
     """Estimate log p(x) and the ELBO of every data point by importance sampling.
 
@@ -184,6 +190,7 @@ def importance_sampling(
         index): the estimate is then the same for any ``chunk_size`` (up to the last bits of
         batched arithmetic). Without it the draws follow the global RNG, pass by pass. With a
         seed the prior proposal evaluates each point's K particles in one pass.
+    :param extra: the programs' batch keys (name → tensor with a row per point of ``x``).
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:
@@ -192,8 +199,9 @@ def importance_sampling(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     curve = sorted({k for k in curve if k <= num_particles})
     log_px, elbo, by_k, k_hat, ess = [], [], {k: [] for k in curve}, [], []
-    dim = particle_dim(model, guide, x[: max(1, chunk_size // num_particles)])  # on the first block's points
-    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed, dim):
+    first_block = slice(0, max(1, chunk_size // num_particles))
+    dim = particle_dim(model, guide, x[first_block], sliced(extra, first_block))
+    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed, dim, extra):
         log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
         elbo.append(log_w.mean(0))
         for k in curve:
@@ -206,11 +214,12 @@ def importance_sampling(
 
 
 @torch.no_grad()
-def posterior_mean(guide: Program, x: torch.Tensor, site: str = "z", num_particles: int = 64) -> torch.Tensor:
+def posterior_mean(guide: Program, x: torch.Tensor, site: str = "z", num_particles: int = 64, extra: Extra | None = None) -> torch.Tensor:
     """E_q[z | x] by averaging ``num_particles`` draws of ``site`` from the guide: works for any
     guide, flows included. :returns: a ``(B, z_dim)``-shaped tensor."""
-    with pyro.plate(PARTICLES, num_particles, dim=particle_dim(None, guide, x)):
-        trace = poutine.trace(guide).get_trace(x)
+    extra = extra or {}
+    with pyro.plate(PARTICLES, num_particles, dim=particle_dim(None, guide, x, extra)):
+        trace = poutine.trace(guide).get_trace(x, **extra)
     if site not in trace.nodes:
         raise ValueError(f"the guide has no site {site!r}; its sites are {sorted(trace_latent_sites(trace))}")
     return trace.nodes[site]["value"].mean(0)

@@ -9,6 +9,7 @@ from models.capabilities import capabilities_of
 
 from .diagnostics import summarize
 from .importance import DEFAULT_CHUNK_SIZE, importance_sampling
+from .programs import Extra
 
 __all__ = ["evaluate", "mean_and_stderr", "bits_per_dim"]
 
@@ -59,6 +60,7 @@ def evaluate(
     num_particles: int,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     prior_proposal: bool = True,
+    extra: Extra | None = None,
 ) -> dict:
     """Per-datapoint ELBO and log p̂(x), averaged over the data points of ``x``.
 
@@ -68,6 +70,7 @@ def evaluate(
 
     :param prior_proposal: also estimate with the prior as proposal (``log_px_prior``); it
         costs as much as the guide's estimate, which matters at large K and many points.
+    :param extra: the programs' batch keys (name → tensor with a row per point of ``x``).
     :returns: ``{"elbo": float, "log_px": {...}[, "log_px_prior": {...}][, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
@@ -82,7 +85,7 @@ def evaluate(
         # each point's draws from its own seed (itself drawn from the run's RNG): the numbers do
         # not depend on the memory budget that splits the work into passes
         seed = int(torch.randint(2**62, ()))
-        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed)
+        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=extra)
         at_k = {str(k): mean_and_stderr(v) for k, v in estimate.by_num_particles.items()}
         metrics[key] = {
             **mean_and_stderr(estimate.log_px),

@@ -8,9 +8,14 @@ pixel plate, a time plate). The estimators put their particles in an outer plate
 (:func:`particle_dim`, as Pyro's ELBOs find ``max_plate_nesting``), so that the traces keep the
 data dimension; each site's log-density is summed over its other dimensions, per particle and
 data point, into a ``(K, B)``-shaped tensor (:func:`site_log_probs`).
+
+A program may take keyword arguments per data point besides x (its batch keys, see
+:mod:`inference.data.dataset`): the estimators take them as ``extra``, a mapping of name to a
+tensor whose first dimension is x's points, slice them with x (:func:`sliced`) and call
+``program(x, **extra)``.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -26,6 +31,7 @@ __all__ = [
     "PARTICLES",
     "PARTICLE_DIM",
     "LatentVector",
+    "Extra",
     "Program",
     "Simulation",
     "frozen",
@@ -35,14 +41,21 @@ __all__ = [
     "rng_kept",
     "simulated",
     "site_log_probs",
+    "sliced",
     "trace_latent_sites",
 ]
 
 Program = Callable[[torch.Tensor], None]
+Extra = Mapping[str, torch.Tensor]  # a program's batch keys: name → per-point tensor
 
 DATA_PLATE = "data"
 PARTICLES = "particles"
 PARTICLE_DIM = -2  # for programs whose only plate is the data plate, at dim -1: see particle_dim
+
+
+def sliced(extra: Extra | None, index: slice | torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch keys' tensors of the points ``x[index]``."""
+    return {key: value[index] for key, value in (extra or {}).items()}
 
 
 def rng_kept(device: torch.device):
@@ -58,16 +71,17 @@ def _one_point_trace(model: Program, x: torch.Tensor) -> poutine.Trace:
 
 
 @torch.no_grad()
-def particle_dim(model: Program | None, guide: Program | None, x: torch.Tensor) -> int:
+def particle_dim(model: Program | None, guide: Program | None, x: torch.Tensor, extra: Extra | None = None) -> int:
     """The dimension for the particle plate: one left of every plate that the sites of
     ``guide(x)`` and ``model(x)`` replayed on it use (Pyro's ``max_plate_nesting``, negated,
     minus one); −2 for a program whose one plate is the data plate. Found from a trace of ``x``,
     as Pyro's ELBOs find it; the global RNG is left as it was."""
+    extra = extra or {}
     with rng_kept(x.device), poutine.block():
-        traces = [poutine.trace(guide).get_trace(x)] if guide is not None else []
+        traces = [poutine.trace(guide).get_trace(x, **extra)] if guide is not None else []
         if model is not None:
             replayed = poutine.replay(model, trace=traces[0]) if traces else model
-            traces.append(poutine.trace(replayed).get_trace(x))
+            traces.append(poutine.trace(replayed).get_trace(x, **extra))
     nesting = 1
     for trace in traces:
         for site in trace.nodes.values():

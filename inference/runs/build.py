@@ -19,9 +19,10 @@ from models.capabilities import capabilities_of
 
 from ..data import Dataset
 from ..estimators import log_importance_weights
+from ..estimators.programs import sliced
 from ..training import adopt_store_parameters
 
-__all__ = ["PARTS", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared"]
+__all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared"]
 
 
 def instantiate(node: DictConfig):
@@ -132,24 +133,41 @@ def prepared(cfg: DictConfig, data: Dataset, device: torch.device) -> tuple[torc
     theirs: ready for the optimizer, or for a checkpoint to be loaded into."""
     pyro.clear_param_store()  # a run's parameters are its own, not left by an earlier one in this process
     model, guide = build(cfg, data)
-    check_support(model, data)
+    keys = batch_keys(model, guide)
+    check_support(model, data, keys)
     model.to(device), guide.to(device)
     # A dry run: sites and shapes, and the programs' param-store parameters. On training points,
     # the only ones a local guide knows yet (and which are then fixed), or on test points,
     # which are in the likelihood's support.
-    x = (data.test if capabilities_of(guide).amortized else data.train)[:2]
-    log_importance_weights(model, guide, x, num_particles=1)
-    adopt_store_parameters(model, guide, x)
+    split = "test" if capabilities_of(guide).amortized else "train"
+    x, extra = data.split(split)[:2], sliced(data.batch_extra(split, keys), slice(0, 2))
+    log_importance_weights(model, guide, x, num_particles=1, extra=extra)
+    adopt_store_parameters(model, guide, x, extra)
     return model, guide
 
 
-def check_support(model: torch.nn.Module, data: Dataset) -> None:
-    """Check every split, as the model will see it, against the likelihood's support."""
+def batch_keys(model: torch.nn.Module, guide: torch.nn.Module) -> tuple[str, ...]:
+    """What the programs take per data point besides x (``Capabilities.batch_keys``): the
+    model's, which the guide must take too, as Pyro calls a model and its guide alike."""
+    model_keys, guide_keys = capabilities_of(model).batch_keys, capabilities_of(guide).batch_keys
+    if set(model_keys) != set(guide_keys):
+        model_takes, guide_takes = (f"x and {', '.join(keys)}" if keys else "x alone" for keys in (model_keys, guide_keys))
+        raise ValueError(
+            f"the model takes {model_takes} per data point, but the guide takes {guide_takes}; Pyro calls a model and its "
+            "guide with the same arguments, so pair the model with a guide that takes the same batch keys (guide=program)"
+        )
+    return model_keys
+
+
+def check_support(model: torch.nn.Module, data: Dataset, keys: tuple[str, ...] = ()) -> None:
+    """Check every split, as the model will see it (with its batch ``keys``), against the
+    likelihood's support."""
     for name in ("train", "valid", "test"):
         split = data.train_epoch() if name == "train" else data.split(name)  # one draw if dynamic
         if split.shape[0] == 0:
             continue
+        extra = data.batch_extra(name, keys)
         try:
-            model.check_support(split)
+            model.check_support(split, extra)
         except ValueError as e:
             raise ValueError(f"data={data.name}, {name} split: {e}") from None

@@ -35,9 +35,10 @@ from ..estimators import (
     posterior_mean,
 )
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
+from ..estimators.programs import sliced
 from ..training.checkpoint import load_checkpoint, set_rng_state
 from . import figures
-from .build import instantiate, prepared
+from .build import batch_keys, instantiate, prepared
 from .checks import check_config, resolve_device
 from .rundir import locked, read_metrics, write_metrics
 
@@ -51,17 +52,23 @@ def evaluate_run(
 ) -> dict:
     """The evaluation section of ``metrics.json``: one entry per split of ``evaluation.splits``;
     the figures (of the training ``curve`` too) into ``run_dir/plots``, and with
-    ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``."""
+    ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``.
+
+    Programs that take batch keys get them with every split's points; the methods that do not
+    pass them yet (gaps, AIS and BDMC, NUTS, the figures that run the programs) are skipped
+    for such programs, with the reason."""
     results = {}
+    keys = batch_keys(model, guide)
     for split in evaluation.splits:
-        x = data.split(split)[: evaluation.max_points]
+        points = slice(0, evaluation.max_points)
+        x, extra = data.split(split)[points], sliced(data.batch_extra(split, keys), points)
         if x.shape[0] == 0:
             continue
         start = time.perf_counter()
         local_steps = fit_local_guide(model, guide, x)
-        chunk_size = pass_size(model, guide, x, evaluation)
+        chunk_size = pass_size(model, guide, x, evaluation, extra)
         results[split] = evaluate(
-            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size, prior_proposal=evaluation.prior_proposal
+            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size, prior_proposal=evaluation.prior_proposal, extra=extra
         )
         results[split]["chunk_size"] = chunk_size
         results[split]["seconds"] = time.perf_counter() - start
@@ -70,19 +77,29 @@ def evaluate_run(
         if data.levels is not None and (capabilities_of(model).discrete_x or data.dequantize) and results[split]["log_px"]["mean"] is not None:
             levels = data.levels if data.dequantize else None
             results[split]["bits_per_dim"] = bits_per_dim(results[split]["log_px"]["mean"], data.x_dim, levels)
+    takes_keys = f"programs that take x alone; these take {', '.join(keys)} per data point too" if keys else None
     if evaluation.gaps and "test" in results:
         start = time.perf_counter()
         points = data.test[: evaluation.gap_points]
-        results["test"]["gaps"] = gaps(model, guide, points, evaluation.gap_particles, pass_size(model, guide, points, evaluation))
-        results["test"]["gaps"]["seconds"] = time.perf_counter() - start
+        if takes_keys:
+            results["test"]["gaps"] = skipped(f"the inference gaps here weigh {takes_keys}")
+        else:
+            results["test"]["gaps"] = gaps(model, guide, points, evaluation.gap_particles, pass_size(model, guide, points, evaluation))
+            results["test"]["gaps"]["seconds"] = time.perf_counter() - start
     if data.factors is not None and "test" in results:
-        results["test"]["probe"] = probe(guide, data, evaluation)
+        results["test"]["probe"] = probe(guide, data, evaluation, keys)
     if evaluation.ais and "test" in results:
-        results["test"].update(annealed(model, guide, data.test[: evaluation.ais_points], evaluation))
+        if takes_keys:
+            results["test"]["log_px_ais"] = skipped(f"AIS here anneals {takes_keys}")
+        else:
+            results["test"].update(annealed(model, guide, data.test[: evaluation.ais_points], evaluation))
     if evaluation.posterior_points and "test" in results:
-        results["test"]["posterior"] = gold_standard(model, guide, data.test[: evaluation.posterior_points], evaluation, run_dir)
+        if takes_keys:
+            results["test"]["posterior"] = skipped(f"NUTS here samples {takes_keys}")
+        else:
+            results["test"]["posterior"] = gold_standard(model, guide, data.test[: evaluation.posterior_points], evaluation, run_dir)
     if evaluation.figures:  # last: their random draws leave every number above as it would be without them
-        draw_figures(model, guide, data, results, curve, run_dir / "plots")
+        draw_figures(model, guide, data, results, curve, run_dir / "plots", takes_keys)
     return results
 
 
@@ -113,12 +130,18 @@ def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir
     }
 
 
-def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], folder: Path) -> None:
+def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], folder: Path, takes_keys: str | None = None) -> None:
     """Every figure that the run's data and program allow (image figures need 2-D images, and
-    those that move z as one vector need continuous latents under the data plate alone)."""
+    those that move z as one vector need continuous latents under the data plate alone; those
+    that run the programs need ones that take x alone, as ``takes_keys`` says they do not)."""
     x = data.test[:500]
     if curve:
         figures.training_curve(curve, folder / "training_curve.png")
+    if "test" in results:
+        figures.log_px_against_k(results["test"], folder / "log_px_against_k.png")
+    if takes_keys:
+        log.warning(f"skipped: the figures that run the programs, drawn here for {takes_keys}")
+        return
     vector = LatentVector.unsupported(model, guide, x) is None
     if len(data.image_shape) == 2:
         figures.prior_samples(model, x, data.image_shape, folder / "prior_samples.png")
@@ -130,8 +153,6 @@ def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], 
     labels = data.labels["test"][:500] if data.labels is not None else None
     if vector:
         figures.latent_means(model, guide, x, folder / "latent_means.png", labels)
-    if "test" in results:
-        figures.log_px_against_k(results["test"], folder / "log_px_against_k.png")
 
 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
@@ -167,10 +188,11 @@ def skipped(reason: str) -> dict:
     return {"skipped": True, "reason": reason}
 
 
-def pass_size(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, evaluation: DictConfig) -> int:
+def pass_size(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, evaluation: DictConfig, extra: dict | None = None) -> int:
     """Particle × point pairs per pass of the estimator: ``evaluation.chunk_size``, or as many
-    as keep its peak tensor memory under ``evaluation.memory_budget_mb``."""
-    return evaluation.chunk_size or pairs_within(model, guide, x, evaluation.memory_budget_mb)
+    as keep its peak tensor memory under ``evaluation.memory_budget_mb`` (``extra``: the
+    programs' batch keys for the points of ``x``)."""
+    return evaluation.chunk_size or pairs_within(model, guide, x, evaluation.memory_budget_mb, extra)
 
 
 def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor) -> int | None:
@@ -190,10 +212,14 @@ def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_pa
         return skipped(f"no inference gaps: {e}")
 
 
-def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig) -> dict:
+def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig, keys: tuple[str, ...] = ()) -> dict:
     """R² of a linear read-out of the true factors from the posterior means (trained on the
-    training frames, scored on the test frames)."""
-    means = {split: posterior_mean(guide, data.split(split)[: evaluation.max_points], evaluation.probe_site) for split in ("train", "test")}
+    training frames, scored on the test frames); ``keys``: the guide's batch keys."""
+    points = slice(0, evaluation.max_points)
+    means = {
+        split: posterior_mean(guide, data.split(split)[points], evaluation.probe_site, extra=sliced(data.batch_extra(split, keys), points))
+        for split in ("train", "test")
+    }
     r2 = linear_probe_r2(means["train"], data.factors["train"][: len(means["train"])], means["test"], data.factors["test"][: len(means["test"])])
     return {"r2": dict(zip(data.factor_names, r2.tolist())), "r2_mean": r2.mean().item(), "site": evaluation.probe_site}
 

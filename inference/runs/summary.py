@@ -46,5 +46,8 @@ def summary(metrics: dict, run_dir: Path) -> str:
             )
         if "log_px_exact" in test:
             lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
+        for key, entry in test.items():
+            if isinstance(entry, dict) and entry.get("skipped"):
+                lines.append(f"skipped {key}: {entry['reason']}")
     lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)

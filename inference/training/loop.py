@@ -28,6 +28,7 @@ from models.capabilities import capabilities_of
 
 from ..data import Dataset
 from ..estimators import importance_sampling
+from ..estimators.programs import Extra, sliced
 from .objectives import LeanTrace_ELBO
 
 __all__ = ["ElboStep", "NonFiniteError", "fit", "new_progress"]
@@ -63,22 +64,24 @@ class ElboStep:
         self.loss = loss if loss is not None else LeanTrace_ELBO()
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """:returns: the batch's negative ELBO (summed over data points), a detached 0-dim tensor."""
+    def __call__(self, x: torch.Tensor, extra: Extra | None = None) -> torch.Tensor:
+        """:param extra: the programs' batch keys for the points of ``x``.
+        :returns: the batch's negative ELBO (summed over data points), a detached 0-dim tensor."""
         self.optimizer.zero_grad(set_to_none=True)
+        extra = extra or {}
         if hasattr(self.loss, "differentiable_loss"):
-            loss = self.loss.differentiable_loss(self.model, self.guide, x)
+            loss = self.loss.differentiable_loss(self.model, self.guide, x, **extra)
             loss.backward()
             loss = loss.detach()
         else:  # it backpropagates its own surrogate and returns a float (a host sync)
-            loss = torch.tensor(self.loss.loss_and_grads(self.model, self.guide, x), device=x.device)
+            loss = torch.tensor(self.loss.loss_and_grads(self.model, self.guide, x, **extra), device=x.device)
         grads = [p.grad for p in self.parameters if p.grad is not None]
         if not (torch.isfinite(loss) & torch.isfinite(torch.nn.utils.get_total_norm(grads))):
-            raise NonFiniteError(self._diagnosis(x, loss))
+            raise NonFiniteError(self._diagnosis(x, extra, loss))
         self.optimizer.step()
         return loss
 
-    def _diagnosis(self, x: torch.Tensor, loss: torch.Tensor) -> str:
+    def _diagnosis(self, x: torch.Tensor, extra: Extra, loss: torch.Tensor) -> str:
         """What was non-finite: the loss, the parameters' gradients, and, from a re-run of the
         batch (fresh samples, so a rare fault may not recur), the sites' log-probabilities."""
         named = [(f"{prefix}.{name}", p) for prefix, module in (("model", self.model), ("guide", self.guide)) for name, p in module.named_parameters()]
@@ -86,8 +89,8 @@ class ElboStep:
         parts = [f"the loss was {loss.item()}" if not torch.isfinite(loss) else "the loss was finite"]
         parts.append(f"non-finite gradients of {', '.join(grads)}" if grads else "no parameter's gradient was non-finite")
         with torch.no_grad(), pyro.validation_enabled(False):
-            guide_trace = poutine.trace(self.guide).get_trace(x)
-            model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x)
+            guide_trace = poutine.trace(self.guide).get_trace(x, **extra)
+            model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x, **extra)
             sites = [
                 f"{'guide' if trace is guide_trace else 'model'} site {name!r}"
                 for trace in (model_trace, guide_trace)
@@ -124,6 +127,8 @@ def fit(
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch
     (for amortized guides: a local guide has no parameters for the validation points yet).
+    The programs get the batch keys they declare (``Capabilities.batch_keys``) from ``data``,
+    sliced with x.
 
     Call it with model, guide and data already on the training device and the RNG seeded (or,
     to continue a run, restored with :func:`inference.training.checkpoint.restore`). The
@@ -170,7 +175,8 @@ def fit(
         start_valid = time.perf_counter()
         model.eval(), guide.eval()
         if data.valid.shape[0] > 0 and capabilities_of(guide).amortized:  # a local guide knows no valid points yet
-            row["valid_elbo"] = importance_sampling(model, guide, data.valid, num_particles=1).elbo.mean().item()
+            extra = data.batch_extra("valid", capabilities_of(model).batch_keys)
+            row["valid_elbo"] = importance_sampling(model, guide, data.valid, num_particles=1, extra=extra).elbo.mean().item()
         state["valid_seconds"] += time.perf_counter() - start_valid
         state["curve"].append(row)
         state["epoch"] = epoch
@@ -195,11 +201,13 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, steps_per
         step.loss.set_epoch(epoch - 1)
     start = time.perf_counter()
     x = data.train_epoch()
+    extra = data.batch_extra("train", capabilities_of(step.model).batch_keys)
     N = x.shape[0]
     order = torch.randperm(N, device=x.device)
     epoch_loss = torch.zeros((), device=x.device)
     for i in range(steps_per_epoch):
-        epoch_loss += step(x[order[i * batch_size : (i + 1) * batch_size]])
+        batch = order[i * batch_size : (i + 1) * batch_size]
+        epoch_loss += step(x[batch], sliced(extra, batch))
         state["steps"] += 1
         if state["steps"] % log_every == 0:  # the loss is read back only now and then
             bar.set_postfix(elbo=f"{-epoch_loss.item() / min(N, (i + 1) * batch_size):.2f}")

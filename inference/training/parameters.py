@@ -14,7 +14,7 @@ from torch import nn
 
 from models.program import ProgramModule
 
-from ..estimators.programs import rng_kept
+from ..estimators.programs import Extra, rng_kept
 
 __all__ = ["adopt_store_parameters", "parameters_of"]
 
@@ -25,18 +25,20 @@ def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
     return list(unique.values())
 
 
-def adopt_store_parameters(model: nn.Module, guide: nn.Module, x: torch.Tensor) -> list[str]:
+def adopt_store_parameters(model: nn.Module, guide: nn.Module, x: torch.Tensor, extra: Extra | None = None) -> list[str]:
     """Trace ``guide(x)`` and ``model(x)`` replayed on it once, and make every param-store
     tensor they read that neither module owns a parameter of the program that read it (the
     guide's first). Call it before the optimizer is made and before a checkpoint is loaded;
     the RNG is left as it was. Pyro's store keeps values across fits in one process, as with
-    SVI: call ``pyro.clear_param_store()`` between unrelated ones.
+    SVI: call ``pyro.clear_param_store()`` between unrelated ones. ``extra``: the programs'
+    batch keys for the points of ``x``.
 
     :returns: the param-store names adopted.
     """
+    extra = extra or {}
     with rng_kept(x.device), torch.no_grad():
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        guide_trace = poutine.trace(guide).get_trace(x, **extra)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, **extra)
     owned = {id(p) for p in parameters_of(model, guide)}
     store = dict(pyro.get_param_store().named_parameters())
     adopted = []
