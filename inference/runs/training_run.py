@@ -78,11 +78,18 @@ def _launched_job():
 
 
 def check_objective(cfg: DictConfig, loss, model, guide) -> None:
-    """Refuse a recorded objective for a program that declares it cannot be recorded."""
+    """Refuse a recorded objective for a program that declares it cannot be recorded (or, for
+    ``jit_trace_elbo``, that takes batch keys)."""
     inner = getattr(loss, "loss", loss)  # KLWeighted wraps the ELBO
     if not isinstance(inner, (JitTrace_ELBO, GraphTrace_ELBO)):
         return
     objective = "jit_trace_elbo" if isinstance(inner, JitTrace_ELBO) else "graph_trace_elbo"
+    keys = capabilities_of(model).batch_keys
+    if objective == "jit_trace_elbo" and keys:
+        raise ValueError(
+            f"objective=jit_trace_elbo takes tensors as positional arguments only, but the programs take {', '.join(keys)} by name "
+            "(batch keys), which it would compile anew for every batch; use objective=trace_elbo"
+        )
     for role, program, name in (("guide", guide, guide_name(cfg)), ("model", model, model_name(cfg))):
         reason = capabilities_of(program).untraceable
         if reason:

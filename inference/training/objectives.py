@@ -9,6 +9,7 @@ model and the guide alike, so that the objective becomes
 E_q[log p(x|z)] − w·(E_q[log q(z|x)] − E_q[log p(z)]) = reconstruction − w·KL.
 """
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -187,7 +188,8 @@ class KLWeighted:
                 f"KLWeighted: needs beta ≥ 0, warmup_epochs ≥ 0 and num_particles ≥ 1, got {beta}, {warmup_epochs} and {num_particles}"
             )
         nesting = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
-        self.loss = loss(num_particles=num_particles, vectorize_particles=num_particles > 1, **nesting)
+        self._new_loss = functools.partial(loss, num_particles=num_particles, vectorize_particles=num_particles > 1, **nesting)
+        self.loss = self._new_loss()
         self._checked: set = set()  # (model, guide) pairs whose enumeration is known to take the weight
         self.beta, self.warmup_epochs = beta, warmup_epochs
         self.weight = beta if warmup_epochs == 0 else 0.0
@@ -200,6 +202,10 @@ class KLWeighted:
     def set_epoch(self, epoch: int) -> None:
         """Called by the training loop before each epoch (counted from 0)."""
         ramp = 1.0 if self.warmup_epochs == 0 else min(1.0, epoch / self.warmup_epochs)
+        if self.beta * ramp != self.weight:
+            # A new weight gets a new loss: a compiling ELBO (Pyro's JitTrace_ELBO) runs the
+            # programs it was first given for good, so the newly weighted ones would never run.
+            self.loss = self._new_loss()
         self.weight = self.beta * ramp
 
     def _weighted(self, program):

@@ -121,6 +121,7 @@ def test_the_readme_conditional_vae_trains_and_draws_the_figures_it_can(tmp_path
         (["data=linear_gaussian"], r"the programs take 'y' per data point \(batch keys\), but data=linear_gaussian does not provide it: it provides x alone"),
         ([*DIGITS, "model.batch_keys=[y,mask]"], r"model\(x, y\) cannot be called as model\(x, y=\.\.\., mask=\.\.\.\)"),
         ([*DIGITS, "model.program=user_programs.PyroExampleVAE"], r"model\(x\) cannot be called as model\(x, y=\.\.\.\)"),
+        ([*DIGITS, "objective=jit_trace_elbo"], r"objective=jit_trace_elbo takes tensors as positional arguments only, but the programs take y by name"),
     ],
 )
 def test_batch_keys_the_data_or_the_program_lack_are_refused_at_start(tmp_path, overrides, message):
