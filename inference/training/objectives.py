@@ -10,6 +10,7 @@ E_q[log p(x|z)] − w·(E_q[log q(z|x)] − E_q[log p(z)]) = reconstruction − 
 """
 
 import functools
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from models.registration import unregistered
+
+from ..estimators.programs import rng_kept
 
 __all__ = ["EnumeratedTrace_ELBO", "GraphTrace_ELBO", "KLWeighted", "LeanTrace_ELBO"]
 
@@ -130,16 +133,31 @@ class EnumeratedTrace_ELBO(TraceEnum_ELBO):
         super().__init__(*args, **kwargs)
         self._enumerated: dict = {}  # guide -> the guide enumerated, the same while the guide is
 
-    def _enumerate(self, guide):
+    def _enumerate(self, model, guide, *args, **kwargs):
+        """The guide enumerated; the first time, a warning if neither program has a site to
+        enumerate (Pyro says so only with validation on, which runs turn off)."""
         if guide not in self._enumerated:
-            self._enumerated[guide] = config_enumerate(guide, "parallel")
+            enumerated = config_enumerate(guide, "parallel")
+            device = next((a.device for a in args if torch.is_tensor(a)), torch.device("cpu"))
+            with torch.no_grad(), poutine.block(), rng_kept(device):
+                guide_trace = poutine.trace(enumerated).get_trace(*args, **kwargs)
+                model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+            sites = [site for trace in (guide_trace, model_trace) for site in trace.nodes.values() if site["type"] == "sample"]
+            if not any(site["infer"].get("enumerate") for site in sites):
+                warnings.warn(
+                    "objective=trace_enum_elbo: the guide has no discrete sample site to enumerate (nor the model), so it "
+                    "trains as objective=trace_elbo would, only slower; use objective=trace_elbo",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            self._enumerated[guide] = enumerated
         return self._enumerated[guide]
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        return super().differentiable_loss(model, self._enumerate(guide), *args, **kwargs)
+        return super().differentiable_loss(model, self._enumerate(model, guide, *args, **kwargs), *args, **kwargs)
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
-        return super().loss_and_grads(model, self._enumerate(guide), *args, **kwargs)
+        return super().loss_and_grads(model, self._enumerate(model, guide, *args, **kwargs), *args, **kwargs)
 
 
 class _NotLean(Exception):

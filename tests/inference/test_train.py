@@ -78,7 +78,7 @@ def test_linear_gaussian_experiment_reports_the_exact_log_px(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
 def test_jit_objective_trains_like_the_plain_one(tmp_path):
-    jit = train(compose_config(*RUN, "objective=jit_trace_elbo", "train.validate=false"), tmp_path / "jit")
+    jit = train(compose_config(*RUN, "objective=jit_trace_elbo"), tmp_path / "jit")
     plain = train(compose_config(*RUN), tmp_path / "plain")
     # Same seed, but compilation draws random numbers, so the runs differ by Monte Carlo noise.
     a, b = jit["test"]["log_px"], plain["test"]["log_px"]
@@ -89,9 +89,19 @@ def test_jit_objective_trains_like_the_plain_one(tmp_path):
 def test_graph_objective_gives_the_lean_objectives_run(tmp_path):
     """Recording restores the random numbers it drew, and replay does the same operations, so
     the run is the plain one, to the bit."""
-    graph = train(compose_config(*RUN, "objective=graph_trace_elbo", "train.validate=false"), tmp_path / "graph")
-    plain = train(compose_config(*RUN, "train.validate=false"), tmp_path / "plain")
+    graph = train(compose_config(*RUN, "objective=graph_trace_elbo"), tmp_path / "graph")
+    plain = train(compose_config(*RUN), tmp_path / "plain")
     assert without_timings(graph) == without_timings(plain)
+
+
+def test_a_run_with_pyros_checks_on_trains_and_evaluates_as_the_default(tmp_path):
+    """train.validate=true: Pyro's argument checks on, and Trace_ELBO itself instead of its lean
+    path, which draws the same numbers and computes the same loss and gradients, up to rounding."""
+    checked = train(compose_config(*RUN, "train.validate=true"), tmp_path / "checked")
+    plain = train(compose_config(*RUN), tmp_path / "plain")
+    for a, b in zip(checked["train"]["curve"], plain["train"]["curve"]):
+        assert a["train_elbo"] == pytest.approx(b["train_elbo"], rel=1e-4)
+    assert checked["test"]["log_px"]["mean"] == pytest.approx(plain["test"]["log_px"]["mean"], rel=1e-4)
 
 
 def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
@@ -137,7 +147,7 @@ def test_cuda_run(tmp_path):
     metrics = train(compose_config(*RUN, "train.device=cuda"), tmp_path / "eager")
     assert metrics["train"]["device"].startswith("cuda")
     # the recorded objective on CUDA (CUDA kernels need not be bitwise deterministic: Monte Carlo agreement)
-    graph = train(compose_config(*RUN, "train.device=cuda", "train.validate=false", "objective=graph_trace_elbo"), tmp_path / "graph")
+    graph = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo"), tmp_path / "graph")
     a, b = graph["test"]["log_px"], metrics["test"]["log_px"]
     assert graph["train"]["device"].startswith("cuda")
     assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5

@@ -16,8 +16,7 @@ from conftest import TINY, compose_config, without_timings
 from inference.runs import train
 
 ROOT = Path(__file__).resolve().parents[3]
-# as users run: validation off (train.validate=false), so the lean training path is taken
-PROGRAM = [*TINY, "train.validate=false", "model=program", "guide=program"]
+PROGRAM = [*TINY, "model=program", "guide=program"]
 SPLIT = [*PROGRAM, "data=linear_gaussian", "model.program=user_programs.split_latent_model", "guide.program=user_programs.split_latent_guide"]
 
 

@@ -93,7 +93,7 @@ def test_a_held_run_directory_is_refused(tmp_path):
 # look at the program's plates, the dry run of its sites, and the trace that finds its
 # param-store parameters), so it is step 29's.
 FAIL_AT = "+decoder.fail_at=32"
-FAULTY = [*TINY, "train.validate=false", "train.epochs=4", "train.checkpoint_every=1", "data.binarize=fixed", "encoder.hidden=[32]", "decoder._target_=faults.FaultyMLP", "decoder.hidden=[32]"]
+FAULTY = [*TINY, "train.epochs=4", "train.checkpoint_every=1", "data.binarize=fixed", "encoder.hidden=[32]", "decoder._target_=faults.FaultyMLP", "decoder.hidden=[32]"]
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
