@@ -26,6 +26,8 @@ METRIC_COLUMNS = [
     "test log p̂(x)",
     "± stderr",
     "K",
+    "test bits/dim",
+    "bits levels",
     "approximation gap",
     "amortization gap",
     "inference gap",
@@ -81,6 +83,8 @@ def _metric_cells(metrics: dict | None) -> list:
         log_px.get("mean"),
         log_px.get("stderr"),
         log_px.get("num_particles"),
+        test.get("bits_per_dim"),
+        test.get("bits_levels"),
         gaps.get("approximation", {}).get("mean"),
         gaps.get("amortization", {}).get("mean"),
         gaps.get("inference", {}).get("mean"),
@@ -116,9 +120,24 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_markdown(path: Path, header: list[str], rows: list[list]) -> None:
+def bits_note(records: list[dict]) -> str | None:
+    """Why the runs' bits per dimension must not be ranked against each other: they measure data
+    of different numbers of levels (binarized and gray digits are different datasets)."""
+    levels = {}
+    for r in records:
+        test = (r["metrics"] or {}).get("test", {})
+        if test.get("bits_per_dim") is not None:
+            levels.setdefault(test.get("bits_levels"), []).append(r["run"].name)
+    if len(levels) < 2:
+        return None
+    groups = "; ".join(f"{level} levels: {', '.join(runs)}" for level, runs in sorted(levels.items(), key=lambda kv: kv[0] or 0))
+    return f"Bits per dimension are not comparable across these runs, which measure data of different numbers of levels ({groups}); compare bits only within a group."
+
+
+def write_markdown(path: Path, header: list[str], rows: list[list], notes: list[str] = ()) -> None:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += ["", *notes] if notes else []
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -171,7 +190,8 @@ def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
     ax.set_xlabel("K, importance samples per data point")
     ax.set_ylabel("mean log p̂(x), nats (test)")
     ax.set_title("The guide needs few samples; the prior needs astronomically many")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # runs evaluated without a curve draw none
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -186,7 +206,8 @@ def compare(roots: list[Path], out: Path) -> list[dict]:
     header, rows = table(records, roots[0])
     varying = varying_overrides(records)
     out.mkdir(parents=True, exist_ok=True)
-    write_markdown(out / "compare.md", header, rows)
+    notes = [note for note in (bits_note(records),) if note]
+    write_markdown(out / "compare.md", header, rows, notes)
     write_csv(out / "compare.csv", header, rows)
     plot_bars(out / "compare_bars.png", records, varying)
     plot_curves(out / "compare_curves.png", records, varying)

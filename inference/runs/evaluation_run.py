@@ -77,6 +77,7 @@ def evaluate_run(
         if data.levels is not None and (capabilities_of(model).discrete_x or data.dequantize) and results[split]["log_px"]["mean"] is not None:
             levels = data.levels if data.dequantize else None
             results[split]["bits_per_dim"] = bits_per_dim(results[split]["log_px"]["mean"], data.x_dim, levels)
+            results[split]["bits_levels"] = data.levels  # bits of 2-level and of 17-level data do not compare
     takes_keys = f"programs that take x alone; these take {', '.join(keys)} per data point too" if keys else None
     if evaluation.gaps and "test" in results:
         start = time.perf_counter()

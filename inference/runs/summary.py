@@ -25,7 +25,7 @@ def summary(metrics: dict, run_dir: Path) -> str:
         if warning:
             lines.append(f"WARNING: {warning}")
         if "bits_per_dim" in test:
-            lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}")
+            lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}  (data of {test['bits_levels']} levels)")
         if "gaps" in test and test["gaps"].get("inference", {}).get("mean") is not None:
             g = test["gaps"]
             lines.append(

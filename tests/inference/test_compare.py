@@ -50,6 +50,7 @@ def test_compare_writes_the_table_and_figures(sweep, capsys):
         assert float(row["± stderr"]) == pytest.approx(metrics["test"]["log_px"]["stderr"])
         assert float(row["test ELBO"]) == pytest.approx(metrics["test"]["elbo"])
         assert int(row["steps"]) == metrics["train"]["steps"]
+        assert float(row["test bits/dim"]) == pytest.approx(metrics["test"]["bits_per_dim"]) and row["bits levels"] == "2"
     assert rows[3]["status"] == "incomplete" and rows[3]["test ELBO"] == ""
     markdown = (sweep / "compare.md").read_text().splitlines()
     assert markdown[0].startswith("| run | guide | status | test ELBO | test log p̂(x) |") and len(markdown) == 7
@@ -61,3 +62,21 @@ def test_compare_of_a_folder_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit) as exit:
         main([str(tmp_path)])
     assert exit.value.code == 2
+
+
+def test_bits_of_data_of_different_levels_are_not_ranked(tmp_path):
+    """A run on binarized digits and one on their 17 gray levels: compare says under its table
+    that their bits per dimension do not compare; runs of the same levels get no such note."""
+    for name, levels, bits in (("binary", 2, 0.51), ("gray", 17, 1.9), ("binary_again", 2, 0.49)):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(f"- data.binarize={name}\n")
+        test = {"elbo": -30.0, "log_px": {"mean": -29.0, "stderr": 0.2, "num_particles": 8}, "bits_per_dim": bits, "bits_levels": levels}
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"test": test, "train": {"seconds": 1.0, "steps": 10}}))
+    main([str(tmp_path)])
+    note = (tmp_path / "compare.md").read_text().splitlines()[-1]
+    assert note == (
+        "Bits per dimension are not comparable across these runs, which measure data of different numbers of levels "
+        "(2 levels: binary, binary_again; 17 levels: gray); compare bits only within a group."
+    )
+    main([str(tmp_path / "binary"), str(tmp_path / "binary_again"), "--out", str(tmp_path / "same")])
+    assert "not comparable" not in (tmp_path / "same" / "compare.md").read_text()
