@@ -16,7 +16,11 @@ programs use (:func:`~inference.estimators.programs.particle_dim`), and the trac
 dimension: log weights are ``(K, B)``, each site's log-density summed over its inner plates. Pyro's
 ``vectorized_importance_weights`` sums over the data plate and so estimates the joint of the
 whole batch instead; it is not used here. Particles × data points are chunked so that at most
-``chunk_size`` pairs go through the networks at once, which bounds peak memory whatever K is.
+``chunk_size`` pairs go through the networks at once, which bounds peak memory whatever K is,
+with two exceptions of the seeded estimate (``seed=...``, what runs use): the prior proposal
+evaluates each point's K particles in one pass, so a pass holds at least K pairs; and the guide
+runs once per point on all K of its particles, which for an encoder costs K latent draws, not
+K decoder outputs.
 """
 
 import math

@@ -57,6 +57,17 @@ def test_fitted_local_guide_reaches_the_best_diagonal_elbo():
     assert abs(difference.mean().item()) < 3 * difference.std().item() / math.sqrt(len(x)) + 0.02
 
 
+def test_the_local_fit_stops_on_what_the_fit_changed_not_on_noise():
+    """Checks on common random numbers: a fit that cannot move (learning rate 0) sees the same
+    ELBO at every check, so it decays at each check after the first and stops at the
+    (decays + 2)-th. Fresh draws at each check would see rises of the estimate's noise (about
+    0.1 nats here, against a tolerance of 1e-3) and go on."""
+    model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
+    x = model.sample(40)
+    guide = LocalNormal(x, x_dim=6, z_dim=2)
+    assert fit_local(model, guide, x, lr=0.0, check_every=10, decays=3, max_steps=1000) == 50
+
+
 def test_guide_local_trains_fits_each_split_and_has_no_amortization_gap(tmp_path):
     metrics = train(
         compose_config(
