@@ -113,20 +113,26 @@ def inference_gaps(
     log p(x) is estimated by importance sampling with the best of the local guides as proposal,
     with ``num_particles``; the ELBOs average 1000 samples per point. With ``flow``, a local
     IAF (for guides of one latent site "z") adds the ELBO a flexible family reaches. The
-    estimates evaluate ``chunk_size`` particle × point pairs a pass.
+    estimates evaluate ``chunk_size`` particle × point pairs a pass, each point's draws from a
+    seed of its own, so that the numbers do not depend on ``chunk_size``.
     """
     model.eval(), guide.eval()
+
+    def estimate(proposal, num_particles):
+        seed = int(torch.randint(2**62, ()))  # from the run's RNG, not from how the points are split
+        return importance_sampling(model, proposal, x, num_particles, chunk_size, seed=seed)
+
     local = localized(guide, x)
     local_steps = fit_local(model, local, x, max_steps=max_steps)
-    elbo = {"amortized": importance_sampling(model, guide, x, 1000, chunk_size).elbo, "local": importance_sampling(model, local, x, 1000, chunk_size).elbo}
+    elbo = {"amortized": estimate(guide, 1000).elbo, "local": estimate(local, 1000).elbo}
     proposal = local
     gaps = {"points": x.shape[0], "local_steps": local_steps}
     if flow and latent_sites(guide, x) == {"z"}:  # a flow over one latent site
         flow = local_flow(guide, x)
         gaps["flow_steps"] = fit_local(model, flow, x, max_steps=max_steps)
-        elbo["local_flow"] = importance_sampling(model, flow, x, 1000, chunk_size).elbo
+        elbo["local_flow"] = estimate(flow, 1000).elbo
         proposal = flow if elbo["local_flow"].mean() > elbo["local"].mean() else local
-    log_px = importance_sampling(model, proposal, x, num_particles, chunk_size).log_px
+    log_px = estimate(proposal, num_particles).log_px
     gaps["log_px"] = {**mean_and_stderr(log_px), "num_particles": num_particles}
     for name, values in elbo.items():
         gaps[f"{name}_elbo"] = mean_and_stderr(values)

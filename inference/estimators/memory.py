@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .importance import log_importance_weights
-from .programs import Extra, particle_dim, sliced
+from .programs import Extra, particle_dim, rng_kept, sliced
 
 __all__ = ["PeakTensorMemory", "pairs_within"]
 
@@ -51,11 +51,12 @@ def pairs_within(model, guide, x: torch.Tensor, budget_mb: float, extra: Extra |
     """How many particle × data-point pairs one pass of the estimator may evaluate so that its
     peak tensor memory stays under ``budget_mb``: measured on probes of 64 and 256 pairs of the
     first data point (``extra``: the programs' batch keys), and extrapolated linearly, with a
-    margin of a quarter."""
+    margin of a quarter. The probes leave the global RNG as it was, so that the estimates that
+    follow draw the same numbers whatever the budget."""
     first, first_extra = x[:1], sliced(extra, slice(0, 1))
     peaks, dim = [], particle_dim(model, guide, first, first_extra)  # found outside: a pass does not repeat it
     for pairs in (64, 256):
-        with torch.no_grad(), PeakTensorMemory() as memory:
+        with torch.no_grad(), rng_kept(x.device), PeakTensorMemory() as memory:
             log_importance_weights(model, guide, first, pairs, dim, first_extra)
         peaks.append(memory.peak)
     per_pair = max((peaks[1] - peaks[0]) / 192, 1.0)

@@ -2,6 +2,7 @@
 adds new estimators without losing what metrics.json held."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,36 @@ def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
         assert without_timings(new) == without_timings(original[split])  # the same seed, the same numbers
     assert updated["test"]["log_px_ais"]["n"] == 8 and updated["test"]["log_px_ais"]["steps"] == 20
     assert updated["test"]["bdmc"]["upper"]["mean"] is not None
+
+
+def _numbers(value, path=""):
+    """Every number in a metrics object by its path, timings and the pass size left out."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() if "seconds" not in key and key != "chunk_size" for k, v in _numbers(item, f"{path}.{key}" if path else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _numbers(item, f"{path}[{i}]").items()}
+    return {path: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
+
+
+def test_every_estimate_is_the_same_whatever_the_pass_size(run, tmp_path):
+    """log p̂(x) and its diagnostics, the gaps, AIS and BDMC at the default memory budget, with
+    the pass size fixed small, and at a budget that splits the work into many passes: the same
+    numbers up to the last bits of batched arithmetic."""
+    gaps = ["evaluation.gaps=true", "evaluation.gap_points=4", "evaluation.gap_particles=64"]
+    settings = ("evaluation.memory_budget_mb=512", "evaluation.chunk_size=16", "evaluation.memory_budget_mb=3")
+    numbers = []
+    for i, setting in enumerate(settings):
+        shutil.copytree(run, tmp_path / str(i))
+        metrics = reevaluate(tmp_path / str(i), [*AIS, *gaps, setting])
+        numbers.append(_numbers({split: metrics[split] for split in ("valid", "test")}))
+    assert numbers[0]["test.gaps.approximation.mean"] is not None and numbers[0]["test.bdmc.upper.mean"] is not None
+    # relative 1e-5 of the estimates; the gaps and standard errors are differences of them, so
+    # they get that much of the estimates' size as an absolute tolerance
+    scale = 1e-5 * abs(numbers[0]["test.log_px.mean"])
+    for other in numbers[1:]:
+        assert other.keys() == numbers[0].keys()
+        for key, value in numbers[0].items():
+            assert other[key] == pytest.approx(value, rel=1e-5, abs=scale), key
 
 
 def test_reevaluation_refuses_what_it_cannot_change(run, tmp_path):
