@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep folders (multirun/DATE/TIME) or folders of runs")
     parser.add_argument("--out", type=Path, help="where to write the table and figures (default: the first folder)")
+    parser.add_argument("--baseline", type=Path, help="the run the paired differences are against (default: the first complete run)")
     args = parser.parse_args(argv)
     try:
-        records = compare(args.dirs, args.out or args.dirs[0])
+        records = compare(args.dirs, args.out or args.dirs[0], args.baseline)
     except FileNotFoundError as e:
         parser.exit(2, f"error: {e}\n")
     print((args.out or args.dirs[0]).joinpath("compare.md").read_text(), end="")

@@ -61,6 +61,7 @@ def evaluate(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     prior_proposal: bool = True,
     extra: Extra | None = None,
+    per_point: dict | None = None,
 ) -> dict:
     """Per-datapoint ELBO and log p̂(x), averaged over the data points of ``x``.
 
@@ -71,6 +72,8 @@ def evaluate(
     :param prior_proposal: also estimate with the prior as proposal (``log_px_prior``); it
         costs as much as the guide's estimate, which matters at large K and many points.
     :param extra: the programs' batch keys (name → tensor with a row per point of ``x``).
+    :param per_point: a dict to receive each point's numbers as NumPy arrays: ``log_px``
+        (``log_px_prior``), ``elbo``, and the guide's weights' ``pareto_k`` and ``ess``.
     :returns: ``{"elbo": float, "log_px": {...}[, "log_px_prior": {...}][, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
@@ -97,6 +100,10 @@ def evaluate(
         }
         if proposal is not None:
             metrics["elbo"] = estimate.elbo.mean().item()
+        if per_point is not None:
+            per_point[key] = estimate.log_px.cpu().numpy()
+            if proposal is not None:
+                per_point.update(elbo=estimate.elbo.cpu().numpy(), pareto_k=estimate.pareto_k.cpu().numpy(), ess=estimate.ess.cpu().numpy())
     if capabilities_of(model).exact_log_px:
         metrics["log_px_exact"] = mean_and_stderr(model.exact_log_px(x))
     return metrics

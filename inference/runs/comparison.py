@@ -4,11 +4,21 @@ figures (``python -m inference.compare DIR [DIR ...]``).
 A run is any folder below the given ones that holds ``.hydra/overrides.yaml``. Its columns are
 the overrides that differ between runs, then the test metrics; runs without a readable
 ``metrics.json`` are listed with their status instead of stopping the comparison.
+
+Runs evaluated on the same test points are paired: the difference of two runs' log p̂(x),
+point by point, has a far smaller standard error than either mean, since most of the spread
+is between points. Each run's ``per_point.npz`` holds its points' fingerprints and numbers; the
+``paired_*`` columns give the mean difference of log p̂(x) against a baseline run over their
+common points, with its standard error, and mark differences beyond two standard errors. Runs
+that differ only in ``train.seed`` are summarized across seeds under the table.
 """
 
 import csv
 import json
+import math
 from pathlib import Path
+
+import numpy as np
 
 import matplotlib
 
@@ -16,9 +26,9 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-from .rundir import FAILURE_MARK  # noqa: E402
+from .rundir import FAILURE_MARK, PER_POINT, read_per_point  # noqa: E402
 
-__all__ = ["find_runs", "read_run", "varying_overrides", "table", "compare"]
+__all__ = ["find_runs", "read_run", "varying_overrides", "paired", "table", "compare"]
 
 METRIC_COLUMNS = [
     "status",
@@ -33,6 +43,10 @@ METRIC_COLUMNS = [
     "inference gap",
     "train seconds",
     "steps",
+    "paired_diff",
+    "paired_stderr",
+    "paired_n",
+    "paired_beyond_2se",
 ]
 
 
@@ -49,7 +63,9 @@ def find_runs(roots: list[Path]) -> list[Path]:
 def read_run(run: Path) -> dict:
     """The overrides and metrics of a run, and its status: complete, incomplete or failed."""
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
-    record = {"run": run, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "metrics": None}
+    record = {"run": run, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "metrics": None, "per_point": None}
+    if (run / PER_POINT).is_file():
+        record["per_point"] = read_per_point(run)
     path = run / "metrics.json"
     if not path.is_file():
         # the entry point logs why a run failed (FAILURE_MARK); one still running logged nothing such
@@ -73,6 +89,31 @@ def read_run(run: Path) -> dict:
     except json.JSONDecodeError as e:
         record["status"] = f"failed (unreadable metrics.json: {e.msg})"
     return record
+
+
+def paired(record: dict, baseline: dict, split: str = "test") -> dict | None:
+    """The mean difference of log p̂(x), ``record`` − ``baseline``, over the points both
+    evaluated (matched by fingerprint), with its standard error: the standard deviation of the
+    point-wise differences over √n. None where the runs share no points (other data) or one
+    has no ``per_point.npz``."""
+    ours, theirs = record["per_point"], baseline["per_point"]
+    key = f"{split}.log_px"
+    if ours is None or theirs is None or key not in ours or key not in theirs:
+        return None
+    their_values = dict(zip(theirs[f"{split}.fingerprint"].tolist(), theirs[key].tolist()))
+    differences = np.array([v - their_values[f] for f, v in zip(ours[f"{split}.fingerprint"].tolist(), ours[key].tolist()) if f in their_values])
+    if differences.size == 0:
+        return None
+    stderr = float(differences.std(ddof=1) / math.sqrt(differences.size)) if differences.size > 1 else None
+    mean = float(differences.mean())
+    return {"diff": mean, "stderr": stderr, "n": int(differences.size), "beyond_2se": stderr is not None and abs(mean) > 2 * stderr}
+
+
+def _paired_cells(record: dict, baseline: dict | None) -> list:
+    pair = paired(record, baseline) if baseline is not None and record["status"] == "complete" else None
+    if pair is None:
+        return [None, None, None, None]
+    return [pair["diff"], pair["stderr"], pair["n"], "yes" if pair["beyond_2se"] else "no"]
 
 
 def _metric_cells(metrics: dict | None) -> list:
@@ -101,15 +142,56 @@ def varying_overrides(records: list[dict]) -> list[str]:
     return [k for k in keys if len({r["overrides"].get(k) for r in done}) > 1]
 
 
-def table(records: list[dict], base: Path) -> tuple[list[str], list[list]]:
-    """Columns: the run, the overrides that differ between runs, then the metrics."""
+def _name(record: dict, base: Path) -> str:
+    return str(record["run"].relative_to(base)) if record["run"].is_relative_to(base) else str(record["run"])
+
+
+def table(records: list[dict], base: Path, baseline: dict | None = None) -> tuple[list[str], list[list]]:
+    """Columns: the run, the overrides that differ between runs, then the metrics, and the
+    paired difference against ``baseline``."""
     varying = varying_overrides(records)
     header = ["run", *varying, *METRIC_COLUMNS]
     rows = []
     for r in records:
-        name = str(r["run"].relative_to(base)) if r["run"].is_relative_to(base) else str(r["run"])
-        rows.append([name, *(r["overrides"].get(k, "") for k in varying), r["status"], *_metric_cells(r["metrics"])])
+        rows.append([_name(r, base), *(r["overrides"].get(k, "") for k in varying), r["status"], *_metric_cells(r["metrics"]), *_paired_cells(r, baseline)])
     return header, rows
+
+
+def paired_note(records: list[dict], baseline: dict | None, base: Path) -> str:
+    """What the paired columns are against, and which complete runs could not be paired."""
+    if baseline is None:
+        return "No run is complete, so nothing is paired."
+    unpaired = [_name(r, base) for r in records if r["status"] == "complete" and paired(r, baseline) is None]
+    note = (
+        f"paired_*: test log p̂(x) of each run minus that of the baseline {_name(baseline, base)}, over the test points both evaluated "
+        "(standard error of the point-wise differences); paired_beyond_2se says whether the difference exceeds two of them."
+    )
+    if unpaired:
+        note += f" Not paired (no per_point.npz, or no test points in common: other data): {', '.join(unpaired)}."
+    return note
+
+
+def seeds_table(records: list[dict], base: Path) -> list[str]:
+    """Markdown lines: for runs that differ only in ``train.seed``, the mean test log p̂(x)
+    across seeds with its standard error across seeds (the training noise) beside the mean of
+    the runs' own standard errors (the evaluation noise). Empty when no two runs are so alike."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["status"] == "complete":
+            others = tuple(sorted((k, v) for k, v in r["overrides"].items() if k != "train.seed"))
+            groups.setdefault(others, []).append(r)
+    groups = {k: v for k, v in groups.items() if len({r["overrides"].get("train.seed") for r in v}) > 1}
+    if not groups:
+        return []
+    lines = ["", "Across training seeds (runs that differ only in train.seed):", "",
+             "| runs | overrides | seeds | mean test log p̂(x) | stderr across seeds | mean stderr within a run |", "|---|---|---|---|---|---|"]
+    for others, runs in groups.items():
+        values = np.array([r["metrics"]["test"]["log_px"]["mean"] for r in runs])
+        within = np.mean([r["metrics"]["test"]["log_px"]["stderr"] for r in runs])
+        across = values.std(ddof=1) / math.sqrt(len(values))
+        overrides = ", ".join(f"{k}={v}" for k, v in others) or "(none)"
+        lines.append(f"| {', '.join(_name(r, base) for r in runs)} | {overrides} | {len(runs)} | {values.mean():.3f} | {across:.3f} | {within:.3f} |")
+    return lines
 
 
 def _cell(value) -> str:
@@ -197,17 +279,27 @@ def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
     plt.close(fig)
 
 
-def compare(roots: list[Path], out: Path) -> list[dict]:
-    """Write compare.md, compare.csv, compare_bars.png and compare_curves.png into ``out``."""
+def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[dict]:
+    """Write compare.md, compare.csv, compare_bars.png and compare_curves.png into ``out``.
+
+    :param baseline: the run the paired differences are taken against; the first complete run
+        when None."""
     runs = find_runs(roots)
     if not runs:
         raise FileNotFoundError(f"no runs (folders with .hydra/overrides.yaml) under {', '.join(map(str, roots))}")
     records = [read_run(r) for r in runs]
-    header, rows = table(records, roots[0])
+    if baseline is None:
+        base_record = next((r for r in records if r["status"] == "complete"), None)
+    else:
+        base_record = next((r for r in records if r["run"].resolve() == Path(baseline).resolve()), None)
+        if base_record is None or base_record["status"] != "complete":
+            found = "is not among the runs compared" if base_record is None else f"is {base_record['status']}"
+            raise FileNotFoundError(f"--baseline {baseline} {found}; give a complete run folder below {', '.join(map(str, roots))}")
+    header, rows = table(records, roots[0], base_record)
     varying = varying_overrides(records)
     out.mkdir(parents=True, exist_ok=True)
-    notes = [note for note in (bits_note(records),) if note]
-    write_markdown(out / "compare.md", header, rows, notes)
+    notes = [note for note in (bits_note(records), paired_note(records, base_record, roots[0])) if note]
+    write_markdown(out / "compare.md", header, rows, notes + seeds_table(records, roots[0]))
     write_csv(out / "compare.csv", header, rows)
     plot_bars(out / "compare_bars.png", records, varying)
     plot_curves(out / "compare_curves.png", records, varying)

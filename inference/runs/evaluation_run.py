@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -40,7 +41,7 @@ from ..training.checkpoint import load_checkpoint, set_rng_state
 from . import figures
 from .build import batch_keys, instantiate, prepared
 from .checks import check_config, resolve_device
-from .rundir import locked, read_metrics, write_metrics
+from .rundir import fingerprints, locked, read_metrics, write_metrics, write_per_point
 
 __all__ = ["evaluate_run", "pass_size", "reevaluate", "skipped"]
 
@@ -52,12 +53,13 @@ def evaluate_run(
 ) -> dict:
     """The evaluation section of ``metrics.json``: one entry per split of ``evaluation.splits``;
     the figures (of the training ``curve`` too) into ``run_dir/plots``, and with
-    ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``.
+    ``evaluation.posterior_points`` the NUTS posteriors into ``run_dir/posterior.nc``; each
+    split's per-point numbers into ``run_dir/per_point.npz``.
 
     Programs that take batch keys get them with every split's points; the methods that do not
     pass them yet (gaps, AIS and BDMC, NUTS, the figures that run the programs) are skipped
     for such programs, with the reason."""
-    results = {}
+    results, per_point = {}, {}
     keys = batch_keys(model, guide)
     for split in evaluation.splits:
         points = slice(0, evaluation.max_points)
@@ -67,8 +69,10 @@ def evaluate_run(
         start = time.perf_counter()
         local_steps = fit_local_guide(model, guide, x)
         chunk_size = pass_size(model, guide, x, evaluation, extra)
+        per_point[split] = {"index": np.arange(x.shape[0]), "fingerprint": fingerprints(x)}
         results[split] = evaluate(
-            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size, prior_proposal=evaluation.prior_proposal, extra=extra
+            model, guide, x, num_particles=evaluation.num_particles, chunk_size=chunk_size, prior_proposal=evaluation.prior_proposal,
+            extra=extra, per_point=per_point[split],
         )
         results[split]["chunk_size"] = chunk_size
         results[split]["seconds"] = time.perf_counter() - start
@@ -78,6 +82,8 @@ def evaluate_run(
             levels = data.levels if data.dequantize else None
             results[split]["bits_per_dim"] = bits_per_dim(results[split]["log_px"]["mean"], data.x_dim, levels)
             results[split]["bits_levels"] = data.levels  # bits of 2-level and of 17-level data do not compare
+    if per_point:
+        write_per_point(run_dir, per_point)
     takes_keys = f"programs that take x alone; these take {', '.join(keys)} per data point too" if keys else None
     if evaluation.gaps and "test" in results:
         start = time.perf_counter()

@@ -1,22 +1,29 @@
-"""Files of the run-directory contract beside the checkpoint: ``metrics.json`` and the lock.
+"""Files of the run-directory contract beside the checkpoint: ``metrics.json``,
+``per_point.npz`` and the lock.
 
-``metrics.json`` is written atomically, as ``checkpoint.pt`` is
+Both files are written atomically, as ``checkpoint.pt`` is
 (:func:`inference.training.checkpoint.atomic_write`), so a run killed mid-write leaves the
 previous file whole rather than a truncated one.
 """
 
 import fcntl
+import hashlib
+import io
 import json
 import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..training.checkpoint import atomic_write
 
-__all__ = ["FAILURE_MARK", "METRICS", "locked", "read_metrics", "write_metrics"]
+__all__ = ["FAILURE_MARK", "METRICS", "PER_POINT", "fingerprints", "locked", "read_metrics", "read_per_point", "write_metrics", "write_per_point"]
 
 METRICS = "metrics.json"
+PER_POINT = "per_point.npz"
 LOCK = ".lock"
 FAILURE_MARK = "run failed:"  # the entry point logs it, with the error, to the job log when a run raises
 
@@ -62,6 +69,35 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
 
 def read_metrics(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / METRICS).read_text())
+
+
+def fingerprints(x: torch.Tensor) -> np.ndarray:
+    """A 64-bit hash of each point's values (int64): two runs pair a point when it is the same
+    point, whatever its index or the other points evaluated."""
+    rows = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little", signed=True) for row in rows], dtype=np.int64)
+
+
+def write_per_point(run_dir: str | Path, splits: dict[str, dict[str, np.ndarray]]) -> Path:
+    """Write ``per_point.npz``: for each split, arrays named ``SPLIT.KEY`` with one entry per
+    evaluated point. The splits given replace theirs; those of an earlier write that are not
+    given are kept (a re-evaluation of the test split leaves the valid split's results)."""
+    path = Path(run_dir) / PER_POINT
+    arrays = {k: v for k, v in read_per_point(run_dir).items() if k.split(".", 1)[0] not in splits} if path.is_file() else {}
+    arrays.update({f"{split}.{key}": np.asarray(value) for split, values in splits.items() for key, value in values.items()})
+
+    def write(f):
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        f.write(buffer.getvalue())
+
+    atomic_write(path, write)
+    return path
+
+
+def read_per_point(run_dir: str | Path) -> dict[str, np.ndarray]:
+    with np.load(Path(run_dir) / PER_POINT) as data:
+        return {key: data[key] for key in data.files}
 
 
 @contextmanager

@@ -2,10 +2,12 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import SMALL_NETS, TINY
@@ -53,7 +55,25 @@ def test_compare_writes_the_table_and_figures(sweep, capsys):
         assert float(row["test bits/dim"]) == pytest.approx(metrics["test"]["bits_per_dim"]) and row["bits levels"] == "2"
     assert rows[3]["status"] == "incomplete" and rows[3]["test ELBO"] == ""
     markdown = (sweep / "compare.md").read_text().splitlines()
-    assert markdown[0].startswith("| run | guide | status | test ELBO | test log p̂(x) |") and len(markdown) == 7
+    assert markdown[0].startswith("| run | guide | status | test ELBO | test log p̂(x) |") and len(markdown) == 9
+    assert markdown[-1].startswith("paired_*: test log p̂(x) of each run minus that of the baseline 0, over the test points both evaluated")
+
+    # paired against the first run, by hand from the runs' per-point files: a run against itself
+    # is exactly 0 ± 0; the other gets the standard deviation of the differences over √n
+    base, other = (np.load(sweep / job / "per_point.npz") for job in ("0", "1"))
+    assert np.array_equal(base["test.fingerprint"], other["test.fingerprint"])  # the same 32 test points
+    differences = other["test.log_px"].astype(np.float64) - base["test.log_px"]
+    assert (float(rows[0]["paired_diff"]), float(rows[0]["paired_stderr"]), rows[0]["paired_n"]) == (0.0, 0.0, "32")
+    assert float(rows[1]["paired_diff"]) == pytest.approx(differences.mean())
+    assert float(rows[1]["paired_stderr"]) == pytest.approx(differences.std(ddof=1) / math.sqrt(32))
+    assert rows[1]["paired_beyond_2se"] == ("yes" if abs(differences.mean()) > 2 * differences.std(ddof=1) / math.sqrt(32) else "no")
+
+    main([str(sweep), "--baseline", str(sweep / "1"), "--out", str(sweep / "against_1")])
+    with (sweep / "against_1" / "compare.csv").open() as f:
+        against_1 = list(csv.DictReader(f))
+    assert float(against_1[1]["paired_diff"]) == 0.0 and float(against_1[0]["paired_diff"]) == pytest.approx(-differences.mean())
+    with pytest.raises(SystemExit):
+        main([str(sweep), "--baseline", str(sweep / "7")])  # an incomplete run is no baseline
     for figure in ("compare_bars.png", "compare_curves.png"):
         assert (sweep / figure).stat().st_size > 10_000
 
@@ -73,10 +93,23 @@ def test_bits_of_data_of_different_levels_are_not_ranked(tmp_path):
         test = {"elbo": -30.0, "log_px": {"mean": -29.0, "stderr": 0.2, "num_particles": 8}, "bits_per_dim": bits, "bits_levels": levels}
         (tmp_path / name / "metrics.json").write_text(json.dumps({"test": test, "train": {"seconds": 1.0, "steps": 10}}))
     main([str(tmp_path)])
-    note = (tmp_path / "compare.md").read_text().splitlines()[-1]
+    note = (tmp_path / "compare.md").read_text().splitlines()[-2]
+    assert "Not paired (no per_point.npz, or no test points in common: other data): binary, binary_again, gray." in (tmp_path / "compare.md").read_text()
     assert note == (
         "Bits per dimension are not comparable across these runs, which measure data of different numbers of levels "
         "(2 levels: binary, binary_again; 17 levels: gray); compare bits only within a group."
     )
     main([str(tmp_path / "binary"), str(tmp_path / "binary_again"), "--out", str(tmp_path / "same")])
     assert "not comparable" not in (tmp_path / "same" / "compare.md").read_text()
+
+
+def test_runs_that_differ_only_in_their_seed_are_summarized_across_seeds(tmp_path):
+    runs = {"a": ("normal", 0, -30.0, 0.2), "b": ("normal", 1, -29.0, 0.3), "c": ("iaf", 0, -28.0, 0.2)}
+    for name, (guide, seed, log_px, stderr) in runs.items():
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(f"- guide={guide}\n- train.seed={seed}\n")
+        test = {"elbo": log_px - 1, "log_px": {"mean": log_px, "stderr": stderr, "num_particles": 8}}
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"test": test, "train": {"seconds": 1.0, "steps": 10}}))
+    main([str(tmp_path)])
+    # two seeds of guide=normal: mean −29.5, standard error across seeds |−30 − (−29)|/2 = 0.5, within a run 0.25
+    assert (tmp_path / "compare.md").read_text().splitlines()[-1] == "| a, b | guide=normal | 2 | -29.500 | 0.500 | 0.250 |"
