@@ -3,11 +3,12 @@
 z is every latent site of the model joined into one vector per point, in the order the model
 samples them (:class:`~inference.estimators.programs.LatentVector`); ``z_dim`` below is its length.
 
-For a handful of points, Pyro's NUTS samples p(z | x) ∝ p(z) p(x | z) with the decoder fixed;
-two chains per point (the points are simply entered twice: their posteriors are independent,
-so one NUTS run over the copies is two chains of each). ArviZ summarizes both posteriors, and
-everything lands in an ``InferenceData``: the NUTS draws, the guide's draws, and importance
-samples with their log weights, with named dimensions.
+For a handful of points, Pyro's NUTS samples p(z | x) ∝ p(z) p(x | z) with the decoder fixed,
+in independent chains run one after another, each from its own random start with its own
+step-size and mass-matrix adaptation (Pyro's parallel chains start processes, which warn on a
+machine of few cores), so that ArviZ's R̂ and ESS across them mean what they say. ArviZ
+summarizes both posteriors, and everything lands in an ``InferenceData``: the NUTS draws, the
+guide's draws, and importance samples with their log weights, with named dimensions.
 """
 
 import warnings
@@ -27,18 +28,18 @@ with warnings.catch_warnings():  # ArviZ announces its coming refactor on import
 
 __all__ = ["nuts", "guide_draws", "importance_draws", "mismatch", "inference_data", "summaries"]
 
-CHAINS = 2
-
-
-def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500) -> torch.Tensor:
-    """NUTS draws of z for each point of ``x``: ``(chains, num_samples, B, z_dim)``."""
-    B = x.shape[0]
-    copies = x.repeat(CHAINS, 1)
+def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500, chains: int = 4) -> torch.Tensor:
+    """NUTS draws of z for each point of ``x`` from ``chains`` independent chains, each with its
+    own warm-up: ``(chains, num_samples, B, z_dim)``."""
+    if chains < 1:
+        raise ValueError(f"evaluation.posterior_chains must be at least 1, got {chains}")
+    latents, draws = LatentVector(model, x), []
     with frozen(model):
-        mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_samples=num_samples, warmup_steps=warmup, disable_progbar=True)
-        mcmc.run(copies)
-    z = LatentVector(model, x).join(mcmc.get_samples())  # (S, CHAINS·B, z_dim)
-    return z.reshape(num_samples, CHAINS, B, -1).transpose(0, 1).detach()
+        for _ in range(chains):
+            mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_samples=num_samples, warmup_steps=warmup, num_chains=1, disable_progbar=True)
+            mcmc.run(x)
+            draws.append(latents.join(mcmc.get_samples()))  # (S, B, z_dim)
+    return torch.stack(draws).detach()
 
 
 @torch.no_grad()

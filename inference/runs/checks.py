@@ -70,6 +70,7 @@ def check_config(cfg) -> None:
         _fail("evaluation.ais_start", cfg.evaluation.ais_start, "prior or guide")
     _positive_int("evaluation.posterior_samples", cfg.evaluation.posterior_samples)
     _positive_int("evaluation.posterior_warmup", cfg.evaluation.posterior_warmup)
+    _positive_int("evaluation.posterior_chains", cfg.evaluation.posterior_chains)
     points = cfg.evaluation.posterior_points
     if isinstance(points, bool) or not isinstance(points, int) or points < 0:
         _fail("evaluation.posterior_points", points, "a non-negative integer (0: no NUTS)")

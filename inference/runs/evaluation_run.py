@@ -117,7 +117,7 @@ def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir
     if reason:
         return skipped(f"NUTS here samples {reason}")
     start = time.perf_counter()
-    nuts_z = nuts(model, x, evaluation.posterior_samples, evaluation.posterior_warmup)
+    nuts_z = nuts(model, x, evaluation.posterior_samples, evaluation.posterior_warmup, evaluation.posterior_chains)
     guide_z = guide_draws(model, guide, x, nuts_z.shape[0] * nuts_z.shape[1])
     importance_z, log_w = importance_draws(model, guide, x, min(evaluation.num_particles, 1000))
     data = inference_data(nuts_z, guide_z, importance_z, log_w)

@@ -7,6 +7,7 @@ import torch
 
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
 from inference.runs import figures
+from inference.estimators import posterior
 from inference.estimators.posterior import nuts
 from inference.train import train
 from models import LinearGaussian
@@ -57,3 +58,22 @@ def test_nuts_recovers_the_exact_posterior_of_the_linear_gaussian_model():
     # the posterior covariance is the same for every x: pool the centred draws of the points
     pooled = torch.cov((draws - draws.mean(0)).reshape(-1, 2).T)
     assert torch.allclose(pooled, exact.covariance_matrix[0], rtol=0.15, atol=0.02)
+
+
+def test_nuts_chains_are_independent_runs_each_with_its_own_adaptation(monkeypatch):
+    """Each chain is a NUTS run of its own on the points as they are (not the points entered
+    twice into one run, whose copies would share step size, mass matrix and acceptance)."""
+    kernels = []
+
+    class Recorded(posterior.MCMC):
+        def run(self, *args, **kwargs):
+            assert self.num_chains == 1 and torch.equal(args[0], x)
+            kernels.append(self.kernel)
+            return super().run(*args, **kwargs)
+
+    monkeypatch.setattr(posterior, "MCMC", Recorded)
+    model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
+    x = model.sample(3)
+    z = posterior.nuts(model, x, num_samples=20, warmup=30, chains=3)
+    assert z.shape == (3, 20, 3, 2)
+    assert len({id(k) for k in kernels}) == 3 and len({k.step_size for k in kernels}) == 3  # adapted apart
