@@ -15,6 +15,12 @@ x ~ p(x | z*), z* ~ p(z)), the same path gives an unbiased estimate of 1/p(x), s
 −logmeanexp(log w_reverse) is a stochastic upper bound. The two bracket log p(x); the width
 of the sandwich bounds the error of both, and of importance sampling on such data.
 
+Both bounds hold for transitions fixed before the run whose weights are reported: a step size
+adapted from that run's own acceptance depends on its draws and voids them. So a pilot run
+(forward, from p_start, with fewer chains) adapts a step size per data point and per β_t
+towards an acceptance of 0.65 (:func:`adapted_step_sizes`), its weights discarded; the reported
+runs, forward and reverse, use that schedule frozen.
+
 Everything is vectorized over chains and data points, and runs without autograd except for
 the gradient of the potential. The model's latent sites, of any names and number, move together
 as one real vector per point (:class:`~inference.estimators.programs.LatentVector`); they must
@@ -30,9 +36,9 @@ from pyro import poutine
 
 from .programs import PARTICLE_DIM, PARTICLES, LatentVector, frozen, simulated, site_log_probs
 
-__all__ = ["AISEstimate", "sigmoid_schedule", "ais", "bidirectional"]
+__all__ = ["AISEstimate", "adapted_step_sizes", "ais", "bidirectional", "sigmoid_schedule"]
 
-TARGET_ACCEPTANCE = 0.65  # the step size adapts towards it, per data point
+TARGET_ACCEPTANCE = 0.65  # the pilot's step size adapts towards it, per data point
 
 
 class AISEstimate(NamedTuple):
@@ -96,6 +102,37 @@ def _hmc(path: _Path, z, beta, step_size, leapfrog: int):
     return torch.where(accept[..., None], z_new, z), log_accept.exp()
 
 
+def _check(model, guide, x: torch.Tensor, leapfrog: int, chains: int, step_size: float) -> None:
+    reason = LatentVector.unsupported(model, guide, x)
+    if reason:
+        raise ValueError(f"AIS here anneals {reason}")
+    if leapfrog < 1 or chains < 1 or not step_size > 0:
+        raise ValueError(f"AIS needs leapfrog ≥ 1, chains ≥ 1 and step_size > 0; got {leapfrog}, {chains}, {step_size}")
+
+
+@torch.no_grad()
+def adapted_step_sizes(
+    model, x: torch.Tensor, *, guide=None, steps: int = 500, leapfrog: int = 10, step_size: float = 0.05, chains: int = 4
+) -> torch.Tensor:
+    """The leapfrog step size for the transition at each β_t, per data point: ``(T + 1, B)``,
+    from a pilot forward run of ``chains`` chains that starts at ``step_size`` and after each
+    transition moves it by 2% towards an acceptance rate of 0.65. Row 0 (β_0, where only a
+    reverse run moves) repeats row 1."""
+    _check(model, guide, x, leapfrog, chains, step_size)
+    betas = sigmoid_schedule(steps).tolist()
+    path = _Path(model, guide, x, chains)
+    eps = torch.full((x.shape[0],), step_size, device=x.device)
+    schedule = [eps]
+    with frozen(model), frozen(guide):
+        z = path.start()
+        for t in range(1, steps + 1):
+            schedule.append(eps)
+            z, accepted = _hmc(path, z, betas[t], eps, leapfrog)
+            eps = eps * torch.where(accepted.mean(0) > TARGET_ACCEPTANCE, 1.02, 0.98)
+    schedule[0] = schedule[1]
+    return torch.stack(schedule)
+
+
 @torch.no_grad()
 def ais(
     model,
@@ -107,27 +144,28 @@ def ais(
     step_size: float = 0.05,
     chains: int = 16,
     reverse_from: torch.Tensor | None = None,
+    step_sizes: torch.Tensor | None = None,
 ) -> AISEstimate:
     """AIS estimate of log p(x) for each data point of ``x``.
 
     :param guide: start the path at q(z|x) instead of the prior.
     :param steps: T, the number of intermediate distributions.
     :param leapfrog: leapfrog steps per HMC transition.
-    :param step_size: the initial leapfrog step size; it adapts per data point towards an
-        acceptance rate of 0.65.
+    :param step_size: the pilot's initial leapfrog step size (see :func:`adapted_step_sizes`).
     :param chains: C, independent chains per data point.
     :param reverse_from: ``(B, D)`` exact posterior samples (the latent sites joined as by
         :class:`~inference.estimators.programs.LatentVector`): run the path backwards from
         them, for a stochastic *upper* bound (bidirectional Monte Carlo).
+    :param step_sizes: the ``(T + 1, B)`` step sizes per β_t, held fixed through the run; when
+        None, a pilot run with a quarter of the chains (at least 2) adapts them first.
     """
-    reason = LatentVector.unsupported(model, guide, x)
-    if reason:
-        raise ValueError(f"AIS here anneals {reason}")
-    if leapfrog < 1 or chains < 1 or not step_size > 0:
-        raise ValueError(f"AIS needs leapfrog ≥ 1, chains ≥ 1 and step_size > 0; got {leapfrog}, {chains}, {step_size}")
+    _check(model, guide, x, leapfrog, chains, step_size)
+    if step_sizes is None:
+        step_sizes = adapted_step_sizes(model, x, guide=guide, steps=steps, leapfrog=leapfrog, step_size=step_size, chains=max(2, chains // 4))
+    if step_sizes.shape != (steps + 1, x.shape[0]):
+        raise ValueError(f"step_sizes must hold one step size per β_t and point, {(steps + 1, x.shape[0])}; got {tuple(step_sizes.shape)}")
     betas = sigmoid_schedule(steps).tolist()
     path = _Path(model, guide, x, chains)
-    eps = torch.full((x.shape[0],), step_size, device=x.device)
     reverse = reverse_from is not None
     with frozen(model), frozen(guide):
         z = reverse_from.expand(chains, *reverse_from.shape).clone() if reverse else path.start()
@@ -139,10 +177,9 @@ def ais(
             log_start, log_joint = path.densities(z)
             delta = betas[t] - betas[t - 1]
             log_w += (-delta if reverse else delta) * (log_joint - log_start).double()
-            z, accepted = _hmc(path, z, betas[t - 1] if reverse else betas[t], eps, leapfrog)
-            rate = accepted.mean(0)
-            eps = eps * torch.where(rate > TARGET_ACCEPTANCE, 1.02, 0.98)
-            acceptance += rate.mean().item() / steps
+            moved_at = t - 1 if reverse else t
+            z, accepted = _hmc(path, z, betas[moved_at], step_sizes[moved_at], leapfrog)
+            acceptance += accepted.mean().item() / steps
     log_mean_w = (torch.logsumexp(log_w, 0) - math.log(chains)).float()
     return AISEstimate(-log_mean_w if reverse else log_mean_w, acceptance)
 
@@ -153,6 +190,9 @@ def bidirectional(model, like: torch.Tensor, num_points: int, **ais_options) -> 
     ``like``, whose values it ignores): forward AIS (lower bound), reverse AIS from the
     simulating z (upper bound), per point; and the data themselves."""
     trace, x, _ = simulated(model, like[:num_points])
+    if "step_sizes" not in ais_options:  # one pilot for both directions, before either run
+        pilot = {k: v for k, v in ais_options.items() if k in ("guide", "steps", "leapfrog", "step_size")}
+        ais_options = {**ais_options, "step_sizes": adapted_step_sizes(model, x, **pilot, chains=max(2, ais_options.get("chains", 16) // 4))}
     lower = ais(model, x, **ais_options)
     upper = ais(model, x, reverse_from=LatentVector(model, x).join(trace.nodes), **ais_options)
     return {"x": x, "lower": lower.log_px, "upper": upper.log_px, "acceptance": (lower.acceptance + upper.acceptance) / 2}
