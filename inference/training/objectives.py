@@ -194,12 +194,13 @@ class KLWeighted:
     :param float beta: the weight of the KL term once warmed up.
     :param int warmup_epochs: epochs over which the weight rises linearly from 0 to β.
     :param int num_particles: samples of z per data point in each step, vectorized.
-    :param max_plate_nesting: the programs' plates: 1 (the data plate alone), or None to let
-        Pyro find it from a first trace (programs with plates inside the data plate).
+    :param max_plate_nesting: the programs' plates; None (the default) lets Pyro find it from a
+        first trace where it needs it (vectorized particles, enumeration), so that the
+        particles go left of every plate a program uses, plates inside the data plate included.
     """
 
     def __init__(
-        self, loss: Callable[..., object], beta: float = 1.0, warmup_epochs: int = 0, num_particles: int = 1, max_plate_nesting: int | None = 1
+        self, loss: Callable[..., object], beta: float = 1.0, warmup_epochs: int = 0, num_particles: int = 1, max_plate_nesting: int | None = None
     ):
         if not beta >= 0 or warmup_epochs < 0 or num_particles < 1:
             raise ValueError(

@@ -266,3 +266,28 @@ def test_every_objective_weights_the_kl_term_of_each_epoch(pair, name):
             hand_means.append((hand.mean().item(), math.sqrt(hand.var() / 300)))
     (first, se_first), (last, se_last) = hand_means[0], hand_means[-1]
     assert abs(last - first) > 10 * math.hypot(se_first, se_last)  # a weight left at 0 would show
+
+
+def test_vectorized_particles_go_left_of_a_plate_inside_the_data_plate():
+    """objective=iwae (particles vectorized) on a program with a pixel plate inside the data
+    plate: with the exact posterior as guide every weight is p(x), so the loss is −Σ log p(x)
+    whatever the draws. A particle plate put at the data plate's dimension would fail."""
+    W, b, scale = torch.tensor([[1.0, 0.5], [0.3, -1.0], [0.8, 0.8]]), torch.tensor([0.1, -0.2, 0.3]), 0.7
+    precision = torch.eye(2) + W.T @ W / scale**2
+    posterior_cov = torch.linalg.inv(precision)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-2):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            with pyro.plate("pixels", 3, dim=-1):
+                pyro.sample("x", dist.Normal(z.squeeze(-2) @ W.T + b, scale), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0], dim=-2):
+            pyro.sample("z", dist.MultivariateNormal(((x - b) @ W @ posterior_cov / scale**2).unsqueeze(-2), covariance_matrix=posterior_cov))
+
+    x = torch.randn(7, 3)
+    exact = dist.MultivariateNormal(b, W @ W.T + scale**2 * torch.eye(3)).log_prob(x).sum()
+    config = OmegaConf.load(Path(__file__).resolve().parents[3] / "conf" / "objective" / "iwae.yaml")
+    loss = instantiate(config).loss_and_grads(model, guide, x)
+    assert loss == pytest.approx(-exact.item(), rel=1e-5)
