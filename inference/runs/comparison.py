@@ -171,27 +171,29 @@ def paired_note(records: list[dict], baseline: dict | None, base: Path) -> str:
     return note
 
 
-def seeds_table(records: list[dict], base: Path) -> list[str]:
-    """Markdown lines: for runs that differ only in ``train.seed``, the mean test log p̂(x)
-    across seeds with its standard error across seeds (the training noise) beside the mean of
-    the runs' own standard errors (the evaluation noise). Empty when no two runs are so alike."""
+SEED_COLUMNS = ["runs", "overrides", "seeds", "mean test log p̂(x)", "stderr across seeds", "mean stderr within a run"]
+
+
+def seeds_table(records: list[dict], base: Path) -> list[list]:
+    """Rows of :data:`SEED_COLUMNS`: for runs that differ only in ``train.seed``, the mean test
+    log p̂(x) across seeds with its standard error across seeds (the training noise) beside the
+    mean of the runs' own standard errors (the evaluation noise). Empty when no two runs are so
+    alike."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         if r["status"] == "complete":
             others = tuple(sorted((k, v) for k, v in r["overrides"].items() if k != "train.seed"))
             groups.setdefault(others, []).append(r)
-    groups = {k: v for k, v in groups.items() if len({r["overrides"].get("train.seed") for r in v}) > 1}
-    if not groups:
-        return []
-    lines = ["", "Across training seeds (runs that differ only in train.seed):", "",
-             "| runs | overrides | seeds | mean test log p̂(x) | stderr across seeds | mean stderr within a run |", "|---|---|---|---|---|---|"]
+    rows = []
     for others, runs in groups.items():
+        if len({r["overrides"].get("train.seed") for r in runs}) < 2:
+            continue
         values = np.array([r["metrics"]["test"]["log_px"]["mean"] for r in runs])
-        within = np.mean([r["metrics"]["test"]["log_px"]["stderr"] for r in runs])
-        across = values.std(ddof=1) / math.sqrt(len(values))
+        within = float(np.mean([r["metrics"]["test"]["log_px"]["stderr"] for r in runs]))
+        across = float(values.std(ddof=1) / math.sqrt(len(values)))
         overrides = ", ".join(f"{k}={v}" for k, v in others) or "(none)"
-        lines.append(f"| {', '.join(_name(r, base) for r in runs)} | {overrides} | {len(runs)} | {values.mean():.3f} | {across:.3f} | {within:.3f} |")
-    return lines
+        rows.append([", ".join(_name(r, base) for r in runs), overrides, len(runs), float(values.mean()), across, within])
+    return rows
 
 
 def _cell(value) -> str:
@@ -216,10 +218,16 @@ def bits_note(records: list[dict]) -> str | None:
     return f"Bits per dimension are not comparable across these runs, which measure data of different numbers of levels ({groups}); compare bits only within a group."
 
 
-def write_markdown(path: Path, header: list[str], rows: list[list], notes: list[str] = ()) -> None:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)]
+
+
+def write_markdown(path: Path, header: list[str], rows: list[list], notes: list[str] = (), seeds: list[list] = ()) -> None:
+    """The table, the notes under it, and where runs differ only in their seed, the table across seeds."""
+    lines = _markdown_table(header, rows)
     lines += ["", *notes] if notes else []
+    if seeds:
+        lines += ["", "Across training seeds (runs that differ only in train.seed):", "", *_markdown_table(SEED_COLUMNS, seeds)]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -280,7 +288,8 @@ def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
 
 
 def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[dict]:
-    """Write compare.md, compare.csv, compare_bars.png and compare_curves.png into ``out``.
+    """Write compare.md, compare.csv, compare_bars.png and compare_curves.png into ``out``, and
+    compare_seeds.csv where runs differ only in ``train.seed``.
 
     :param baseline: the run the paired differences are taken against; the first complete run
         when None."""
@@ -299,8 +308,11 @@ def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[
     varying = varying_overrides(records)
     out.mkdir(parents=True, exist_ok=True)
     notes = [note for note in (bits_note(records), paired_note(records, base_record, roots[0])) if note]
-    write_markdown(out / "compare.md", header, rows, notes + seeds_table(records, roots[0]))
+    seeds = seeds_table(records, roots[0])
+    write_markdown(out / "compare.md", header, rows, notes, seeds)
     write_csv(out / "compare.csv", header, rows)
+    if seeds:
+        write_csv(out / "compare_seeds.csv", SEED_COLUMNS, seeds)
     plot_bars(out / "compare_bars.png", records, varying)
     plot_curves(out / "compare_curves.png", records, varying)
     return records

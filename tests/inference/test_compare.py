@@ -113,3 +113,6 @@ def test_runs_that_differ_only_in_their_seed_are_summarized_across_seeds(tmp_pat
     main([str(tmp_path)])
     # two seeds of guide=normal: mean −29.5, standard error across seeds |−30 − (−29)|/2 = 0.5, within a run 0.25
     assert (tmp_path / "compare.md").read_text().splitlines()[-1] == "| a, b | guide=normal | 2 | -29.500 | 0.500 | 0.250 |"
+    with (tmp_path / "compare_seeds.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["runs"], row["seeds"], float(row["stderr across seeds"])) == ("a, b", "2", 0.5)
