@@ -15,6 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig
 
+from guides.denoising import Denoising, NoCorruption
 from models.capabilities import capabilities_of
 
 from ..data import Dataset
@@ -55,11 +56,25 @@ def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Mod
     A prior may borrow the guide (the VampPrior uses its encoder), and a guide may borrow the
     prior (guide=prior) or the model (guide=semi_amortized, guide=program); whichever asks is
     built second. A local guide (guide=local) gets the training points, which must then stay
-    fixed. A whole program (model=program) is built by :func:`build_program`.
+    fixed. A whole program (model=program) is built by :func:`build_program`. A corruption
+    (``corruption=...``) wraps the guide last (:func:`corrupted`).
     """
     make_model = instantiate(cfg.model)
     if not {"prior", "decoder", "likelihood"} & set(inspect.signature(make_model).parameters):
-        return build_program(cfg, data, make_model)
+        model, guide = build_program(cfg, data, make_model)
+    else:
+        model, guide = _build_from_parts(cfg, data, make_model)
+    return model, corrupted(cfg, guide)
+
+
+def corrupted(cfg: DictConfig, guide: torch.nn.Module) -> torch.nn.Module:
+    """The guide, trained on inputs corrupted as ``corruption=...`` says (the denoising
+    criterion), or as it is with ``corruption=none``."""
+    corruption = instantiate(cfg.corruption) if "corruption" in cfg else NoCorruption()
+    return guide if isinstance(corruption, NoCorruption) else Denoising(guide, corruption)
+
+
+def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.partial) -> tuple[torch.nn.Module, torch.nn.Module]:
     missing = [part for part in PARTS if part not in cfg]
     if missing:
         raise ValueError(f"model={model_name(cfg)} is assembled from parts, but the config has no {', '.join(missing)}; choose one with {missing[0]}=...")

@@ -10,6 +10,8 @@ import os
 
 import torch
 
+from guides.denoising import CORRUPTIONS
+
 __all__ = ["check_config", "pinned_device", "resolve_device", "thread_count"]
 
 
@@ -80,10 +82,35 @@ def check_config(cfg) -> None:
     for split in cfg.evaluation.splits:
         if split not in ("train", "valid", "test"):
             _fail("evaluation.splits", list(cfg.evaluation.splits), "a list of 'train', 'valid', 'test'")
+    _check_denoising(cfg)
     for key in ("encoder", "decoder"):
         hidden = cfg[key].get("hidden") if key in cfg else None  # model=program has neither
         if hidden is not None and any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in hidden):
             _fail(f"{key}.hidden", list(hidden), "a list of positive layer widths, e.g. [200,200]")
+
+
+def _check_denoising(cfg) -> None:
+    """The corruption's level (checked by the corruption itself), and the denoising
+    evaluation's switch and levels, which must lie in the corruption's range."""
+    kind = None
+    if "corruption" in cfg:
+        target = cfg.corruption._target_
+        kind = next((c for c in CORRUPTIONS.values() if target.endswith("." + c.__name__)), None)
+        if kind is not None:
+            kind(cfg.corruption.level)  # a ValueError names corruption.level and its range
+    denoise = cfg.evaluation.denoise
+    if denoise is not None and not isinstance(denoise, bool):
+        _fail("evaluation.denoise", denoise, "true, false or null (null: on when the run has a corruption)")
+    if denoise and kind is None:
+        raise ValueError(
+            "evaluation.denoise=true corrupts the test set as the run's corruption does, but the run has corruption=none; "
+            "choose one (corruption=salt_pepper, gaussian or mask; with corruption.level=0 it trains on clean inputs)"
+        )
+    levels = list(cfg.evaluation.denoise_levels)
+    maximum = float("inf") if kind is None else kind.maximum
+    if not levels or any(isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level <= maximum for level in levels):
+        within = "" if kind is None or maximum == float("inf") else f" and at most {maximum:g} for corruption={kind.name}"
+        _fail("evaluation.denoise_levels", levels, f"a non-empty list of levels above 0{within}")
 
 
 def thread_count(setting, launcher=None, cpus: int | None = None) -> int | None:

@@ -18,6 +18,7 @@ import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from guides.denoising import Denoising
 from models.capabilities import capabilities_of
 
 from ..data import Dataset
@@ -35,6 +36,7 @@ from ..estimators import (
     pairs_within,
     posterior_mean,
 )
+from ..estimators.denoising import denoised, denoising_scores
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from ..estimators.programs import sliced
 from ..training.checkpoint import load_checkpoint, set_rng_state
@@ -105,8 +107,19 @@ def evaluate_run(
             results["test"]["posterior"] = skipped(f"NUTS here samples {takes_keys}")
         else:
             results["test"]["posterior"] = gold_standard(model, guide, data.test[: evaluation.posterior_points], evaluation, run_dir)
+    denoise = isinstance(guide, Denoising) if evaluation.denoise is None else evaluation.denoise
+    if denoise and "test" in results:
+        if takes_keys:
+            results["test"]["denoise"] = skipped(f"denoising here runs {takes_keys}")
+        else:
+            x = data.test[: evaluation.max_points]
+            results["test"]["denoise"] = denoising_scores(model, guide, x, type(guide.corruption), evaluation.denoise_levels, data.levels == 2)
     if evaluation.figures:  # last: their random draws leave every number above as it would be without them
         draw_figures(model, guide, data, results, curve, run_dir / "plots", takes_keys)
+        if denoise and not takes_keys and len(data.image_shape) == 2:
+            x = data.test[:8]
+            noisy = [type(guide.corruption)(level)(x) for level in evaluation.denoise_levels[:3]]
+            figures.denoising(x, noisy, [denoised(model, guide, n) for n in noisy], evaluation.denoise_levels[:3], data.image_shape, run_dir / "plots" / "denoising.png")
     return results
 
 

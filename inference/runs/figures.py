@@ -25,6 +25,7 @@ __all__ = [
     "SIZE",
     "DPI",
     "training_curve",
+    "denoising",
     "prior_samples",
     "reconstructions",
     "posterior_as_prior",
@@ -79,6 +80,15 @@ def _grid(fig, images: torch.Tensor, image_shape, rows: int, cols: int, row_labe
     ax.set_xticks([])
     ax.set_yticks([(h + 1) * (r + 0.5) for r in range(len(row_labels))], row_labels) if row_labels else ax.set_yticks([])
     ax.set_xlabel(xlabel)
+
+
+def denoising(clean: torch.Tensor, noisy: list, denoised: list, levels, image_shape, path: Path) -> Path:
+    """Clean images on top, then for each level the corrupted input and its denoised estimate."""
+    rows = torch.cat([clean, *(torch.cat([n, d]) for n, d in zip(noisy, denoised))])
+    labels = ["clean", *(label for level in levels for label in (f"x̃ {level:g}", "denoised"))]
+    fig = _figure("Denoising: the mean of p(x|z), z ~ q(z|x̃), for x̃ corrupted at each level")
+    _grid(fig, rows, image_shape, len(labels), clean.shape[0], row_labels=labels)
+    return _save(fig, path)
 
 
 def training_curve(curve: list[dict], path: Path) -> Path:

@@ -46,6 +46,10 @@ def summary(metrics: dict, run_dir: Path) -> str:
             )
         if "log_px_exact" in test:
             lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
+        denoise = test.get("denoise")
+        if denoise and not denoise.get("skipped"):
+            pairs = ", ".join(f"{level:g}: {a:.1f} → {b:.1f}" for level, a, b in zip(denoise["levels"], denoise["psnr_input"], denoise["psnr_denoised"]))
+            lines.append(f"test denoising ({denoise['corruption']}), PSNR dB of input → denoised by level: {pairs}")
         for key, entry in test.items():
             if isinstance(entry, dict) and entry.get("skipped"):
                 lines.append(f"skipped {key}: {entry['reason']}")
