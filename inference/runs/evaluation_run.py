@@ -225,7 +225,10 @@ def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Ten
 
 
 def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_particles: int, chunk_size: int) -> dict:
-    """The inference-gap decomposition, or why it could not run (a guide without an encoder)."""
+    """The inference-gap decomposition, or why it could not run (a guide without an encoder).
+    A guide trained on corrupted inputs is, in eval mode, the guide it wraps: its gaps are that
+    guide's."""
+    guide = guide.guide if isinstance(guide, Denoising) else guide
     try:
         return inference_gaps(model, guide, x, num_particles, chunk_size=chunk_size)
     except ValueError as e:

@@ -56,6 +56,14 @@ def test_the_guide_sees_the_corruption_in_training_only():
         Denoising(LocalNormal(x, x_dim=16, z_dim=2), Mask(0.5))
 
 
+def test_a_denoising_run_decomposes_its_gaps_on_clean_data(tmp_path):
+    """In eval mode the wrapped guide is the guide it wraps, so the gaps are that guide's."""
+    metrics = train(compose_config(*TINY, *SMALL_NETS, "corruption=mask", "data.binarize=fixed", "evaluation.gaps=true", "evaluation.gap_points=4"), tmp_path)
+    gaps = metrics["test"]["gaps"]
+    assert "skipped" not in gaps and math.isfinite(gaps["approximation"]["mean"]) and math.isfinite(gaps["amortization"]["mean"])
+    assert len(metrics["test"]["denoise"]["error_input"]) == 5  # binary data: error rates too
+
+
 def test_the_digits_preset_denoises_better_than_the_corrupted_input(tmp_path):
     """experiment=denoise_digits as it is (300 epochs), evaluated on 100 test points: the
     denoised estimate has a higher PSNR than the corrupted input at every level from 0.1 to 0.5
