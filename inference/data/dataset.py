@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["BINARIZE_MODES", "SPLITS", "Dataset", "split_indices", "transformed"]
+__all__ = ["BINARIZE_MODES", "SPLITS", "Dataset", "split_indices", "transformed", "with_labels_kept"]
 
 BINARIZE_MODES = ("none", "dynamic", "fixed")
 SPLITS = ("train", "valid", "test")
@@ -165,6 +165,36 @@ def transformed(
     if binarize != "none":
         levels = 2
     return Dataset(name, *splits, image_shape=tuple(image_shape), levels=levels, binarize=binarize, dequantize=dequantize, **extra)
+
+
+def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0) -> Dataset:
+    """The semi-supervised setting (``data.num_labeled``): the labels of ``num_labeled`` training
+    points, as many of each class, chosen with ``seed``, are observed; every other point, and
+    every valid and test point, is unlabelled. The dataset then provides the batch key
+    ``mask`` (bool, True where the label is observed) beside ``y``. ``None`` leaves it as it is."""
+    if num_labeled is None:
+        return data
+    if data.labels is None:
+        raise ValueError(f"data.num_labeled={num_labeled}: data={data.name} has no class labels to keep; choose a labelled dataset (digits, mnist, fashion_mnist)")
+    y = data.labels["train"].cpu().numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    if isinstance(num_labeled, bool) or not isinstance(num_labeled, int) or num_labeled <= 0 or num_labeled % len(classes):
+        raise ValueError(f"data.num_labeled={num_labeled!r}: needs a positive multiple of the {len(classes)} classes of data={data.name}, as many labels of each")
+    per_class = num_labeled // len(classes)
+    if per_class > counts.min():
+        raise ValueError(
+            f"data.num_labeled={num_labeled}: {per_class} labels of each class, but the training split of data={data.name} has only "
+            f"{counts.min()} points of class {classes[counts.argmin()]}; at most {counts.min() * len(classes)}"
+        )
+    generator = np.random.default_rng(seed)
+    observed = np.zeros(len(y), dtype=bool)
+    for c in classes:
+        observed[generator.choice(np.flatnonzero(y == c), per_class, replace=False)] = True
+    device = data.train.device
+    masks = {"train": torch.as_tensor(observed, device=device)}
+    masks.update({split: torch.zeros(data.split(split).shape[0], dtype=torch.bool, device=device) for split in ("valid", "test")})
+    extra = {split: {**(data.extra or {}).get(split, {}), "mask": mask} for split, mask in masks.items()}
+    return replace(data, extra=extra)
 
 
 def split_indices(n: int, num_valid: int, num_test: int, seed: int) -> tuple[np.ndarray, ...]:

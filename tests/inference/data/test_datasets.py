@@ -10,7 +10,8 @@ import torch
 from conftest import write_idx
 import numpy as np
 
-from inference.data import binarized_mnist, caltech_silhouettes, digits, frey_face, linear_gaussian, mnist
+from inference.data import Dataset, binarized_mnist, caltech_silhouettes, digits, frey_face, linear_gaussian, mnist
+from inference.data.dataset import with_labels_kept
 
 
 def test_digits_split_and_dynamic_binarization():
@@ -210,3 +211,34 @@ def test_gray_values_outside_the_unit_interval_are_refused():
     splits = [torch.rand(5, 4), torch.rand(3, 4), torch.rand(3, 4) * 2 + 0.5]
     with pytest.raises(ValueError, match=r"gray: the test split holds values outside \[0, 1\] \(from 0\.5"):
         transformed("gray", splits, (2, 2), 256)
+
+
+def test_num_labeled_keeps_that_many_labels_as_many_of_each_class():
+    data = digits(num_labeled=50, seed=3)
+    y, mask = data.batch_extra("train", ("y", "mask")).values()
+    assert mask.dtype == torch.bool and int(mask.sum()) == 50
+    assert torch.bincount(y[mask], minlength=10).tolist() == [5] * 10
+    assert torch.equal(digits(num_labeled=50, seed=3).batch_extra("train", ("mask",))["mask"], mask)  # the same for the same seed
+    assert not torch.equal(digits(num_labeled=50, seed=4).batch_extra("train", ("mask",))["mask"], mask)
+    for split in ("valid", "test"):  # evaluated unlabelled: log p(x) with y summed out
+        assert not data.batch_extra(split, ("mask",))["mask"].any()
+    assert "mask" not in (digits().extra or {}).get("train", {})  # only when asked
+
+
+def test_num_labeled_on_data_without_labels_is_refused():
+    unlabelled = Dataset("points", torch.rand(20, 3), torch.rand(5, 3), torch.rand(5, 3), image_shape=(3,))
+    with pytest.raises(ValueError, match=r"data.num_labeled=10: data=points has no class labels to keep"):
+        with_labels_kept(unlabelled, 10)
+
+
+@pytest.mark.parametrize(
+    "num_labeled, message",
+    [
+        (55, r"data.num_labeled=55: needs a positive multiple of the 10 classes of data=digits"),
+        (0, r"data.num_labeled=0: needs a positive multiple"),
+        (2000, r"data.num_labeled=2000: 200 labels of each class, but the training split of data=digits has only \d+ points of class \d; at most \d+"),
+    ],
+)
+def test_a_num_labeled_that_does_not_fit_is_refused(num_labeled, message):
+    with pytest.raises(ValueError, match=message):
+        digits(num_labeled=num_labeled)
