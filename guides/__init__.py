@@ -1,5 +1,7 @@
-"""Pyro guide programs: variational posteriors q(z|x), each with its encoder."""
+"""Pyro guide programs: variational posteriors q(z|x), each with its encoder; and Denoising,
+any of them trained on corrupted inputs."""
 
+from .denoising import Denoising
 from .flow import AmortizedFlow
 from .full_rank import AmortizedFullRank
 from .hierarchical import HierarchicalGuide
@@ -8,4 +10,4 @@ from .normal import AmortizedNormal
 from .prior import PriorGuide
 from .semi_amortized import SemiAmortizedNormal
 
-__all__ = ["AmortizedFlow", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "LocalNormal", "PointTable", "PriorGuide", "SemiAmortizedNormal"]
+__all__ = ["AmortizedFlow", "Denoising", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "LocalNormal", "PointTable", "PriorGuide", "SemiAmortizedNormal"]

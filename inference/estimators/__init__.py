@@ -5,10 +5,12 @@ program helpers that AIS, NUTS and the gap decomposition share (:mod:`.programs`
 and effective sample size (:mod:`.diagnostics`); a split's numbers for ``metrics.json``
 (:mod:`.metrics`); annealed importance sampling and BDMC (:mod:`.ais`); NUTS against the guide
 (:mod:`.posterior`); the inference-gap decomposition (:mod:`.gaps`); passes sized to a memory
-budget (:mod:`.memory`); and the linear probe of ground-truth factors (:mod:`.probe`).
+budget (:mod:`.memory`); the linear probe of ground-truth factors (:mod:`.probe`); and
+denoised estimates with their PSNR (:mod:`.denoising`).
 """
 
-from .ais import AISEstimate, ais, bidirectional
+from .ais import AISEstimate, adapted_step_sizes, ais, bidirectional
+from .denoising import denoised, denoising_scores, psnr
 from .diagnostics import pareto_k_and_ess, summarize, unreliable
 from .gaps import fit_local, inference_gaps
 from .importance import DEFAULT_CHUNK_SIZE, ImportanceEstimate, importance_sampling, log_importance_weights, posterior_mean, weighted_proposals
@@ -26,9 +28,12 @@ __all__ = [
     "PARTICLE_DIM",
     "PeakTensorMemory",
     "Simulation",
+    "adapted_step_sizes",
     "ais",
     "bidirectional",
     "bits_per_dim",
+    "denoised",
+    "denoising_scores",
     "evaluate",
     "fit_local",
     "frozen",
@@ -42,6 +47,7 @@ __all__ = [
     "pareto_k_and_ess",
     "particle_dim",
     "posterior_mean",
+    "psnr",
     "simulated",
     "site_log_probs",
     "summarize",
