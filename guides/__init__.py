@@ -9,5 +9,17 @@ from .local import LocalNormal, PointTable
 from .normal import AmortizedNormal
 from .prior import PriorGuide
 from .semi_amortized import SemiAmortizedNormal
+from .ss_vae import SemiSupervisedGuide
 
-__all__ = ["AmortizedFlow", "Denoising", "AmortizedFullRank", "AmortizedNormal", "HierarchicalGuide", "LocalNormal", "PointTable", "PriorGuide", "SemiAmortizedNormal"]
+__all__ = [
+    "AmortizedFlow",
+    "AmortizedFullRank",
+    "AmortizedNormal",
+    "Denoising",
+    "HierarchicalGuide",
+    "LocalNormal",
+    "PointTable",
+    "PriorGuide",
+    "SemiAmortizedNormal",
+    "SemiSupervisedGuide",
+]

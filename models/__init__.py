@@ -13,6 +13,7 @@ from .likelihoods import (
 from .linear_gaussian import LinearGaussian
 from .networks import MLP, ConvDecoder, ConvEncoder
 from .priors import FlowPrior, LearnedNormal, MixturePrior, StandardNormal, VampPrior
+from .ss_vae import SemiSupervisedVAE
 from .vae import VAE
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "LinearGaussian",
     "MLP",
     "MixturePrior",
+    "SemiSupervisedVAE",
     "StandardNormal",
     "VAE",
     "VampPrior",

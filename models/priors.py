@@ -95,8 +95,8 @@ class VampPrior(nn.Module):
         super().__init__()
         if not callable(getattr(guide, "posterior_params", None)):
             raise ValueError(
-                f"VampPrior needs a guide with diagonal Gaussian posteriors, posterior_params(x) -> (z_loc, z_scale); "
-                f"{type(guide).__name__} has none (use guide=normal)"
+                f"VampPrior needs a guide with diagonal Gaussian posteriors of x alone, posterior_params(x) -> (z_loc, z_scale); "
+                f"{type(guide).__name__} has none (use guide=normal, or another prior)"
             )
         _check_components("VampPrior", components)
         # Kept out of the module tree: the guide owns the encoder and registers it itself.

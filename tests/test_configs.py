@@ -37,6 +37,9 @@ PARTNERS = {
     "data/binarized_mnist": ["data.root={binarized_mnist_root}"],
     "model/program": ["model.program=user_programs.PyroExampleVAE", "guide=program"],
     "guide/program": ["model=program", "model.program=user_programs.PyroExampleVAE"],
+    "model/ss_vae": ["guide=ss_vae", "objective=ss_elbo", "data.num_labeled=50"],
+    "guide/ss_vae": ["model=ss_vae", "objective=ss_elbo", "data.num_labeled=50"],
+    "objective/ss_elbo": ["model=ss_vae", "guide=ss_vae", "data.num_labeled=50"],
 }
 OPTIONS = sorted(
     f"{path.parent.name}/{path.stem}"
@@ -57,12 +60,14 @@ def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_ro
     cfg = compose_config(*TINY, f"{group}={name}", *partners)
     data = instantiate(cfg.data)
     model, guide = build(cfg, data)
-    check_support(model, data)
+    keys = capabilities_of(model).batch_keys  # what the programs take besides x (model=ss_vae: y, mask)
+    check_support(model, data, keys)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     assert isinstance(optimizer, torch.optim.Optimizer)
     if not capabilities_of(guide).amortized:
         guide.add_points(data.test[:4])  # a local guide has parameters for the training points only
-    estimate = importance_sampling(model, guide, data.test[:4], num_particles=3)
+    extra = {key: value[:4] for key, value in data.batch_extra("test", keys).items()}
+    estimate = importance_sampling(model, guide, data.test[:4], num_particles=3, extra=extra)
     assert torch.isfinite(estimate.log_px).all() and torch.isfinite(estimate.elbo).all()
 
 

@@ -111,7 +111,8 @@ class Dataset:
             provides = ", ".join(sorted(offered)) or "x alone"
             raise ValueError(
                 f"the programs take {', '.join(map(repr, missing))} per data point (batch keys), but data={self.name} does not provide "
-                f"{'it' if len(missing) == 1 else 'them'}: it provides {provides}; choose a dataset that does, or a program that takes x alone"
+                f"{'it' if len(missing) == 1 else 'them'}: it provides {provides}; choose a dataset that does (mask: data.num_labeled=N on a labelled "
+                "dataset), or a program that takes x alone"
             )
         return {key: offered[key] for key in keys}
 

@@ -169,7 +169,7 @@ def batch_keys(model: torch.nn.Module, guide: torch.nn.Module) -> tuple[str, ...
         model_takes, guide_takes = (f"x and {', '.join(keys)}" if keys else "x alone" for keys in (model_keys, guide_keys))
         raise ValueError(
             f"the model takes {model_takes} per data point, but the guide takes {guide_takes}; Pyro calls a model and its "
-            "guide with the same arguments, so pair the model with a guide that takes the same batch keys (guide=program)"
+            "guide with the same arguments, so pair the model with a guide that takes the same batch keys (guide=ss_vae for model=ss_vae, guide=program for a program)"
         )
     return model_keys
 

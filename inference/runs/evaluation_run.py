@@ -77,6 +77,8 @@ def evaluate_run(
             extra=extra, per_point=per_point[split],
         )
         results[split]["chunk_size"] = chunk_size
+        if callable(getattr(guide, "classify", None)) and data.labels is not None:
+            results[split]["accuracy"] = accuracy(guide, x, data.labels[split][points])
         results[split]["seconds"] = time.perf_counter() - start
         if local_steps is not None:
             results[split]["local_fit_steps"] = local_steps
@@ -200,6 +202,12 @@ def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
         "seconds": time.perf_counter() - start,
     }
     return out
+
+
+@torch.no_grad()
+def accuracy(guide, x: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of points whose most probable class under the guide's q(y | x) is their label."""
+    return (guide.classify(x).argmax(-1).cpu() == labels.cpu()).float().mean().item()
 
 
 def skipped(reason: str) -> dict:

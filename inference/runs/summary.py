@@ -24,6 +24,8 @@ def summary(metrics: dict, run_dir: Path) -> str:
         warning = unreliable(test["log_px"]["diagnostics"]) if "diagnostics" in test["log_px"] else None
         if warning:
             lines.append(f"WARNING: {warning}")
+        if "accuracy" in test:
+            lines.append(f"test accuracy of q(y|x)        {test['accuracy']:10.4f}")
         if "bits_per_dim" in test:
             lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}  (data of {test['bits_levels']} levels)")
         if "gaps" in test and test["gaps"].get("inference", {}).get("mean") is not None:

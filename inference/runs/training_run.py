@@ -17,7 +17,7 @@ from models.capabilities import capabilities_of
 
 from ..training import fit, new_progress, parameters_of
 from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, load_checkpoint, restore
-from ..training.objectives import GraphTrace_ELBO
+from ..training.objectives import GraphTrace_ELBO, WithClassification
 from .build import guide_name, instantiate, model_name, prepared
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run
@@ -79,7 +79,13 @@ def _launched_job():
 
 def check_objective(cfg: DictConfig, loss, model, guide) -> None:
     """Refuse a recorded objective for a program that declares it cannot be recorded (or, for
-    ``jit_trace_elbo``, that takes batch keys)."""
+    ``jit_trace_elbo``, that takes batch keys), and the semi-supervised objective for a guide
+    without a classifier."""
+    if isinstance(loss, WithClassification) and not callable(getattr(guide, "classify", None)):
+        raise ValueError(
+            f"objective=ss_elbo adds the classification term -log q(y|x), but guide={guide_name(cfg)} has no classifier "
+            "(classify(x)); use guide=ss_vae with model=ss_vae"
+        )
     inner = getattr(loss, "loss", loss)  # KLWeighted wraps the ELBO
     if not isinstance(inner, (JitTrace_ELBO, GraphTrace_ELBO)):
         return
@@ -112,6 +118,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     scheduler = instantiate(cfg.schedule)(optimizer)
     loss = instantiate(cfg.objective)
     check_objective(cfg, loss, model, guide)
+    if isinstance(loss, WithClassification):  # the paper's weight of the classification term, from the data
+        labelled = data.batch_extra("train", ("mask",))["mask"]
+        loss.fit_to(data.train.shape[0], int(labelled.sum()))
 
     config = OmegaConf.to_container(cfg, resolve=True)
     checkpoints = Checkpoints(

@@ -224,7 +224,8 @@ def test_a_kl_weight_is_refused_where_the_model_enumerates_a_site():
     assert torch.allclose(plain, -2 * exact, rtol=1e-6)
 
 
-OBJECTIVES = sorted(path.stem for path in (Path(__file__).resolve().parents[3] / "conf" / "objective").glob("*.yaml"))
+# objective=ss_elbo is KLWeighted inside WithClassification, tested with model=ss_vae (tests/models/test_ss_vae.py)
+OBJECTIVES = sorted(path.stem for path in (Path(__file__).resolve().parents[3] / "conf" / "objective").glob("*.yaml") if path.stem != "ss_elbo")
 
 
 def _hand_written_loss(model, guide, x, weight: float, num_particles: int) -> float:
