@@ -38,6 +38,7 @@ __all__ = [
     "data_dim",
     "latent_sites",
     "particle_dim",
+    "replayed_traces",
     "rng_kept",
     "simulated",
     "site_log_probs",
@@ -71,17 +72,26 @@ def _one_point_trace(model: Program, x: torch.Tensor) -> poutine.Trace:
 
 
 @torch.no_grad()
+def replayed_traces(model: Program | None, guide: Program | None, *args, **kwargs) -> tuple[poutine.Trace | None, poutine.Trace | None]:
+    """The trace of ``guide(*args, **kwargs)`` and that of the model replayed on it (either
+    program may be None, its trace then too): a first look at the programs, without gradients,
+    hidden from enclosing handlers, and leaving the global RNG as it was."""
+    device = next((a.device for a in args if torch.is_tensor(a)), torch.device("cpu"))
+    with rng_kept(device), poutine.block():
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs) if guide is not None else None
+        model_trace = None
+        if model is not None:
+            replayed = poutine.replay(model, trace=guide_trace) if guide_trace is not None else model
+            model_trace = poutine.trace(replayed).get_trace(*args, **kwargs)
+    return guide_trace, model_trace
+
+
 def particle_dim(model: Program | None, guide: Program | None, x: torch.Tensor, extra: Extra | None = None) -> int:
     """The dimension for the particle plate: one left of every plate that the sites of
     ``guide(x)`` and ``model(x)`` replayed on it use (Pyro's ``max_plate_nesting``, negated,
     minus one); −2 for a program whose one plate is the data plate. Found from a trace of ``x``,
     as Pyro's ELBOs find it; the global RNG is left as it was."""
-    extra = extra or {}
-    with rng_kept(x.device), poutine.block():
-        traces = [poutine.trace(guide).get_trace(x, **extra)] if guide is not None else []
-        if model is not None:
-            replayed = poutine.replay(model, trace=traces[0]) if traces else model
-            traces.append(poutine.trace(replayed).get_trace(x, **extra))
+    traces = [trace for trace in replayed_traces(model, guide, x, **(extra or {})) if trace is not None]
     nesting = 1
     for trace in traces:
         for site in trace.nodes.values():

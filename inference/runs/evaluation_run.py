@@ -90,12 +90,11 @@ def evaluate_run(
         write_per_point(run_dir, per_point)
     takes_keys = f"programs that take x alone; these take {', '.join(keys)} per data point too" if keys else None
     if evaluation.gaps and "test" in results:
-        start = time.perf_counter()
-        points = data.test[: evaluation.gap_points]
         if takes_keys:
             results["test"]["gaps"] = skipped(f"the inference gaps here weigh {takes_keys}")
         else:
-            results["test"]["gaps"] = gaps(model, guide, points, evaluation.gap_particles, pass_size(model, guide, points, evaluation))
+            start, gap_x = time.perf_counter(), data.test[: evaluation.gap_points]
+            results["test"]["gaps"] = gaps(model, guide, gap_x, evaluation.gap_particles, pass_size(model, guide, gap_x, evaluation))
             results["test"]["gaps"]["seconds"] = time.perf_counter() - start
     if data.factors is not None and "test" in results:
         results["test"]["probe"] = probe(guide, data, evaluation, keys)
@@ -117,11 +116,7 @@ def evaluate_run(
             x = data.test[: evaluation.max_points]
             results["test"]["denoise"] = denoising_scores(model, guide, x, type(guide.corruption), evaluation.denoise_levels, data.levels == 2)
     if evaluation.figures:  # last: their random draws leave every number above as it would be without them
-        draw_figures(model, guide, data, results, curve, run_dir / "plots", takes_keys)
-        if denoise and not takes_keys and len(data.image_shape) == 2:
-            x = data.test[:8]
-            noisy = [type(guide.corruption)(level)(x) for level in evaluation.denoise_levels[:3]]
-            figures.denoising(x, noisy, [denoised(model, guide, n) for n in noisy], evaluation.denoise_levels[:3], data.image_shape, run_dir / "plots" / "denoising.png")
+        draw_figures(model, guide, data, results, curve, run_dir / "plots", takes_keys, evaluation.denoise_levels[:3] if denoise else ())
     return results
 
 
@@ -152,10 +147,13 @@ def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir
     }
 
 
-def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], folder: Path, takes_keys: str | None = None) -> None:
+def draw_figures(
+    model, guide, data: Dataset, results: dict, curve: list[dict], folder: Path, takes_keys: str | None = None, denoise_levels=()
+) -> None:
     """Every figure that the run's data and program allow (image figures need 2-D images, and
     those that move z as one vector need continuous latents under the data plate alone; those
-    that run the programs need ones that take x alone, as ``takes_keys`` says they do not)."""
+    that run the programs need ones that take x alone, as ``takes_keys`` says they do not); with
+    ``denoise_levels``, the denoising of test images corrupted as the guide's training was."""
     x = data.test[:500]
     if curve:
         figures.training_curve(curve, folder / "training_curve.png")
@@ -175,6 +173,10 @@ def draw_figures(model, guide, data: Dataset, results: dict, curve: list[dict], 
     labels = data.labels["test"][:500] if data.labels is not None else None
     if vector:
         figures.latent_means(model, guide, x, folder / "latent_means.png", labels)
+    if denoise_levels and len(data.image_shape) == 2:
+        clean = data.test[:8]
+        noisy = [type(guide.corruption)(level)(clean) for level in denoise_levels]
+        figures.denoising(clean, noisy, [denoised(model, guide, n) for n in noisy], denoise_levels, data.image_shape, folder / "denoising.png")
 
 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:

@@ -23,7 +23,7 @@ from pyro.poutine.util import site_is_subsample
 
 from models.registration import unregistered
 
-from ..estimators.programs import rng_kept
+from ..estimators.programs import replayed_traces
 
 __all__ = ["EnumeratedTrace_ELBO", "GraphTrace_ELBO", "KLWeighted", "LeanTrace_ELBO", "WithClassification"]
 
@@ -138,10 +138,7 @@ class EnumeratedTrace_ELBO(TraceEnum_ELBO):
         enumerate (Pyro says so only with validation on, which runs turn off)."""
         if guide not in self._enumerated:
             enumerated = config_enumerate(guide, "parallel")
-            device = next((a.device for a in args if torch.is_tensor(a)), torch.device("cpu"))
-            with torch.no_grad(), poutine.block(), rng_kept(device):
-                guide_trace = poutine.trace(enumerated).get_trace(*args, **kwargs)
-                model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+            guide_trace, model_trace = replayed_traces(model, enumerated, *args, **kwargs)
             sites = [site for trace in (guide_trace, model_trace) for site in trace.nodes.values() if site["type"] == "sample"]
             if not any(site["infer"].get("enumerate") for site in sites):
                 warnings.warn(

@@ -9,12 +9,11 @@ read it, so that the optimizer, checkpoints and devices reach it like any other.
 
 import pyro
 import torch
-from pyro import poutine
 from torch import nn
 
 from models.program import ProgramModule
 
-from ..estimators.programs import Extra, rng_kept
+from ..estimators.programs import Extra, replayed_traces
 
 __all__ = ["adopt_store_parameters", "parameters_of"]
 
@@ -35,10 +34,7 @@ def adopt_store_parameters(model: nn.Module, guide: nn.Module, x: torch.Tensor, 
 
     :returns: the param-store names adopted.
     """
-    extra = extra or {}
-    with rng_kept(x.device), torch.no_grad():
-        guide_trace = poutine.trace(guide).get_trace(x, **extra)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, **extra)
+    guide_trace, model_trace = replayed_traces(model, guide, x, **(extra or {}))
     owned = {id(p) for p in parameters_of(model, guide)}
     store = dict(pyro.get_param_store().named_parameters())
     adopted = []
