@@ -58,6 +58,9 @@ class Dataset:
         "Batch keys" above), on the data's device; ``y`` needs no entry where ``labels`` exist.
     :ivar factors: ground-truth latent factors where the data has them, per split an
         ``(N, F)`` CPU tensor whose columns ``factor_names`` names (the pendulum's state).
+    :ivar labeled_per_batch: in the semi-supervised setting (:func:`with_labels_kept`), how many
+        labelled points every training batch holds beside the unlabelled ones; 0 for batches
+        drawn from all points alike.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Dataset:
     labels: dict[str, torch.Tensor] | None = None
     factor_names: tuple[str, ...] = ()
     extra: dict[str, dict[str, torch.Tensor]] | None = None
+    labeled_per_batch: int = 0
 
     def __post_init__(self):
         for split, keyed in (self.extra or {}).items():
@@ -87,13 +91,15 @@ class Dataset:
         extra = {split: {k: v.to(device) for k, v in keyed.items()} for split, keyed in self.extra.items()} if self.extra else None
         return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device), extra=extra)
 
-    def train_epoch(self) -> torch.Tensor:
-        """The training data for one epoch: freshly binarized or dequantized where configured."""
+    def train_epoch(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The training data for one epoch, or its points ``index``: freshly binarized or
+        dequantized where configured."""
+        x = self.train if index is None else self.train[index]
         if self.binarize == "dynamic":
-            return torch.bernoulli(self.train)
+            return torch.bernoulli(x)
         if self.dequantize:
-            return _dequantized(self.train, self.levels)
-        return self.train
+            return _dequantized(x, self.levels)
+        return x
 
     def split(self, name: str) -> torch.Tensor:
         if name not in SPLITS:
@@ -168,12 +174,20 @@ def transformed(
     return Dataset(name, *splits, image_shape=tuple(image_shape), levels=levels, binarize=binarize, dequantize=dequantize, **extra)
 
 
-def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0) -> Dataset:
+def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0, labeled_per_batch: int = 0) -> Dataset:
     """The semi-supervised setting (``data.num_labeled``): the labels of ``num_labeled`` training
     points, as many of each class, chosen with ``seed``, are observed; every other point, and
     every valid and test point, is unlabelled. The dataset then provides the batch key
-    ``mask`` (bool, True where the label is observed) beside ``y``. ``None`` leaves it as it is."""
+    ``mask`` (bool, True where the label is observed) beside ``y``. ``None`` leaves it as it is.
+
+    ``labeled_per_batch`` (``data.labeled_per_batch``): every training batch then holds that many
+    labelled points, cycling through the labelled set, beside unlabelled ones, so that 100
+    labels among 50,000 points are seen every few steps rather than once an epoch."""
+    if isinstance(labeled_per_batch, bool) or not isinstance(labeled_per_batch, int) or labeled_per_batch < 0:
+        raise ValueError(f"data.labeled_per_batch={labeled_per_batch!r}: needs a whole number of labelled points per batch, 0 or more")
     if num_labeled is None:
+        if labeled_per_batch:
+            raise ValueError(f"data.labeled_per_batch={labeled_per_batch} needs labelled and unlabelled points: set data.num_labeled=N too")
         return data
     if data.labels is None:
         raise ValueError(f"data.num_labeled={num_labeled}: data={data.name} has no class labels to keep; choose a labelled dataset (digits, mnist, fashion_mnist)")
@@ -182,6 +196,8 @@ def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0) -> D
     if isinstance(num_labeled, bool) or not isinstance(num_labeled, int) or num_labeled <= 0 or num_labeled % len(classes):
         raise ValueError(f"data.num_labeled={num_labeled!r}: needs a positive multiple of the {len(classes)} classes of data={data.name}, as many labels of each")
     per_class = num_labeled // len(classes)
+    if labeled_per_batch and num_labeled == len(y):
+        raise ValueError(f"data.labeled_per_batch={labeled_per_batch}: data.num_labeled={num_labeled} labels every training point, leaving none unlabelled; use data.labeled_per_batch=0")
     if per_class > counts.min():
         raise ValueError(
             f"data.num_labeled={num_labeled}: {per_class} labels of each class, but the training split of data={data.name} has only "
@@ -195,7 +211,7 @@ def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0) -> D
     masks = {"train": torch.as_tensor(observed, device=device)}
     masks.update({split: torch.zeros(data.split(split).shape[0], dtype=torch.bool, device=device) for split in ("valid", "test")})
     extra = {split: {**(data.extra or {}).get(split, {}), "mask": mask} for split, mask in masks.items()}
-    return replace(data, extra=extra)
+    return replace(data, extra=extra, labeled_per_batch=labeled_per_batch)
 
 
 def split_indices(n: int, num_valid: int, num_test: int, seed: int) -> tuple[np.ndarray, ...]:

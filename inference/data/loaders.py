@@ -26,12 +26,14 @@ __all__ = [
 
 
 def digits(
-    binarize: str = "dynamic", dequantize: bool = False, num_valid: int = 180, num_test: int = 360, seed: int = 0, num_labeled: int | None = None
+    binarize: str = "dynamic", dequantize: bool = False, num_valid: int = 180, num_test: int = 360, seed: int = 0,
+    num_labeled: int | None = None, labeled_per_batch: int = 0,
 ) -> Dataset:
     """The 1797 handwritten 8×8 digits that ship inside scikit-learn (17 gray levels, 0..16).
 
     A fixed permutation (``seed``) splits them into train, valid and test. No network needed.
-    ``num_labeled``: keep the labels of that many training points only (:func:`with_labels_kept`).
+    ``num_labeled``, ``labeled_per_batch``: keep the labels of that many training points only,
+    and put that many of them in every batch (:func:`with_labels_kept`).
     """
     from sklearn.datasets import load_digits  # imported here: only this loader needs it
 
@@ -40,7 +42,7 @@ def digits(
     splits = split_indices(len(x), num_valid, num_test, seed)
     labels = {name: torch.as_tensor(bunch.target[i]) for name, i in zip(SPLITS, splits)}
     data = transformed("digits", [x[i] for i in splits], (8, 8), 17, binarize, dequantize, seed, labels=labels)
-    return with_labels_kept(data, num_labeled, seed)
+    return with_labels_kept(data, num_labeled, seed, labeled_per_batch)
 
 
 def _require_files(dataset: str, root: str | Path | None, names: list[str]) -> list[Path]:
@@ -97,12 +99,14 @@ def mnist(
     seed: int = 0,
     name: str = "mnist",
     num_labeled: int | None = None,
+    labeled_per_batch: int = 0,
 ) -> Dataset:
     """MNIST (or Fashion-MNIST, same format) from the four standard IDX gz files in ``root``.
 
     The last ``num_valid`` training images form the validation split; the t10k files are the
     test split. ``binarize="dynamic"`` (the default) draws x ~ Bernoulli(pixel/255) every epoch.
-    ``num_labeled``: keep the labels of that many training points only (:func:`with_labels_kept`).
+    ``num_labeled``, ``labeled_per_batch``: keep the labels of that many training points only,
+    and put that many of them in every batch (:func:`with_labels_kept`).
     """
     train_images, train_labels, test_images, test_labels = (_read_idx(p) for p in _require_files(name, root, MNIST_FILES))
     for images, labels in [(train_images, train_labels), (test_images, test_labels)]:
@@ -115,14 +119,15 @@ def mnist(
     n_train = len(x) - num_valid
     labels = dict(zip(SPLITS, (torch.as_tensor(y.astype(np.int64)) for y in (train_labels[:n_train], train_labels[n_train:], test_labels))))
     data = transformed(name, (x[:n_train], x[n_train:], x_test), train_images.shape[1:], 256, binarize, dequantize, seed, labels=labels)
-    return with_labels_kept(data, num_labeled, seed)
+    return with_labels_kept(data, num_labeled, seed, labeled_per_batch)
 
 
 def fashion_mnist(
-    root: str | Path | None, binarize: str = "none", dequantize: bool = False, num_valid: int = 10000, seed: int = 0, num_labeled: int | None = None
+    root: str | Path | None, binarize: str = "none", dequantize: bool = False, num_valid: int = 10000, seed: int = 0,
+    num_labeled: int | None = None, labeled_per_batch: int = 0,
 ) -> Dataset:
     """Fashion-MNIST (Xiao et al. 2017): the MNIST file format and sizes, 8-bit clothing images."""
-    return mnist(root, binarize, dequantize, num_valid, seed, name="fashion_mnist", num_labeled=num_labeled)
+    return mnist(root, binarize, dequantize, num_valid, seed, name="fashion_mnist", num_labeled=num_labeled, labeled_per_batch=labeled_per_batch)
 
 
 BINARIZED_MNIST_FILES = [f"binarized_mnist_{split}.amat" for split in ("train", "valid", "test")]

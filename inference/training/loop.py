@@ -8,7 +8,8 @@ skips SVI's per-parameter optimizers and param-store bookkeeping, which cost mor
 networks themselves at the batch sizes VAEs train with (see BENCHMARKS.md).
 
 The dataset is a tensor on the training device and a batch is an index slice of a random
-permutation; the loss stays on the device and is read back every ``log_every`` steps only
+permutation (in the semi-supervised setting with ``data.labeled_per_batch``, of the unlabelled
+points, with labelled points added to each batch: :func:`epoch_batches`); the loss stays on the device and is read back every ``log_every`` steps only
 (one boolean per step says whether loss and gradients were finite).
 """
 
@@ -31,7 +32,7 @@ from ..estimators import importance_sampling
 from ..estimators.programs import Extra, sliced
 from .objectives import LeanTrace_ELBO
 
-__all__ = ["ElboStep", "NonFiniteError", "fit", "new_progress"]
+__all__ = ["ElboStep", "NonFiniteError", "epoch_batches", "fit", "new_progress", "steps_per_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -152,23 +153,22 @@ def fit(
         ELBOs in mean nats per data point.
     """
     step = ElboStep(model, guide, optimizer, loss)
-    N = data.train.shape[0]
-    steps_per_epoch = -(-N // batch_size)
+    steps = steps_per_epoch(data, batch_size)
     state = copy.deepcopy(start) if start else new_progress()
     # disable=None: a bar on a terminal, none in logs and CI; the epoch lines go to the log instead
-    bar = tqdm(total=epochs * steps_per_epoch, initial=state["steps"], desc="SVI", unit="step", disable=None if progress else True, leave=False)
+    bar = tqdm(total=epochs * steps, initial=state["steps"], desc="SVI", unit="step", disable=None if progress else True, leave=False)
     report_every = max(1, epochs // 10)
     while state["epoch"] < epochs:
         epoch = state["epoch"] + 1
         try:
-            row = _epoch(step, data, epoch, batch_size, steps_per_epoch, log_every, state, bar)
+            row = _epoch(step, data, epoch, batch_size, log_every, state, bar)
         except NonFiniteError as e:
             error = NonFiniteError(f"a non-finite value in training at epoch {epoch}, step {state['steps'] + 1}: {e}")
             error.epoch, error.step = epoch, state["steps"] + 1
             if on_non_finite is None:
                 raise error from None
             state = on_non_finite(error)
-            bar.reset(total=epochs * steps_per_epoch), bar.update(state["steps"])
+            bar.reset(total=epochs * steps), bar.update(state["steps"])
             continue
         if scheduler is not None:
             scheduler.step()
@@ -194,7 +194,33 @@ def fit(
     return {**copy.deepcopy(state), "epochs": len(state["curve"]), "device": str(data.train.device)}
 
 
-def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, steps_per_epoch: int, log_every: int, state: dict, bar) -> dict:
+def steps_per_epoch(data: Dataset, batch_size: int) -> int:
+    """How many batches :func:`epoch_batches` cuts an epoch into."""
+    k = data.labeled_per_batch
+    if not k:
+        return -(-data.train.shape[0] // batch_size)
+    unlabelled = int((~data.batch_extra("train", ("mask",))["mask"]).sum())
+    return -(-unlabelled // (batch_size - k))
+
+
+def epoch_batches(data: Dataset, batch_size: int) -> list[torch.Tensor]:
+    """The training points of each batch of one epoch, as index tensors: a random permutation
+    cut into slices of ``batch_size``. With ``data.labeled_per_batch = k``, one pass over the
+    unlabelled points in slices of ``batch_size − k``, each joined by the next k labelled points
+    of a stream that cycles through the labelled set, reshuffled at every cycle: the labelled
+    points are seen many times an epoch, the unlabelled once."""
+    N, k, device = data.train.shape[0], data.labeled_per_batch, data.train.device
+    if not k:
+        return list(torch.randperm(N, device=device).split(batch_size))
+    mask = data.batch_extra("train", ("mask",))["mask"]
+    unlabelled, labelled = torch.nonzero(~mask).squeeze(1), torch.nonzero(mask).squeeze(1)
+    slices = unlabelled[torch.randperm(len(unlabelled), device=device)].split(batch_size - k)
+    cycles = -(-len(slices) * k // len(labelled))
+    stream = torch.cat([labelled[torch.randperm(len(labelled), device=device)] for _ in range(cycles)])
+    return [torch.cat([u, stream[i * k : (i + 1) * k]]) for i, u in enumerate(slices)]
+
+
+def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every: int, state: dict, bar) -> dict:
     """One pass over the training data; updates ``state``'s steps and seconds, returns the curve row."""
     step.model.train(), step.guide.train()
     if hasattr(step.loss, "set_epoch"):  # a KL warm-up follows the epoch
@@ -202,16 +228,15 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, steps_per
     start = time.perf_counter()
     x = data.train_epoch()
     extra = data.batch_extra("train", capabilities_of(step.model).batch_keys)
-    N = x.shape[0]
-    order = torch.randperm(N, device=x.device)
-    epoch_loss = torch.zeros((), device=x.device)
-    for i in range(steps_per_epoch):
-        batch = order[i * batch_size : (i + 1) * batch_size]
+    epoch_loss, seen = torch.zeros((), device=x.device), 0
+    for batch in epoch_batches(data, batch_size):
         epoch_loss += step(x[batch], sliced(extra, batch))
         state["steps"] += 1
+        seen += len(batch)
         if state["steps"] % log_every == 0:  # the loss is read back only now and then
-            bar.set_postfix(elbo=f"{-epoch_loss.item() / min(N, (i + 1) * batch_size):.2f}")
+            bar.set_postfix(elbo=f"{-epoch_loss.item() / seen:.2f}")
             bar.update(log_every)
     seconds = time.perf_counter() - start
     state["seconds"] += seconds
-    return {"epoch": epoch, "train_elbo": -epoch_loss.item() / N, "valid_elbo": None, "seconds": seconds}
+    # per point seen: with labeled_per_batch the labelled points count as often as they were seen
+    return {"epoch": epoch, "train_elbo": -epoch_loss.item() / seen, "valid_elbo": None, "seconds": seconds}

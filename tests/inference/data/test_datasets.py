@@ -242,3 +242,16 @@ def test_num_labeled_on_data_without_labels_is_refused():
 def test_a_num_labeled_that_does_not_fit_is_refused(num_labeled, message):
     with pytest.raises(ValueError, match=message):
         digits(num_labeled=num_labeled)
+
+
+@pytest.mark.parametrize(
+    "num_labeled, labeled_per_batch, message",
+    [
+        (None, 10, r"data.labeled_per_batch=10 needs labelled and unlabelled points: set data.num_labeled=N too"),
+        (50, -1, r"data.labeled_per_batch=-1: needs a whole number of labelled points per batch, 0 or more"),
+        (50, 2.5, r"data.labeled_per_batch=2.5: needs a whole number"),
+    ],
+)
+def test_a_labeled_per_batch_that_does_not_fit_is_refused(num_labeled, labeled_per_batch, message):
+    with pytest.raises(ValueError, match=message):
+        digits(num_labeled=num_labeled, labeled_per_batch=labeled_per_batch)

@@ -50,3 +50,34 @@ def test_jit_objective_computes_the_same_loss_on_full_and_partial_batches():
             pyro.set_rng_seed(3)
             plain = Trace_ELBO().differentiable_loss(model, guide, batch)
             assert torch.allclose(compiled, plain, rtol=1e-5)
+
+
+def test_an_epoch_is_one_permutation_of_the_training_points_by_default():
+    from inference.data import digits
+    from inference.training.loop import epoch_batches, steps_per_epoch
+
+    data = digits(num_labeled=50)  # labels kept but labeled_per_batch=0: batches ignore them
+    batches = epoch_batches(data, 100)
+    assert len(batches) == steps_per_epoch(data, 100) == -(-data.train.shape[0] // 100)
+    assert torch.equal(torch.cat(batches).sort().values, torch.arange(data.train.shape[0]))
+
+
+def test_with_labeled_per_batch_every_batch_holds_that_many_labelled_points_cycling_through_them():
+    """One pass over the unlabelled points; k labelled points in every batch, the labelled set
+    gone through in full cycles, so that no labelled point is seen more than once more than another."""
+    from inference.data import digits
+    from inference.training.loop import epoch_batches, steps_per_epoch
+
+    data = digits(num_labeled=50, labeled_per_batch=10)
+    mask = data.batch_extra("train", ("mask",))["mask"]
+    batches = epoch_batches(data, 100)
+    assert len(batches) == steps_per_epoch(data, 100) == -(-int((~mask).sum()) // 90)
+    assert all(int(mask[b].sum()) == 10 for b in batches)
+    assert all(len(b) == 100 for b in batches[:-1])
+    unlabelled = torch.cat([b[~mask[b]] for b in batches])
+    assert torch.equal(unlabelled.sort().values, torch.nonzero(~mask).squeeze(1))  # each once
+    counts = torch.bincount(torch.cat([b[mask[b]] for b in batches]), minlength=len(mask))[mask]
+    seen = len(batches) * 10
+    assert counts.sum() == seen and counts.min() >= seen // 50 and counts.max() <= -(-seen // 50)
+    again = epoch_batches(data, 100)
+    assert not all(torch.equal(a, b) for a, b in zip(batches, again))  # reshuffled every epoch
