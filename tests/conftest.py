@@ -76,13 +76,14 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 @pytest.fixture
 def mnist_root(tmp_path) -> Path:
-    """A folder with the four MNIST IDX gz files, holding 40 training and 10 test images."""
+    """A folder with the four MNIST IDX gz files, holding 40 training and 10 test images, the
+    labels cycling through the ten classes."""
     rng = np.random.default_rng(0)
     root = tmp_path / "mnist"
     root.mkdir()
     for prefix, n in [("train", 40), ("t10k", 10)]:
         write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)  # every class, for data.num_labeled
     return root
 
 

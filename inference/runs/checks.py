@@ -51,6 +51,9 @@ def check_config(cfg) -> None:
     budget = cfg.train.max_seconds
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
         _fail("train.max_seconds", budget, "a positive number of seconds or null")
+    per_batch = cfg.data.get("labeled_per_batch") or 0
+    if isinstance(per_batch, int) and not isinstance(per_batch, bool) and per_batch >= cfg.train.batch_size:
+        _fail("data.labeled_per_batch", per_batch, f"fewer than train.batch_size={cfg.train.batch_size}, to leave room for unlabelled points")
     resolve_device(cfg.train.device)
     lr = cfg.optim.get("lr")
     if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
@@ -73,6 +76,9 @@ def check_config(cfg) -> None:
     _positive_int("evaluation.posterior_samples", cfg.evaluation.posterior_samples)
     _positive_int("evaluation.posterior_warmup", cfg.evaluation.posterior_warmup)
     _positive_int("evaluation.posterior_chains", cfg.evaluation.posterior_chains)
+    steps = cfg.evaluation.supervised_only_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        _fail("evaluation.supervised_only_steps", steps, "a non-negative integer (0: no supervised-only baseline)")
     points = cfg.evaluation.posterior_points
     if isinstance(points, bool) or not isinstance(points, int) or points < 0:
         _fail("evaluation.posterior_points", points, "a non-negative integer (0: no NUTS)")

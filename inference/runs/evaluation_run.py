@@ -38,8 +38,9 @@ from ..estimators import (
 )
 from ..estimators.denoising import denoised, denoising_scores
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
-from ..estimators.programs import sliced
+from ..estimators.programs import rng_kept, sliced
 from ..training.checkpoint import load_checkpoint, set_rng_state
+from ..training.supervised import supervised_only
 from . import figures
 from .build import batch_keys, instantiate, prepared
 from .checks import check_config, resolve_device
@@ -63,6 +64,7 @@ def evaluate_run(
     for such programs, with the reason."""
     results, per_point = {}, {}
     keys = batch_keys(model, guide)
+    classifiers = classifiers_of(guide, data, evaluation)
     for split in evaluation.splits:
         points = slice(0, evaluation.max_points)
         x, extra = data.split(split)[points], sliced(data.batch_extra(split, keys), points)
@@ -77,8 +79,8 @@ def evaluate_run(
             extra=extra, per_point=per_point[split],
         )
         results[split]["chunk_size"] = chunk_size
-        if callable(getattr(guide, "classify", None)) and data.labels is not None:
-            results[split]["accuracy"] = accuracy(guide, x, data.labels[split][points])
+        for name, classify in classifiers.items():
+            results[split][name] = accuracy(classify, x, data.labels[split][points])
         results[split]["seconds"] = time.perf_counter() - start
         if local_steps is not None:
             results[split]["local_fit_steps"] = local_steps
@@ -152,15 +154,22 @@ def draw_figures(
 ) -> None:
     """Every figure that the run's data and program allow (image figures need 2-D images, and
     those that move z as one vector need continuous latents under the data plate alone; those
-    that run the programs need ones that take x alone, as ``takes_keys`` says they do not); with
-    ``denoise_levels``, the denoising of test images corrupted as the guide's training was."""
+    that run the programs need ones that take x alone, as ``takes_keys`` says they do not); for a
+    semi-supervised model and guide (``model=ss_vae``), which run on x alone with y latent, the
+    class analogies and the latent space by class; with ``denoise_levels``, the denoising of test
+    images corrupted as the guide's training was."""
     x = data.test[:500]
     if curve:
         figures.training_curve(curve, folder / "training_curve.png")
     if "test" in results:
         figures.log_px_against_k(results["test"], folder / "log_px_against_k.png")
+    if callable(getattr(guide, "classify", None)) and hasattr(model, "num_classes") and data.labels is not None:
+        # a semi-supervised model runs on x alone, its label y then a latent site
+        if len(data.image_shape) == 2:
+            figures.class_analogies(model, guide, x, data.image_shape, folder / "class_analogies.png")
+        figures.latent_by_class(guide, x, data.labels["test"][:500], folder / "latent_by_class.png")
     if takes_keys:
-        log.warning(f"skipped: the figures that run the programs, drawn here for {takes_keys}")
+        log.warning(f"skipped: the samples, reconstructions and latent figures, drawn here for {takes_keys}")
         return
     vector = LatentVector.unsupported(model, guide, x) is None
     if len(data.image_shape) == 2:
@@ -206,10 +215,27 @@ def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
     return out
 
 
+def classifiers_of(guide, data: Dataset, evaluation: DictConfig) -> dict:
+    """The classifiers whose accuracy each split reports, by metric name: ``accuracy``, the
+    guide's q(y | x), for a guide with a classifier (``classify``) on labelled data; and, where
+    the run kept some training labels only (``data.num_labeled``), ``accuracy_supervised_only``,
+    the same network trained on those labels alone (``evaluation.supervised_only_steps``)."""
+    if not callable(getattr(guide, "classify", None)) or data.labels is None:
+        return {}
+    out = {"accuracy": guide.classify}
+    kept = "mask" in (data.extra or {}).get("train", {})
+    if kept and evaluation.supervised_only_steps and isinstance(getattr(guide, "classifier", None), torch.nn.Module):
+        start = time.perf_counter()
+        with rng_kept(data.train.device):  # every other number stays as it would be without it
+            out["accuracy_supervised_only"] = supervised_only(guide.classifier, data, evaluation.supervised_only_steps)
+        log.info(f"supervised-only baseline: {evaluation.supervised_only_steps} steps on the labelled points in {time.perf_counter() - start:.1f} s")
+    return out
+
+
 @torch.no_grad()
-def accuracy(guide, x: torch.Tensor, labels: torch.Tensor) -> float:
-    """The fraction of points whose most probable class under the guide's q(y | x) is their label."""
-    return (guide.classify(x).argmax(-1).cpu() == labels.cpu()).float().mean().item()
+def accuracy(classify, x: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of points whose most probable class under ``classify(x)`` (logits) is their label."""
+    return (classify(x).argmax(-1).cpu() == labels.cpu()).float().mean().item()
 
 
 def skipped(reason: str) -> dict:

@@ -32,6 +32,8 @@ __all__ = [
     "traversals",
     "latent_means",
     "latent_means_of",
+    "class_analogies",
+    "latent_by_class",
     "log_px_against_k",
     "posterior_pairs",
     "posterior_contour",
@@ -158,16 +160,21 @@ def latent_means_of(model, guide, x: torch.Tensor, num_particles: int = 64) -> t
     return guide_draws(model, guide, x, num_particles).mean(0)
 
 
+def _in_two_dimensions(points: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
+    """2-D points as they are, more dimensions projected on their first two principal
+    components; with the axes' names."""
+    if points.shape[1] == 2:
+        return points, ("z[0]", "z[1]")
+    centred = points - points.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, ("first principal component", "second principal component")
+
+
 def latent_means(model, guide, x: torch.Tensor, path: Path, labels: torch.Tensor | None = None) -> Path:
     """The points' posterior means in 2-D: the latent itself when it is 2-D, else its first two
     principal components; coloured by label where there are labels."""
     means = latent_means_of(model, guide, x).cpu()
-    if means.shape[1] == 2:
-        points, axes = means, ("z[0]", "z[1]")
-    else:
-        centred = means - means.mean(0)
-        _, _, v = torch.linalg.svd(centred, full_matrices=False)
-        points, axes = centred @ v[:2].T, ("first principal component", "second principal component")
+    points, axes = _in_two_dimensions(means)
     fig = _figure("Posterior means of the test set" + ("" if means.shape[1] == 2 else f" (PCA of {means.shape[1]} dimensions)"))
     ax = fig.add_subplot(1, 1, 1)
     if labels is None:
@@ -176,6 +183,49 @@ def latent_means(model, guide, x: torch.Tensor, path: Path, labels: torch.Tensor
         fig.colorbar(ax.scatter(points[:, 0], points[:, 1], s=8, c=labels.cpu().numpy(), cmap="tab10"), ax=ax, label="label")
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def _class_codes(guide, x: torch.Tensor, num_particles: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guide's most probable class ŷ of each point and E_q[z | x, ŷ] (the mean of
+    ``num_particles`` draws), for a semi-supervised guide (``classify``, sites ``y`` and ``z``)."""
+    predicted = guide.classify(x).argmax(-1)
+    given = poutine.condition(guide, data={"y": predicted})
+    z = torch.stack([poutine.trace(given).get_trace(x).nodes["z"]["value"] for _ in range(num_particles)]).mean(0)
+    return predicted, z
+
+
+def class_analogies(model, guide, x: torch.Tensor, image_shape, path: Path, n: int = 8) -> Path:
+    """Kingma et al.'s (2014) analogies: each row holds a test image, then the model's image for
+    every class with z fixed at E_q[z | x, ŷ]: the style kept, the class changed. For a model
+    with a class site ``y`` and ``num_classes`` (``model=ss_vae``) and its guide."""
+    x = x[:n]
+    _, z = _class_codes(guide, x)
+    C = model.num_classes
+    classes = torch.arange(C, device=x.device).repeat_interleave(x.shape[0])
+    images, kind = _generated(model, x.repeat(C, 1), {"z": z.repeat(C, 1), "y": classes})
+    rows = torch.cat([x[:, None], images.reshape(C, x.shape[0], -1).transpose(0, 1)], 1).reshape(-1, x.shape[1])
+    fig = _figure(f"Analogies: a test image, then the {kind} of p(x | y, z) for y = 0..{C - 1}, z = E_q[z | x, ŷ] held fixed")
+    _grid(fig, rows, image_shape, x.shape[0], C + 1, xlabel=f"input | y = {' '.join(map(str, range(C)))}")
+    return _save(fig, path)
+
+
+def latent_by_class(guide, x: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
+    """E_q[z | x, ŷ] of the test points in 2-D (the first two principal components where z has
+    more dimensions), coloured by the guide's predicted class and by the true class side by side."""
+    predicted, z = _class_codes(guide, x)
+    z = z.cpu()
+    points, axes = _in_two_dimensions(z)
+    fig = _figure("E_q[z | x, ŷ] of the test set" + ("" if z.shape[1] == 2 else f" (PCA of {z.shape[1]} dimensions)"))
+    for i, (colours, title) in enumerate(((predicted, "coloured by predicted class ŷ"), (labels, "coloured by true class"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        scatter = ax.scatter(points[:, 0], points[:, 1], s=8, c=colours.cpu().numpy(), cmap="tab10", vmin=-0.5, vmax=9.5)
+        ax.set_title(title)
+        ax.set_xlabel(axes[0])
+        if i == 0:
+            ax.set_ylabel(axes[1])
+    fig.colorbar(scatter, ax=fig.axes, label="class")
     return _save(fig, path)
 
 

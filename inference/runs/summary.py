@@ -26,6 +26,8 @@ def summary(metrics: dict, run_dir: Path) -> str:
             lines.append(f"WARNING: {warning}")
         if "accuracy" in test:
             lines.append(f"test accuracy of q(y|x)        {test['accuracy']:10.4f}")
+        if "accuracy_supervised_only" in test:
+            lines.append(f"  same network, labels alone   {test['accuracy_supervised_only']:10.4f}")
         if "bits_per_dim" in test:
             lines.append(f"test bits per dimension        {test['bits_per_dim']:10.4f}  (data of {test['bits_levels']} levels)")
         if "gaps" in test and test["gaps"].get("inference", {}).get("mean") is not None:

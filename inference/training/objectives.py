@@ -271,7 +271,9 @@ class WithClassification:
     The paper sets α = 0.1·N with the classification term a mean over the labelled points, where
     the bound sums over all N points; per labelled point, as a batch sums it here, that is
     α = 0.1·N / N_labelled, what ``aux_weight=None`` takes (:meth:`fit_to`; 50 for MNIST's
-    50,000 points with 100 labels).
+    50,000 points with 100 labels). With ``data.labeled_per_batch`` a labelled point comes back
+    many times an epoch and α applies at every return, so that over an epoch the term weighs
+    that many times more than the paper's (what makes 100 labels count: BENCHMARKS.md).
 
     :param loss: the bound, e.g. ``KLWeighted(EnumeratedTrace_ELBO)``.
     :param aux_weight: α per labelled point; None for the paper's choice.

@@ -102,6 +102,47 @@ def test_labels_of_unlabelled_points_never_reach_the_loss(tmp_path):
     assert torch.equal(losses[0], losses[1])
 
 
+def test_the_supervised_only_baseline_learns_the_kept_labels_alone_from_a_fresh_network():
+    from dataclasses import replace
+    from functools import partial
+
+    from guides import SemiSupervisedGuide
+    from inference.data import digits
+    from inference.runs.evaluation_run import accuracy
+    from inference.training.supervised import supervised_only
+    from models import MLP
+
+    data = digits(num_labeled=50)
+    y, mask = data.batch_extra("train", ("y", "mask")).values()
+    guide = SemiSupervisedGuide(partial(MLP, hidden=[32]), x_dim=64, z_dim=4)
+    before = [p.clone() for p in guide.parameters()]
+    networks = []
+    for labels in (y, torch.where(mask, y, (y + 1) % 10)):  # the unlabelled points' labels changed
+        pyro.set_rng_seed(3)
+        networks.append(supervised_only(guide.classifier, replace(data, labels={**data.labels, "train": labels}), steps=500))
+    assert all(torch.equal(a, b) for a, b in zip(before, guide.parameters()))  # the guide's own classifier untouched
+    assert not any(torch.equal(a, b) for a, b in zip(before, networks[0].parameters()))  # a fresh one
+    assert all(torch.equal(a, b) for a, b in zip(networks[0].parameters(), networks[1].parameters()))  # no label leaked
+    assert accuracy(networks[0], data.train[mask].round(), y[mask]) == 1.0  # 50 points, 500 steps: learned
+    assert accuracy(networks[0], data.test, data.labels["test"]) > 0.5  # chance is 0.1
+
+
+def test_the_ss_digits_preset_reports_both_accuracies_and_draws_the_class_figures(tmp_path):
+    """The baseline runs under its own RNG: every other number is the same without it."""
+    overrides = [*TINY, *SMALL_NETS, "experiment=ss_digits", "evaluation.figures=true"]
+    metrics = train(compose_config(*overrides), tmp_path / "with")
+    alone = metrics["test"]["accuracy_supervised_only"]
+    assert f"  same network, labels alone   {alone:10.4f}" in summary(metrics, tmp_path / "with")
+    assert 0.3 < alone <= 1  # 32 test points; chance is 0.1
+    for name in ("class_analogies.png", "latent_by_class.png", "training_curve.png"):
+        assert (tmp_path / "with" / "plots" / name).stat().st_size > 0
+    without = train(compose_config(*overrides, "evaluation.supervised_only_steps=0", "evaluation.figures=false"), tmp_path / "without")
+    assert "accuracy_supervised_only" not in without["test"]
+    for split in ("valid", "test"):
+        assert without[split]["accuracy"] == metrics[split]["accuracy"]
+        assert without[split]["log_px"]["mean"] == metrics[split]["log_px"]["mean"]
+
+
 def test_a_run_on_the_digits_with_fifty_labels_reports_accuracy(tmp_path):
     metrics = train(compose_config(*TINY, *SMALL_NETS, "model=ss_vae", "guide=ss_vae", "objective=ss_elbo", "data.num_labeled=50", "data.binarize=fixed"), tmp_path)
     assert f"test accuracy of q(y|x)        {metrics['test']['accuracy']:10.4f}" in summary(metrics, tmp_path)
@@ -118,6 +159,8 @@ def test_a_run_on_the_digits_with_fifty_labels_reports_accuracy(tmp_path):
         (["objective=ss_elbo"], r"objective=ss_elbo adds the classification term -log q\(y\|x\), but guide=\w+ has no classifier"),
         (["model=ss_vae", "guide=ss_vae", "objective=ss_elbo"], r"take 'mask' per data point \(batch keys\), but data=digits does not provide it: .*data.num_labeled=N"),
         (["model=ss_vae", "objective=ss_elbo", "data.num_labeled=50"], r"the model takes x and y, mask per data point, but the guide takes x alone.*guide=ss_vae for model=ss_vae"),
+        (["experiment=ss_digits", "data.labeled_per_batch=64"], r"data.labeled_per_batch=64.*fewer than train.batch_size=64, to leave room for unlabelled points"),
+        (["experiment=ss_digits", "evaluation.supervised_only_steps=-1"], r"evaluation.supervised_only_steps.*a non-negative integer"),
     ],
 )
 def test_bad_semi_supervised_settings_are_refused_at_start(tmp_path, overrides, message):
