@@ -9,8 +9,9 @@ networks themselves at the batch sizes VAEs train with (see BENCHMARKS.md).
 
 The dataset is a tensor on the training device and a batch is an index slice of a random
 permutation (in the semi-supervised setting with ``data.labeled_per_batch``, of the unlabelled
-points, with labelled points added to each batch: :func:`epoch_batches`); the loss stays on the device and is read back every ``log_every`` steps only
-(one boolean per step says whether loss and gradients were finite).
+points, with labelled points added to each batch: :func:`epoch_batches`); the loss stays on
+the device and is read back every ``log_every`` steps only (one boolean per step says whether
+loss and gradients were finite).
 """
 
 import copy
