@@ -196,10 +196,13 @@ def fit(
 
 
 def steps_per_epoch(data: Dataset, batch_size: int) -> int:
-    """How many batches :func:`epoch_batches` cuts an epoch into."""
+    """How many batches :func:`epoch_batches` cuts an epoch into; refuses a ``batch_size`` that
+    leaves no room for unlabelled points beside ``data.labeled_per_batch`` (what ``fit`` asks first)."""
     k = data.labeled_per_batch
     if not k:
         return -(-data.train.shape[0] // batch_size)
+    if k >= batch_size:
+        raise ValueError(f"data.labeled_per_batch={k} must be fewer than the batch size {batch_size}, to leave room for unlabelled points")
     unlabelled = int((~data.batch_extra("train", ("mask",))["mask"]).sum())
     return -(-unlabelled // (batch_size - k))
 

@@ -79,5 +79,7 @@ def test_with_labeled_per_batch_every_batch_holds_that_many_labelled_points_cycl
     counts = torch.bincount(torch.cat([b[mask[b]] for b in batches]), minlength=len(mask))[mask]
     seen = len(batches) * 10
     assert counts.sum() == seen and counts.min() >= seen // 50 and counts.max() <= -(-seen // 50)
+    with pytest.raises(ValueError, match=r"data.labeled_per_batch=10 must be fewer than the batch size 10"):
+        steps_per_epoch(data, 10)  # fit from Python: refused before the first step, not by a failed split
     again = epoch_batches(data, 100)
     assert not all(torch.equal(a, b) for a, b in zip(batches, again))  # reshuffled every epoch
