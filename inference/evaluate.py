@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 from .runs import reevaluate, summary
+from .training import flush_subnormals
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:
+    flush_subnormals()  # before torch starts its worker threads, which keep the mode they start with
     args = sys.argv[1:] if argv is None else argv
     runs = [a.split("=", 1)[1] for a in args if a.startswith("run=")]
     if len(runs) != 1:

@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .runs import FAILURE_MARK, train
+from .training import flush_subnormals
 
 __all__ = ["main", "train"]
 
@@ -25,6 +26,7 @@ OmegaConf.register_new_resolver("run_config_dir", lambda resume: ".hydra_resume"
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    flush_subnormals()  # before torch starts its worker threads, which keep the mode they start with
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         train(cfg, run_dir)

@@ -5,7 +5,7 @@ learning-rate schedules (:mod:`.schedules`), and checkpoints, from which a run r
 back exactly (:mod:`.checkpoint`)."""
 
 from .checkpoint import Checkpoints, load_checkpoint, save_checkpoint
-from .loop import ElboStep, NonFiniteError, fit, new_progress
+from .loop import ElboStep, NonFiniteError, fit, flush_subnormals, new_progress
 from .objectives import GraphTrace_ELBO, KLWeighted, LeanTrace_ELBO
 from .parameters import adopt_store_parameters, parameters_of
 
@@ -18,6 +18,7 @@ __all__ = [
     "NonFiniteError",
     "adopt_store_parameters",
     "fit",
+    "flush_subnormals",
     "load_checkpoint",
     "new_progress",
     "parameters_of",

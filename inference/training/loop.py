@@ -33,7 +33,7 @@ from ..estimators import importance_sampling
 from ..estimators.programs import Extra, sliced
 from .objectives import LeanTrace_ELBO
 
-__all__ = ["ElboStep", "NonFiniteError", "epoch_batches", "fit", "new_progress", "steps_per_epoch"]
+__all__ = ["ElboStep", "NonFiniteError", "epoch_batches", "fit", "new_progress", "flush_subnormals", "steps_per_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,22 @@ class ElboStep:
         if sites:
             parts.append(f"non-finite log-probabilities at {', '.join(sites)}")
         return "; ".join(parts)
+
+
+def flush_subnormals() -> bool:
+    """Flush subnormal floats (below 1.2e-38 in float32) to zero on the CPU, for the rest of the
+    process; returns whether the CPU can (x86 with SSE3). The entry points call it first thing.
+
+    Values that small arise as training goes on: Adam's moment estimates of a weight whose
+    gradient is exactly zero (a ReLU unit that no longer fires) decay geometrically into them,
+    and x86 arithmetic on them is many times slower. MNIST M2's epochs took twice as long by
+    epoch 40, three and a half times by epoch 60, and flushing brought them back to the first
+    epochs' speed (BENCHMARKS.md). Nothing a float32 VAE computes needs values that small.
+
+    The mode is per thread, and the worker threads of torch's CPU operators take it from the
+    thread that starts them, once: called after they have started, it reaches the calling
+    thread alone. Call it before any large tensor operation of the process."""
+    return torch.set_flush_denormal(True)
 
 
 def new_progress() -> dict:

@@ -83,3 +83,22 @@ def test_with_labeled_per_batch_every_batch_holds_that_many_labelled_points_cycl
         steps_per_epoch(data, 10)  # fit from Python: refused before the first step, not by a failed split
     again = epoch_batches(data, 100)
     assert not all(torch.equal(a, b) for a, b in zip(batches, again))  # reshuffled every epoch
+
+
+
+def test_flushing_subnormals_first_thing_reaches_every_worker_thread():
+    """What the entry points rely on: set before torch's worker threads start, the mode holds in
+    all of them (a product computed across threads comes out all zeros); set after, it would not
+    reach them. In a fresh process, as ``python -m inference.train`` is."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch; torch.set_num_threads(2); from inference.training import flush_subnormals; "
+        "supported = flush_subnormals(); x = torch.full((1 << 22,), 1e-39); "
+        "print(supported, bool(((x * 1.0) == 0).all()))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    if out[0] != "True":
+        pytest.skip("this CPU cannot flush subnormals to zero")
+    assert out == ["True", "True"]
