@@ -37,15 +37,16 @@ def resume(run_dir: Path, config: dict, objects: tuple, device: torch.device) ->
     if differences:
         raise ValueError(
             f"cannot resume {run_dir}: the config differs from the checkpoint's in {'; '.join(differences)}. "
-            f"Resume with the run's own overrides (only {', '.join(RESUMABLE[:2])} may change), or start a new run"
+            "Resume with the run's own overrides (only train.epochs, train.max_seconds and evaluation.* may change), or start a new run"
         )
     progress = restore(state, *objects)
     log.info(f"resuming {run_dir} after epoch {progress['epoch']} ({progress['steps']} steps)")
     return progress
 
 
-# Keys that may change when a run is resumed: how long it trains, and the resume switch itself.
-RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume")
+# Keys that may change when a run is resumed: how long it trains, the resume switch itself, and
+# the evaluation, which runs after training (and which a later version may give new keys).
+RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.")
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:

@@ -134,9 +134,14 @@ def _flat(tree, prefix: str = "") -> dict:
 
 
 def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
-    """The keys whose values differ between two configs (as plain dicts), as ``key: a → b``."""
+    """The keys whose values differ between two configs (as plain dicts), as ``key: a → b``;
+    ``ignore`` names keys, or whole sections by a prefix ending in a dot (``"evaluation."``)."""
     a, b = _flat(saved), _flat(current)
-    return [f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}" for k in sorted(a.keys() | b.keys()) if k not in ignore and a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+    def ignored(key: str) -> bool:
+        return any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore)
+
+    return [f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}" for k in sorted(a.keys() | b.keys()) if not ignored(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
 class Checkpoints:

@@ -70,8 +70,10 @@ def test_resume_refuses_a_changed_config_but_lets_the_run_grow(tmp_path):
     train(compose_config(*TINY, *SMALL_NETS), tmp_path)
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in optim.lr: 0.001 → 0.01; z_dim: 4 → 5\. Resume"):
         train(compose_config(*TINY, *SMALL_NETS, "train.resume=true", "z_dim=5", "optim.lr=0.01"), tmp_path)
-    grown = train(compose_config(*TINY, *SMALL_NETS, "train.resume=true", "train.epochs=3"), tmp_path)
+    # the evaluation runs after training: its keys may change (and a later version may add some)
+    grown = train(compose_config(*TINY, *SMALL_NETS, "train.resume=true", "train.epochs=3", "evaluation.num_particles=4"), tmp_path)
     assert [row["epoch"] for row in grown["train"]["curve"]] == [1, 2, 3]
+    assert grown["test"]["log_px"]["num_particles"] == 4
 
 
 def test_a_new_run_refuses_a_directory_that_holds_a_checkpoint(tmp_path):
