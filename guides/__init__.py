@@ -1,5 +1,5 @@
 """Pyro guide programs: variational posteriors q(z|x), each with its encoder; and Denoising,
-any of them trained on corrupted inputs."""
+any of them trained on corrupted inputs; and the structured guide of sequence models."""
 
 from .denoising import Denoising
 from .flow import AmortizedFlow
@@ -9,6 +9,7 @@ from .local import LocalNormal, PointTable
 from .normal import AmortizedNormal
 from .prior import PriorGuide
 from .semi_amortized import SemiAmortizedNormal
+from .sequence import SequenceGuide
 from .ss_vae import SemiSupervisedGuide
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "PriorGuide",
     "SemiAmortizedNormal",
     "SemiSupervisedGuide",
+    "SequenceGuide",
 ]

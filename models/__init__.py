@@ -1,4 +1,5 @@
-"""Pyro model programs and their parts: priors p(z), likelihoods p(x|z), networks, the VAEs."""
+"""Pyro model programs and their parts: priors p(z), likelihoods p(x|z), transitions p(z_t|z_{t−1}),
+networks, the VAEs and the state-space model of sequences."""
 
 from .hierarchical import HierarchicalVAE
 from .likelihoods import (
@@ -14,6 +15,8 @@ from .linear_gaussian import LinearGaussian
 from .networks import MLP, ConvDecoder, ConvEncoder
 from .priors import FlowPrior, LearnedNormal, MixturePrior, StandardNormal, VampPrior
 from .ss_vae import SemiSupervisedVAE
+from .state_space import StateSpaceModel
+from .transitions import LinearTransition, NeuralTransition
 from .vae import VAE
 
 __all__ = [
@@ -30,10 +33,13 @@ __all__ = [
     "LearnedNormal",
     "Likelihood",
     "LinearGaussian",
+    "LinearTransition",
     "MLP",
     "MixturePrior",
+    "NeuralTransition",
     "SemiSupervisedVAE",
     "StandardNormal",
+    "StateSpaceModel",
     "VAE",
     "VampPrior",
 ]

@@ -27,6 +27,8 @@ class Capabilities:
         ``("y",)`` for ``model(x, y=None)``), which the dataset provides and the suite slices
         with x (:meth:`inference.data.Dataset.batch_extra`). A model and its guide are called
         with the same arguments, so they declare the same keys.
+    :param sequences: the program takes whole sequences, x of shape ``(B, T, x_dim)``, as
+        data points (:attr:`inference.data.Dataset.frames`); a model and its guide agree on it.
     """
 
     amortized: bool = True
@@ -34,6 +36,7 @@ class Capabilities:
     exact_log_px: bool = False
     discrete_x: bool = False
     batch_keys: tuple[str, ...] = ()
+    sequences: bool = False
 
 
 # A program that says nothing: amortized, taking x alone, and not recordable, since a recording

@@ -11,6 +11,9 @@ from inference.training import parameters_of
 from models.capabilities import capabilities_of
 from inference.runs import build, check_support, instantiate
 
+# Pendulum sequences of 5 frames, forecast 3 frames after 2.
+SHORT_SEQUENCES = ["data.num_train=8", "data.num_valid=2", "data.num_test=4", "data.frames=5", "data.size=8", "evaluation.forecast_context=2", "evaluation.forecast_horizon=3"]
+
 # Options that need partners to make sense on their own; everything else composes with the
 # defaults. Data that lives in files gets tiny files of the real format from a fixture.
 PARTNERS = {
@@ -42,6 +45,13 @@ PARTNERS = {
     "model/ss_vae": ["guide=ss_vae", "objective=ss_elbo", "data.num_labeled=50"],
     "guide/ss_vae": ["model=ss_vae", "objective=ss_elbo", "data.num_labeled=50"],
     "objective/ss_elbo": ["model=ss_vae", "guide=ss_vae", "data.num_labeled=50"],
+    # sequences: the state-space model, its guide and transitions, on short pendulum sequences
+    "data/pendulum_sequences": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
+    "model/state_space": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
+    "guide/sequence": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
+    "transition/neural": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
+    "transition/linear": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
+    "experiment/pendulum_sequences": [*SHORT_SEQUENCES],
 }
 OPTIONS = sorted(
     f"{path.parent.name}/{path.stem}"

@@ -1,7 +1,7 @@
-"""Datasets: each split is one flat float tensor, held whole on the training device.
+"""Datasets: each split is one float tensor, held whole on the training device.
 
 A loader returns a :class:`Dataset` with ``train``, ``valid`` and ``test`` tensors of shape
-``(N, x_dim)``. Gray images are scaled to [0, 1], their L levels becoming k/(L−1); then one
+``(N, x_dim)``, or ``(N, T, x_dim)`` for sequences of T frames (see :class:`Dataset`). Gray images are scaled to [0, 1], their L levels becoming k/(L−1); then one
 transform may decide what the model sees:
 
 - ``binarize="dynamic"``: each epoch draws fresh x ~ Bernoulli(pixel) for training, while the
@@ -42,7 +42,7 @@ SPLITS = ("train", "valid", "test")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train/valid/test splits as ``(N, x_dim)`` float tensors.
+    """Train/valid/test splits as ``(N, x_dim)`` float tensors (``(N, T, x_dim)`` for sequences).
 
     :ivar image_shape: the shape of one example as an image, e.g. ``(28, 28)``; ``(x_dim,)``
         for data that is not an image.
@@ -61,6 +61,12 @@ class Dataset:
     :ivar labeled_per_batch: in the semi-supervised setting (:func:`with_labels_kept`), how many
         labelled points every training batch holds beside the unlabelled ones; 0 for batches
         drawn from all points alike.
+    :ivar physics: for simulated data, the simulator's constants by name, and for sequences the
+        ``frame_interval`` in seconds (:func:`~inference.data.pendulum.pendulum_sequences`).
+
+    **Sequences.** A dataset of sequences holds ``(N, T, x_dim)`` tensors: N sequences of T
+    frames (:attr:`frames`), each frame an ``image_shape`` image; ``factors`` are then
+    ``(N, T, F)``. A data point is a whole sequence: batches, splits and log p̂ are per sequence.
     """
 
     name: str
@@ -76,6 +82,7 @@ class Dataset:
     factor_names: tuple[str, ...] = ()
     extra: dict[str, dict[str, torch.Tensor]] | None = None
     labeled_per_batch: int = 0
+    physics: dict[str, float] | None = None
 
     def __post_init__(self):
         for split, keyed in (self.extra or {}).items():
@@ -85,7 +92,13 @@ class Dataset:
 
     @property
     def x_dim(self) -> int:
-        return self.train.shape[1]
+        """The dimension of one point, or of one frame of a sequence."""
+        return self.train.shape[-1]
+
+    @property
+    def frames(self) -> int | None:
+        """T, the frames of every sequence; None for data whose points are not sequences."""
+        return self.train.shape[1] if self.train.dim() == 3 else None
 
     def to(self, device: torch.device | str) -> "Dataset":
         extra = {split: {k: v.to(device) for k, v in keyed.items()} for split, keyed in self.extra.items()} if self.extra else None

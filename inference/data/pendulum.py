@@ -6,6 +6,10 @@ state is rendered as a ``size × size`` image (a rod from the centre and a bob, 
 down) with Gaussian pixel noise, clipped to [0, 1]. The state of every frame is kept as its
 ground-truth factors (cos θ, sin θ, θ'), so a run can ask whether the latent space learned the
 physics. Trajectories, not frames, are split between train, valid and test.
+
+:func:`pendulum` gives the frames one by one; :func:`pendulum_sequences` gives whole
+trajectories, ``(N, T, pixels)``, for models with a latent state per frame, with the frame
+interval and the simulator's constants kept (``Dataset.physics``).
 """
 
 import math
@@ -14,7 +18,7 @@ import torch
 
 from .dataset import Dataset, transformed
 
-__all__ = ["pendulum", "simulate", "render"]
+__all__ = ["pendulum", "pendulum_sequences", "simulate", "render"]
 
 FACTOR_NAMES = ("cos_angle", "sin_angle", "angular_velocity")
 
@@ -29,22 +33,31 @@ def simulate(
     damping: float = 0.1,
     drive_amplitude: float = 1.0,
     drive_frequency: float = 2.0 / 3.0,
-    initial: tuple[float, float] | None = None,
+    initial: tuple[float, float] | torch.Tensor | None = None,
+    phase: torch.Tensor | None = None,
+    start_time: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """:param initial: the starting (θ, θ') of every trajectory; random (θ uniform on the
-        circle, θ' uniform on [−2, 2]) when ``None``.
+    """:param initial: the starting (θ, θ') of every trajectory, or of each as a
+        ``(num_trajectories, 2)`` tensor; random (θ uniform on the circle, θ' uniform on [−2, 2])
+        when ``None``.
+    :param phase: the drive phase φ of each trajectory; uniform on [0, 2π) when ``None``.
+    :param start_time: t at the first frame (the drive is A cos(Ω t + φ)), so that a trajectory
+        can be continued from one of its frames.
     :returns: the states (θ, θ') of every rendered frame, a ``(num_trajectories, frames, 2)`` tensor."""
     theta = (torch.rand(num_trajectories, generator=generator, dtype=torch.float64) * 2 - 1) * math.pi
     omega = (torch.rand(num_trajectories, generator=generator, dtype=torch.float64) * 2 - 1) * 2.0
-    if initial is not None:
+    if isinstance(initial, torch.Tensor):
+        theta, omega = initial.to(torch.float64).unbind(-1)
+    elif initial is not None:
         theta, omega = torch.full_like(theta, initial[0]), torch.full_like(omega, initial[1])
-    phase = torch.rand(num_trajectories, generator=generator, dtype=torch.float64) * 2 * math.pi
+    drawn = torch.rand(num_trajectories, generator=generator, dtype=torch.float64) * 2 * math.pi
+    phase = drawn if phase is None else phase.to(torch.float64)
 
     def acceleration(t, th, om):
         return -gravity_over_length * torch.sin(th) - damping * om + drive_amplitude * torch.cos(drive_frequency * t + phase)
 
-    states, t = [], 0.0
+    states, t = [], start_time
     for _ in range(frames):
         states.append(torch.stack([theta, omega], -1))
         for _ in range(stride):  # classic RK4 on (θ, θ')
@@ -74,6 +87,15 @@ def render(theta: torch.Tensor, size: int = 28) -> torch.Tensor:
     return torch.maximum(bob, rod)
 
 
+def observed(state: torch.Tensor, size: int, noise: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frames of states (θ, θ'), ``(..., 2)``: ``(..., size²)`` images with Gaussian pixel
+    noise of standard deviation ``noise``, clipped to [0, 1]; and their factors (cos θ, sin θ, θ'),
+    ``(..., 3)``."""
+    image = render(state[..., 0].reshape(-1), size).reshape(*state.shape[:-1], size * size)
+    noisy = (image + noise * torch.randn(image.shape, generator=generator)).clamp(0, 1)
+    return noisy, torch.stack([state[..., 0].cos(), state[..., 0].sin(), state[..., 1]], -1)
+
+
 def pendulum(
     num_train: int = 4000,
     num_valid: int = 500,
@@ -100,7 +122,46 @@ def pendulum(
     for name, n, m in zip(("train", "valid", "test"), counts, trajectories):
         state = states[start : start + m].reshape(-1, 2)[:n]  # whole trajectories per split
         start += m
-        image = render(state[:, 0], size).reshape(n, -1)
-        splits.append((image + noise * torch.randn(image.shape, generator=g)).clamp(0, 1))
-        factors[name] = torch.stack([state[:, 0].cos(), state[:, 0].sin(), state[:, 1]], -1)
+        image, factors[name] = observed(state, size, noise, g)
+        splits.append(image)
     return transformed("pendulum", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES)
+
+
+def pendulum_sequences(
+    num_train: int = 400,
+    num_valid: int = 50,
+    num_test: int = 100,
+    frames: int = 30,
+    size: int = 16,
+    noise: float = 0.05,
+    stride: int = 5,
+    dt: float = 0.02,
+    gravity_over_length: float = 9.81,
+    damping: float = 0.1,
+    drive_amplitude: float = 1.0,
+    drive_frequency: float = 2.0 / 3.0,
+    seed: int = 0,
+) -> Dataset:
+    """Whole trajectories of the driven, damped pendulum: each split an ``(N, frames, size²)``
+    tensor of rendered frames ``stride·dt`` seconds apart, each sequence from its own random
+    state and drive phase. ``factors`` holds the true (cos θ, sin θ, θ') of every frame, an
+    ``(N, frames, 3)`` tensor per split, and ``physics`` the frame interval and the constants.
+
+    :param int frames: T, the frames of a sequence (at least 2: a sequence model needs a transition).
+    :param int size: the frame's height and width in pixels.
+    :param float noise: the standard deviation of the Gaussian pixel noise.
+    """
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
+        raise ValueError(f"data.frames={frames!r}: a sequence needs at least 2 frames, for a transition between them")
+    if min(num_train, num_test, size, stride) <= 0 or num_valid < 0 or noise < 0 or dt <= 0:
+        raise ValueError("pendulum_sequences: counts, size, stride and dt must be positive, noise non-negative")
+    constants = dict(gravity_over_length=gravity_over_length, damping=damping, drive_amplitude=drive_amplitude, drive_frequency=drive_frequency)
+    g = torch.Generator().manual_seed(seed)
+    counts = [num_train, num_valid, num_test]
+    states = simulate(sum(counts), frames, stride=stride, dt=dt, generator=g, **constants)
+    splits, factors = [], {}
+    for name, state in zip(("train", "valid", "test"), states.split(counts)):  # whole sequences per split
+        image, factors[name] = observed(state, size, noise, g)
+        splits.append(image)
+    physics = {"frame_interval": stride * dt, **constants}
+    return transformed("pendulum_sequences", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES, physics=physics)

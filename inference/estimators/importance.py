@@ -218,12 +218,16 @@ def importance_sampling(
 
 
 @torch.no_grad()
-def posterior_mean(guide: Program, x: torch.Tensor, site: str = "z", num_particles: int = 64, extra: Extra | None = None) -> torch.Tensor:
+def posterior_mean(guide: Program, x: torch.Tensor, site: str | tuple[str, ...] = "z", num_particles: int = 64, extra: Extra | None = None) -> torch.Tensor:
     """E_q[z | x] by averaging ``num_particles`` draws of ``site`` from the guide: works for any
-    guide, flows included. :returns: a ``(B, z_dim)``-shaped tensor."""
+    guide, flows included. :returns: a ``(B, z_dim)``-shaped tensor; for a tuple of sites (the
+    states ``z_1 … z_T`` of a sequence), their means stacked, ``(B, len(site), z_dim)``."""
     extra = extra or {}
     with pyro.plate(PARTICLES, num_particles, dim=particle_dim(None, guide, x, extra)):
         trace = poutine.trace(guide).get_trace(x, **extra)
-    if site not in trace.nodes:
-        raise ValueError(f"the guide has no site {site!r}; its sites are {sorted(trace_latent_sites(trace))}")
-    return trace.nodes[site]["value"].mean(0)
+    sites = (site,) if isinstance(site, str) else site
+    missing = [name for name in sites if name not in trace.nodes]
+    if missing:
+        raise ValueError(f"the guide has no site {missing[0]!r}; its sites are {sorted(trace_latent_sites(trace))}")
+    means = [trace.nodes[name]["value"].mean(0) for name in sites]
+    return means[0] if isinstance(site, str) else torch.stack(means, 1)

@@ -64,7 +64,36 @@ def build(cfg: DictConfig, data: Dataset) -> tuple[torch.nn.Module, torch.nn.Mod
         model, guide = build_program(cfg, data, make_model)
     else:
         model, guide = _build_from_parts(cfg, data, make_model)
+    check_sequences(cfg, data, model, guide)
     return model, corrupted(cfg, guide)
+
+
+def check_sequences(cfg: DictConfig, data: Dataset, model: torch.nn.Module, guide: torch.nn.Module) -> None:
+    """Refuse a model of sequences on data of single points and the reverse, and a guide that
+    does not take what its model takes."""
+    model_takes, guide_takes = capabilities_of(model).sequences, capabilities_of(guide).sequences
+    if data.frames and not model_takes:
+        raise ValueError(
+            f"data={data.name} holds sequences of {data.frames} frames, but model={model_name(cfg)} takes single points; "
+            "use model=state_space guide=sequence (or a program that declares Capabilities(sequences=True))"
+        )
+    if model_takes and not data.frames:
+        raise ValueError(
+            f"model={model_name(cfg)} takes sequences of frames, but data={data.name} holds single points; "
+            "use data=pendulum_sequences (or a model of single points, model=vae)"
+        )
+    if data.frames:
+        context, horizon = cfg.evaluation.forecast_context, cfg.evaluation.forecast_horizon
+        if horizon and context + horizon > data.frames:
+            raise ValueError(
+                f"evaluation.forecast_context={context} and evaluation.forecast_horizon={horizon} reach frame {context + horizon}, "
+                f"beyond the {data.frames} frames of data={data.name}'s sequences; keep their sum at most {data.frames}"
+            )
+    if model_takes != guide_takes:
+        raise ValueError(
+            f"model={model_name(cfg)} takes {'sequences' if model_takes else 'single points'} but guide={guide_name(cfg)} takes "
+            f"{'sequences' if guide_takes else 'single points'}; pair {'model=state_space with guide=sequence' if model_takes else 'it with a guide of single points, e.g. guide=normal'}"
+        )
 
 
 def corrupted(cfg: DictConfig, guide: torch.nn.Module) -> torch.nn.Module:
@@ -96,6 +125,10 @@ def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.part
     make_model = functools.partial(
         make_model, decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim
     )
+    if "transition" in inspect.signature(make_model).parameters:  # a sequence model
+        if cfg.get("transition") is None:
+            raise ValueError(f"model={model_name(cfg)} needs a transition p(z_t | z_(t-1)): add transition=neural or transition=linear")
+        make_model = functools.partial(make_model, transition=instantiate(cfg.transition))
     if "guide" in inspect.signature(make_prior).parameters:
         guide = make_guide()
         model = make_model(prior=make_prior(guide=guide))

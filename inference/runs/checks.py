@@ -76,6 +76,10 @@ def check_config(cfg) -> None:
     _positive_int("evaluation.posterior_samples", cfg.evaluation.posterior_samples)
     _positive_int("evaluation.posterior_warmup", cfg.evaluation.posterior_warmup)
     _positive_int("evaluation.posterior_chains", cfg.evaluation.posterior_chains)
+    _positive_int("evaluation.forecast_context", cfg.evaluation.forecast_context)
+    horizon = cfg.evaluation.forecast_horizon
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
+        _fail("evaluation.forecast_horizon", horizon, "a non-negative integer (0: no forecast)")
     steps = cfg.evaluation.supervised_only_steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         _fail("evaluation.supervised_only_steps", steps, "a non-negative integer (0: no supervised-only baseline)")

@@ -37,6 +37,7 @@ from ..estimators import (
     posterior_mean,
 )
 from ..estimators.denoising import denoised, denoising_scores
+from ..estimators.forecast import forecast, forecast_errors
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from ..estimators.programs import rng_kept, sliced
 from ..training.checkpoint import load_checkpoint, set_rng_state
@@ -100,6 +101,8 @@ def evaluate_run(
             results["test"]["gaps"]["seconds"] = time.perf_counter() - start
     if data.factors is not None and "test" in results:
         results["test"]["probe"] = probe(guide, data, evaluation, keys)
+    if data.frames and evaluation.forecast_horizon and "test" in results:
+        results["test"]["forecast"] = forecasts(model, guide, data.test[: evaluation.max_points], evaluation)
     if evaluation.ais and "test" in results:
         if takes_keys:
             results["test"]["log_px_ais"] = skipped(f"AIS here anneals {takes_keys}")
@@ -120,6 +123,16 @@ def evaluate_run(
     if evaluation.figures:  # last: their random draws leave every number above as it would be without them
         draw_figures(model, guide, data, results, curve, run_dir / "plots", takes_keys, evaluation.denoise_levels[:3] if denoise else ())
     return results
+
+
+def forecasts(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
+    """``test.forecast`` of a state-space model, or why it was skipped (a program of sequences
+    that has no ``transition`` to roll forward)."""
+    if not all(hasattr(model, part) for part in ("transition", "decoder", "likelihood")):
+        return skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")
+    start = time.perf_counter()
+    out = forecast_errors(model, guide, x, evaluation.forecast_context, evaluation.forecast_horizon)
+    return {**out, "seconds": time.perf_counter() - start}
 
 
 def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir: Path) -> dict:
@@ -171,6 +184,9 @@ def draw_figures(
     if takes_keys:
         log.warning(f"skipped: the samples, reconstructions and latent figures, drawn here for {takes_keys}")
         return
+    if data.frames:  # a point is a sequence: its figures are the forecasts'
+        forecast_figures(model, guide, data, results, folder)
+        return
     vector = LatentVector.unsupported(model, guide, x) is None
     if len(data.image_shape) == 2:
         figures.prior_samples(model, x, data.image_shape, folder / "prior_samples.png")
@@ -186,6 +202,18 @@ def draw_figures(
         clean = data.test[:8]
         noisy = [type(guide.corruption)(level)(clean) for level in denoise_levels]
         figures.denoising(clean, noisy, [denoised(model, guide, n) for n in noisy], denoise_levels, data.image_shape, folder / "denoising.png")
+
+
+def forecast_figures(model, guide, data: Dataset, results: dict, folder: Path) -> None:
+    """The true frames beside the forecast ones, and an animation of a test sequence beside the
+    model's (seen, then generated), for a run whose ``test.forecast`` was computed."""
+    entry = results.get("test", {}).get("forecast")
+    if not entry or entry.get("skipped") or len(data.image_shape) != 2:
+        return
+    x, context, horizon = data.test[:4], entry["context"], len(entry["horizons"])
+    predicted = forecast(model, guide, x, context, horizon)
+    figures.forecast_frames(x[:, context : context + horizon], predicted, context, data.image_shape, folder / "forecast.png")
+    figures.forecast_animation(x[0], predicted[0], context, data.image_shape, folder / "forecast.gif")
 
 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
@@ -273,13 +301,16 @@ def gaps(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, num_pa
 
 def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig, keys: tuple[str, ...] = ()) -> dict:
     """R² of a linear read-out of the true factors from the posterior means (trained on the
-    training frames, scored on the test frames); ``keys``: the guide's batch keys."""
+    training frames, scored on the test frames); ``keys``: the guide's batch keys. For
+    sequences, the means of the sites ``{probe_site}_1 … _T`` read out the factors of each frame."""
     points = slice(0, evaluation.max_points)
-    means = {
-        split: posterior_mean(guide, data.split(split)[points], evaluation.probe_site, extra=sliced(data.batch_extra(split, keys), points))
-        for split in ("train", "test")
-    }
-    r2 = linear_probe_r2(means["train"], data.factors["train"][: len(means["train"])], means["test"], data.factors["test"][: len(means["test"])])
+    site = tuple(f"{evaluation.probe_site}_{t}" for t in range(1, data.frames + 1)) if data.frames else evaluation.probe_site
+    means, factors = {}, {}
+    for split in ("train", "test"):
+        mean = posterior_mean(guide, data.split(split)[points], site, extra=sliced(data.batch_extra(split, keys), points))
+        truth = data.factors[split][: len(mean)]
+        means[split], factors[split] = mean.reshape(-1, mean.shape[-1]), truth.reshape(-1, truth.shape[-1])  # frames as points
+    r2 = linear_probe_r2(means["train"], factors["train"], means["test"], factors["test"])
     return {"r2": dict(zip(data.factor_names, r2.tolist())), "r2_mean": r2.mean().item(), "site": evaluation.probe_site}
 
 

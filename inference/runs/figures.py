@@ -37,6 +37,8 @@ __all__ = [
     "log_px_against_k",
     "posterior_pairs",
     "posterior_contour",
+    "forecast_frames",
+    "forecast_animation",
 ]
 
 SIZE, DPI = (8, 6), 100
@@ -297,3 +299,38 @@ def posterior_contour(model, guide, x: torch.Tensor, path: Path, grid: int = 120
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     return _save(fig, path)
+
+
+def forecast_frames(truth: torch.Tensor, predicted: torch.Tensor, context: int, image_shape, path: Path) -> Path:
+    """For a few test sequences, the true frames after the first ``context`` above the model's
+    forecast of them: ``truth`` and ``predicted`` are ``(B, H, x_dim)``."""
+    n, horizon = min(4, truth.shape[0]), truth.shape[1]
+    rows = torch.stack([truth[:n], predicted[:n]], 1).reshape(2 * n * horizon, -1)
+    labels = [label for i in range(n) for label in (f"true {i + 1}", f"forecast {i + 1}")]
+    fig = _figure(f"The next {horizon} frames after {context} seen: true, and the mean of p(x_t | x_1:{context})")
+    _grid(fig, rows, image_shape, 2 * n, horizon, row_labels=labels, xlabel=f"frames {context + 1} to {context + horizon}")
+    return _save(fig, path)
+
+
+def forecast_animation(sequence: torch.Tensor, predicted: torch.Tensor, context: int, image_shape, path: Path, interval_ms: int = 150) -> Path:
+    """An animated GIF: a test sequence beside the model's version of it, the first ``context``
+    frames seen and the rest generated. ``sequence`` is ``(T, x_dim)``, ``predicted`` ``(H, x_dim)``."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    frames = sequence[: context + predicted.shape[0]].cpu().clamp(0, 1).reshape(-1, *image_shape).numpy()
+    model = np.concatenate([frames[:context], predicted.cpu().clamp(0, 1).reshape(-1, *image_shape).numpy()])
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE)
+    shown = [ax.imshow(images[0], cmap="gray", vmin=0, vmax=1) for ax, images in ((left, frames), (right, model))]
+    left.set_title("true")
+    for ax in (left, right):
+        ax.set_xticks([]), ax.set_yticks([])
+
+    def draw(t):
+        shown[0].set_data(frames[t]), shown[1].set_data(model[t])
+        right.set_title(f"model: {'seen' if t < context else 'generated'} (frame {t + 1})")
+        return shown
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FuncAnimation(fig, draw, frames=len(frames), interval=interval_ms).save(path, writer=PillowWriter(fps=1000 // interval_ms), dpi=DPI // 2)
+    plt.close(fig)
+    return path

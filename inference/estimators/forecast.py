@@ -1,0 +1,52 @@
+"""Successive frames generated: a state-space model filters its state on the first frames of a
+sequence and rolls its transition forward (``test.forecast``).
+
+The guide, run on the first k frames alone, gives q(z_k | x₁:k); from S draws of z_k the
+transition draws z_{k+1}, …, z_{k+H}, and each decodes to the mean frame of p(x_t | z_t). The
+forecast of frame k+h is the mean over the S draws, scored by its per-pixel squared error
+against the true frame, beside the naive forecast that repeats frame k.
+"""
+
+import torch
+from pyro import poutine
+
+import pyro
+
+from .programs import PARTICLES, particle_dim
+
+__all__ = ["forecast", "forecast_errors"]
+
+
+@torch.no_grad()
+def forecast(model, guide, x: torch.Tensor, context: int, horizon: int, samples: int = 32) -> torch.Tensor:
+    """The mean frames of p(x_{k+h} | x₁:k), h = 1 … ``horizon``, for k = ``context``: a
+    ``(B, horizon, x_dim)`` tensor, from ``samples`` draws of the filtered state per sequence.
+
+    :param model: a state-space model with ``transition``, ``decoder`` and ``likelihood``
+        (:class:`~models.state_space.StateSpaceModel`).
+    :param guide: its guide, whose sites ``z_1 … z_T`` follow the frames it is given."""
+    seen = x[:, :context]
+    with pyro.plate(PARTICLES, samples, dim=particle_dim(None, guide, seen)):
+        trace = poutine.trace(guide).get_trace(seen)
+    z = trace.nodes[f"z_{context}"]["value"]  # (samples, B, z_dim)
+    frames = []
+    for _ in range(horizon):
+        z = model.transition(z).sample()
+        frames.append(model.likelihood(model.decoder(z)).mean.mean(0))
+    return torch.stack(frames, 1)
+
+
+def forecast_errors(model, guide, x: torch.Tensor, context: int, horizon: int, samples: int = 32) -> dict:
+    """``test.forecast``: per horizon h = 1 … H, the mean per-pixel squared error of the
+    forecast frame (``mse``) and of the last seen frame repeated (``mse_repeat_last``)."""
+    truth = x[:, context : context + horizon]
+    predicted = forecast(model, guide, x, context, horizon, samples)
+    repeated = x[:, context - 1 : context].expand_as(truth)
+    return {
+        "context": context,
+        "horizons": list(range(1, horizon + 1)),
+        "mse": ((predicted - truth) ** 2).mean((0, 2)).tolist(),
+        "mse_repeat_last": ((repeated - truth) ** 2).mean((0, 2)).tolist(),
+        "samples": samples,
+        "sequences": x.shape[0],
+    }

@@ -1,0 +1,111 @@
+"""A state-space model of sequences (``model=state_space``): the deep Markov model of Krishnan,
+Shalit & Sontag (2017) with swappable parts, after Pyro's ``dmm`` example.
+
+    z_1 ~ p(z)                     the ``prior`` group
+    z_t ~ p(z_t | z_{t−1})         the ``transition`` group (t = 2 … T)
+    x_t ~ p(x_t | decoder(z_t))    the ``decoder`` and ``likelihood`` groups, frame by frame
+
+All under ``pyro.plate("data", B)``, a data point being a whole sequence ``x`` of shape
+``(B, T, x_dim)``; the sites are ``z_1 … z_T`` and ``x_1 … x_T``, the time steps under
+``pyro.markov``. With every part linear-Gaussian (``prior=standard_normal transition=linear
+decoder=linear likelihood=gaussian`` with one scale) log p(x₁:T) is exact by a Kalman filter
+(:meth:`StateSpaceModel.exact_log_px`), which the estimators are checked against.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import pyro
+import pyro.distributions as dist
+
+from .capabilities import Capabilities
+from .likelihoods import Gaussian, Likelihood
+from .priors import StandardNormal, VampPrior
+from .registration import register
+from .transitions import LinearTransition
+from .vae import WithLikelihood
+
+__all__ = ["StateSpaceModel", "kalman_log_px"]
+
+
+class StateSpaceModel(WithLikelihood, nn.Module):
+    """p(z_1) Π p(z_t | z_{t−1}) Π p(x_t | z_t) over sequences of frames.
+
+    :param prior: p(z_1), a module of the ``prior`` group (``prior(B)``).
+    :param transition: p(z_t | z_{t−1}), a module mapping a state to a distribution over the next.
+    :param decoder: a module from z_t to the likelihood's parameters of one frame.
+    :param likelihood: the distribution of one frame given the decoder's output.
+    """
+
+    def __init__(self, prior: nn.Module, transition: nn.Module, decoder: nn.Module, likelihood: Likelihood):
+        super().__init__()
+        if isinstance(prior, VampPrior):
+            raise ValueError(
+                "prior=vamp pushes pseudo-inputs through an encoder of single points, which a sequence guide does not have; "
+                "choose standard_normal, learned_normal, mixture or flow for p(z_1)"
+            )
+        self.prior, self.transition, self.decoder, self.likelihood = prior, transition, decoder, likelihood
+
+    @classmethod
+    def build(cls, prior: nn.Module, transition: Callable[[int], nn.Module], decoder, likelihood: Likelihood, x_dim: int) -> "StateSpaceModel":
+        """Size the transition and the decoder from the prior's ``z_dim`` and the frame: what configs call."""
+        return cls(prior, transition(prior.z_dim), decoder(prior.z_dim, x_dim * likelihood.params_per_dim), likelihood)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(untraceable=None, discrete_x=self.likelihood.discrete, sequences=True, exact_log_px=self._linear_gaussian())
+
+    def forward(self, x: torch.Tensor) -> None:
+        """:param x: a ``(B, T, x_dim)`` tensor, B sequences of T frames."""
+        register("model", self)
+        B, T = x.shape[:2]
+        with pyro.plate("data", B):
+            z = pyro.sample("z_1", self.prior(B))
+            pyro.sample("x_1", self.likelihood(self.decoder(z)), obs=x[:, 0])
+            for t in pyro.markov(range(1, T)):
+                z = pyro.sample(f"z_{t + 1}", self.transition(z))
+                pyro.sample(f"x_{t + 1}", self.likelihood(self.decoder(z)), obs=x[:, t])
+
+    def _linear_gaussian(self) -> bool:
+        return (
+            isinstance(self.prior, StandardNormal)
+            and isinstance(self.transition, LinearTransition)
+            and isinstance(self.decoder, nn.Linear)
+            and isinstance(self.likelihood, Gaussian)
+            and self.likelihood.scale_mode != "decoder"
+        )
+
+    @torch.no_grad()
+    def exact_log_px(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x₁:T) per sequence by a Kalman filter, for a model whose parts are all
+        linear-Gaussian; a ``(B,)`` tensor."""
+        if not self._linear_gaussian():
+            raise ValueError("exact_log_px needs prior=standard_normal transition=linear decoder=linear likelihood=gaussian with one scale")
+        t = self.transition
+        return kalman_log_px(
+            x, t.linear.weight, t.linear.bias, t.log_scale.exp(), self.decoder.weight, self.decoder.bias, self.likelihood.x_scale
+        ).to(x.dtype)
+
+
+def kalman_log_px(
+    x: torch.Tensor, A: torch.Tensor, b: torch.Tensor, q: torch.Tensor, W: torch.Tensor, c: torch.Tensor, sigma
+) -> torch.Tensor:
+    """log p(x₁:T) of z_1 ~ N(0, I), z_t ~ N(A z_{t−1} + b, diag q²), x_t ~ N(W z_t + c, σ² I),
+    by the Kalman filter's prediction-error decomposition, in float64; ``x`` is ``(B, T, D)``."""
+    x, A, b, q, W, c = (v.detach().double() for v in (x, A, b, q, W, c))
+    sigma = torch.as_tensor(sigma).detach().double()
+    B, T, D = x.shape
+    Z = A.shape[0]
+    mean, cov = x.new_zeros(B, Z), torch.eye(Z, dtype=x.dtype, device=x.device).expand(B, Z, Z)
+    total = x.new_zeros(B)
+    for step in range(T):
+        if step:
+            mean, cov = mean @ A.T + b, A @ cov @ A.T + torch.diag(q**2)
+        innovation_cov = W @ cov @ W.T + sigma**2 * torch.eye(D, dtype=x.dtype, device=x.device)
+        total = total + dist.MultivariateNormal(mean @ W.T + c, covariance_matrix=innovation_cov).log_prob(x[:, step])
+        gain = cov @ W.T @ torch.linalg.inv(innovation_cov)  # (B, Z, D)
+        mean = mean + (gain @ (x[:, step] - mean @ W.T - c).unsqueeze(-1)).squeeze(-1)
+        cov = cov - gain @ W @ cov
+    return total
