@@ -43,6 +43,8 @@ TINY = [
     "z_dim=4",
 ]
 SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]
+# Pendulum sequences of 5 frames of 8 × 8 pixels, forecast 3 frames after 2 (with experiment=pendulum_sequences).
+SHORT_SEQUENCES = ["data.num_train=8", "data.num_valid=2", "data.num_test=4", "data.frames=5", "data.size=8", "evaluation.forecast_context=2", "evaluation.forecast_horizon=3"]
 
 
 def without_timings(value):

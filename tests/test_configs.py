@@ -5,14 +5,11 @@ import torch
 
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, TINY, compose_config
+from conftest import CONF, SHORT_SEQUENCES, TINY, compose_config
 from inference.estimators import importance_sampling
 from inference.training import parameters_of
 from models.capabilities import capabilities_of
 from inference.runs import build, check_support, instantiate
-
-# Pendulum sequences of 5 frames, forecast 3 frames after 2.
-SHORT_SEQUENCES = ["data.num_train=8", "data.num_valid=2", "data.num_test=4", "data.frames=5", "data.size=8", "evaluation.forecast_context=2", "evaluation.forecast_horizon=3"]
 
 # Options that need partners to make sense on their own; everything else composes with the
 # defaults. Data that lives in files gets tiny files of the real format from a fixture.

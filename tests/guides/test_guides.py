@@ -9,12 +9,12 @@ import pytest
 import torch
 from pyro import poutine
 
-from conftest import CONF, SMALL_NETS, TINY, compose_config
+from conftest import CONF, SHORT_SEQUENCES, SMALL_NETS, TINY, compose_config
 from guides import AmortizedFullRank, PriorGuide
 from inference.train import train
 from models import MLP, StandardNormal
 
-# guide=hierarchical belongs to model=hierarchical, guide=program to model=program (test_program_runs.py),
+# guide=sequence trains with model=state_space; guide=hierarchical belongs to model=hierarchical, guide=program to model=program (test_program_runs.py),
 # guide=ss_vae and objective=ss_elbo to model=ss_vae (tests/models/test_ss_vae.py)
 GUIDES = sorted(p.stem for p in (CONF / "guide").glob("*.yaml") if p.stem not in ("hierarchical", "program", "ss_vae"))
 OBJECTIVES = sorted(p.stem for p in (CONF / "objective").glob("*.yaml") if p.stem != "ss_elbo")
@@ -26,6 +26,8 @@ OBJECTIVES = sorted(p.stem for p in (CONF / "objective").glob("*.yaml") if p.ste
 @pytest.mark.parametrize("guide", GUIDES)
 def test_guide_and_objective_train(guide, objective, tmp_path):
     overrides = [*TINY, *SMALL_NETS, f"guide={guide}", f"objective={objective}", "data.binarize=fixed"]
+    if guide == "sequence":  # the guide of sequence models, on short pendulum sequences
+        overrides = [*TINY, *SMALL_NETS, "experiment=pendulum_sequences", *SHORT_SEQUENCES, f"objective={objective}"]
     if guide == "local":
         overrides.append("guide.fit_steps=300")
     if objective in ("jit_trace_elbo", "graph_trace_elbo") and guide in ("semi_amortized", "local"):
