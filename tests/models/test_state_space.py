@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import SMALL_NETS, TINY, compose_config
+from conftest import SHORT_SEQUENCES, SMALL_NETS, TINY, compose_config
 from guides import SequenceGuide
 from inference.data import Dataset
 from inference.data.pendulum import pendulum_sequences, render, simulate
@@ -155,3 +155,23 @@ def test_sequence_runs_refuse_what_does_not_fit(overrides, message, tmp_path):
         train(compose_config(*TINY, *SMALL_NETS, *overrides, *sizes), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
+
+
+def test_a_sequence_run_reports_the_kalman_log_px_the_forecast_and_its_figures(tmp_path):
+    """The run path users take: with every part linear-Gaussian, metrics.json holds the exact
+    log p(x₁:T) beside the estimates, which lie below it (a 2-epoch guide); the forecast has an
+    entry per horizon and its figures are drawn."""
+    from inference.runs.training_run import train
+
+    overrides = [o for o in TINY if not o.startswith("evaluation.figures")]
+    metrics = train(
+        compose_config(*overrides, "experiment=pendulum_sequences", *SHORT_SEQUENCES, "transition=linear", "decoder=linear", "likelihood=gaussian"),
+        tmp_path,
+    )
+    test = metrics["test"]
+    exact, estimate = test["log_px_exact"], test["log_px"]
+    assert math.isfinite(exact["mean"]) and exact["n"] == estimate["n"] == 4
+    assert test["elbo"] < estimate["mean"] < exact["mean"] + 3 * exact["stderr"]
+    assert test["forecast"]["horizons"] == [1, 2, 3] and len(test["forecast"]["mse"]) == len(test["forecast"]["mse_repeat_last"]) == 3
+    assert set(test["probe"]["r2"]) == {"cos_angle", "sin_angle", "angular_velocity"}
+    assert (tmp_path / "plots" / "forecast.png").is_file() and (tmp_path / "plots" / "forecast.gif").is_file()
