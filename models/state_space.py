@@ -98,14 +98,16 @@ def kalman_log_px(
     sigma = torch.as_tensor(sigma).detach().double()
     B, T, D = x.shape
     Z = A.shape[0]
-    mean, cov = x.new_zeros(B, Z), torch.eye(Z, dtype=x.dtype, device=x.device).expand(B, Z, Z)
+    # the covariances do not depend on the data: one recursion serves every sequence
+    mean, cov = x.new_zeros(B, Z), torch.eye(Z, dtype=x.dtype, device=x.device)
     total = x.new_zeros(B)
     for step in range(T):
         if step:
             mean, cov = mean @ A.T + b, A @ cov @ A.T + torch.diag(q**2)
         innovation_cov = W @ cov @ W.T + sigma**2 * torch.eye(D, dtype=x.dtype, device=x.device)
-        total = total + dist.MultivariateNormal(mean @ W.T + c, covariance_matrix=innovation_cov).log_prob(x[:, step])
-        gain = cov @ W.T @ torch.linalg.inv(innovation_cov)  # (B, Z, D)
-        mean = mean + (gain @ (x[:, step] - mean @ W.T - c).unsqueeze(-1)).squeeze(-1)
+        residual = x[:, step] - mean @ W.T - c
+        total = total + dist.MultivariateNormal(torch.zeros_like(c), covariance_matrix=innovation_cov).log_prob(residual)
+        gain = cov @ W.T @ torch.linalg.inv(innovation_cov)  # (Z, D)
+        mean = mean + residual @ gain.T
         cov = cov - gain @ W @ cov
     return total

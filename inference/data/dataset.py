@@ -1,7 +1,8 @@
 """Datasets: each split is one float tensor, held whole on the training device.
 
 A loader returns a :class:`Dataset` with ``train``, ``valid`` and ``test`` tensors of shape
-``(N, x_dim)``, or ``(N, T, x_dim)`` for sequences of T frames (see :class:`Dataset`). Gray images are scaled to [0, 1], their L levels becoming k/(L−1); then one
+``(N, x_dim)``, or ``(N, T, x_dim)`` for sequences of T frames (see :class:`Dataset`). Gray
+images are scaled to [0, 1], their L levels becoming k/(L−1); then one
 transform may decide what the model sees:
 
 - ``binarize="dynamic"``: each epoch draws fresh x ~ Bernoulli(pixel) for training, while the
