@@ -3,6 +3,8 @@ the structured guide of the deep Markov model (Krishnan, Shalit & Sontag 2017; P
 example). A GRU runs backwards over the frames, so that h_t summarizes x_t … x_T; a combiner
 mixes h_t with the state just drawn, 0.5·(tanh(W z_{t−1}) + h_t), into the loc and scale of
 z_t. The posterior of each state thus sees the frames from t on and, through z_{t−1}, the past.
+What the model's transition keeps per sequence (its ``sequence_latents``, the physics
+transition's drive phase) is proposed by a Gaussian from h_1, the summary of the whole sequence.
 """
 
 import torch
@@ -28,11 +30,13 @@ class SequenceGuide(nn.Module):
     :param int z_dim: the size of a state.
     :param int rnn_hidden: the GRU's and the combiner's width.
     :param float scale_floor: the smallest scale of q(z_t | …).
+    :param model: the state-space model, whose transition's ``sequence_latents`` (name → size)
+        the guide proposes too; none without it.
     """
 
     capabilities = Capabilities(untraceable=None, sequences=True)
 
-    def __init__(self, x_dim: int, z_dim: int, rnn_hidden: int = 64, scale_floor: float = 1e-3):
+    def __init__(self, x_dim: int, z_dim: int, rnn_hidden: int = 64, scale_floor: float = 1e-3, model: nn.Module | None = None):
         super().__init__()
         check_guide_arguments("SequenceGuide", z_dim, scale_floor)
         if isinstance(rnn_hidden, bool) or not isinstance(rnn_hidden, int) or rnn_hidden < 1:
@@ -43,6 +47,8 @@ class SequenceGuide(nn.Module):
         self.z_to_hidden = nn.Linear(z_dim, rnn_hidden)
         self.loc = nn.Linear(rnn_hidden, z_dim)
         self.scale = nn.Linear(rnn_hidden, z_dim)
+        latents = getattr(getattr(model, "transition", None), "sequence_latents", {})
+        self.sequence_latents = nn.ModuleDict({name: nn.Linear(rnn_hidden, 2 * size) for name, size in latents.items()})
 
     def summaries(self, x: torch.Tensor) -> torch.Tensor:
         """h_t for every frame, ``(B, T, rnn_hidden)``: the GRU run from x_T back to x_t."""
@@ -60,6 +66,9 @@ class SequenceGuide(nn.Module):
         B, T = x.shape[:2]
         h = self.summaries(x)
         with pyro.plate("data", B):
+            for name, head in self.sequence_latents.items():
+                loc, scale = head(h[:, 0]).chunk(2, -1)
+                pyro.sample(name, dist.Normal(loc, F.softplus(scale) + self.scale_floor).to_event(1))
             z = self.z_0.expand(B, self.z_dim)
             for t in pyro.markov(range(T)):
                 z = pyro.sample(f"z_{t + 1}", self.step(z, h[:, t]))

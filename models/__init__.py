@@ -13,10 +13,11 @@ from .likelihoods import (
 )
 from .linear_gaussian import LinearGaussian
 from .networks import MLP, ConvDecoder, ConvEncoder
+from .physics import PhysicsTransition
 from .priors import FlowPrior, LearnedNormal, MixturePrior, StandardNormal, VampPrior
 from .ss_vae import SemiSupervisedVAE
 from .state_space import StateSpaceModel
-from .transitions import LinearTransition, NeuralTransition
+from .transitions import LinearTransition, NeuralTransition, Transition
 from .vae import VAE
 
 __all__ = [
@@ -37,9 +38,11 @@ __all__ = [
     "MLP",
     "MixturePrior",
     "NeuralTransition",
+    "PhysicsTransition",
     "SemiSupervisedVAE",
     "StandardNormal",
     "StateSpaceModel",
+    "Transition",
     "VAE",
     "VampPrior",
 ]

@@ -1,13 +1,15 @@
 """A state-space model of sequences (``model=state_space``): the deep Markov model of Krishnan,
 Shalit & Sontag (2017) with swappable parts, after Pyro's ``dmm`` example.
 
-    z_1 ~ p(z)                     the ``prior`` group
-    z_t ~ p(z_t | z_{t−1})         the ``transition`` group (t = 2 … T)
-    x_t ~ p(x_t | decoder(z_t))    the ``decoder`` and ``likelihood`` groups, frame by frame
+    z_1 ~ p(z)                                the ``prior`` group
+    z_t ~ p(z_t | z_{t−1})                    the ``transition`` group (t = 2 … T)
+    x_t ~ p(x_t | decoder(emission(z_t)))     the ``decoder`` and ``likelihood`` groups, frame by frame
 
 All under ``pyro.plate("data", B)``, a data point being a whole sequence ``x`` of shape
 ``(B, T, x_dim)``; the sites are ``z_1 … z_T`` and ``x_1 … x_T``, the time steps under
-``pyro.markov``. With every part linear-Gaussian (``prior=standard_normal transition=linear
+``pyro.markov``, and whatever the transition keeps per sequence (``transition=physics``: the
+drive's phase and amplitude). The decoder reads what the transition's ``emission`` makes of a
+state (all of it, but for the physics transition's (cos θ, sin θ)). With every part linear-Gaussian (``prior=standard_normal transition=linear
 decoder=linear likelihood=gaussian`` with one scale) log p(x₁:T) is exact by a Kalman filter
 (:meth:`StateSpaceModel.exact_log_px`), which the estimators are checked against.
 """
@@ -19,6 +21,7 @@ from torch import nn
 
 import pyro
 import pyro.distributions as dist
+from pyro import poutine
 
 from .capabilities import Capabilities
 from .likelihoods import Gaussian, Likelihood
@@ -51,7 +54,8 @@ class StateSpaceModel(WithLikelihood, nn.Module):
     @classmethod
     def build(cls, prior: nn.Module, transition: Callable[[int], nn.Module], decoder, likelihood: Likelihood, x_dim: int) -> "StateSpaceModel":
         """Size the transition and the decoder from the prior's ``z_dim`` and the frame: what configs call."""
-        return cls(prior, transition(prior.z_dim), decoder(prior.z_dim, x_dim * likelihood.params_per_dim), likelihood)
+        transition = transition(prior.z_dim)
+        return cls(prior, transition, decoder(transition.emission_dim, x_dim * likelihood.params_per_dim), likelihood)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -62,11 +66,33 @@ class StateSpaceModel(WithLikelihood, nn.Module):
         register("model", self)
         B, T = x.shape[:2]
         with pyro.plate("data", B):
+            step = self.transition.begin(B)
             z = pyro.sample("z_1", self.prior(B))
-            pyro.sample("x_1", self.likelihood(self.decoder(z)), obs=x[:, 0])
+            pyro.sample("x_1", self.frame(z), obs=x[:, 0])
             for t in pyro.markov(range(1, T)):
-                z = pyro.sample(f"z_{t + 1}", self.transition(z))
-                pyro.sample(f"x_{t + 1}", self.likelihood(self.decoder(z)), obs=x[:, t])
+                z = pyro.sample(f"z_{t + 1}", step(z, t - 1))
+                pyro.sample(f"x_{t + 1}", self.frame(z), obs=x[:, t])
+
+    def frame(self, z: torch.Tensor):
+        """p(x_t | z_t), the distribution of the frame of state ``z``."""
+        return self.likelihood(self.decoder(self.transition.emission(z)))
+
+    def roll_forward(self, z: torch.Tensor, frame: int, horizon: int, latents: dict | None = None) -> list[torch.Tensor]:
+        """The states of frames ``frame + 1 … frame + horizon`` (0-based), drawn from the
+        transition from ``z``, the state of ``frame``, with the sequence's own latents (the
+        transition's ``sequence_latents``) held at ``latents``, e.g. a guide's draws. The
+        transition's per-sequence sites go through Pyro's handlers, so that
+        ``poutine.do(model.roll_forward, data={"drive_amplitude": ...})`` intervenes on them."""
+        missing = set(self.transition.sequence_latents) - set(latents or {})
+        if missing:
+            raise ValueError(f"roll_forward needs the sequence latents {sorted(missing)} of {type(self.transition).__name__}, e.g. from a guide's trace")
+        with poutine.condition(data=latents or {}):
+            step = self.transition.begin(z.shape[-2] if z.dim() > 1 else 1)
+        states = []
+        for t in range(frame, frame + horizon):
+            z = step(z, t).sample()
+            states.append(z)
+        return states
 
     def _linear_gaussian(self) -> bool:
         return (

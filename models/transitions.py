@@ -6,6 +6,13 @@ the previous state, ``(..., z_dim)``, to a Pyro distribution over the next with 
   noise scale that depends on the state.
 - :class:`LinearTransition` (``transition=linear``): z_t = A z_{t−1} + b + ε, ε ~ N(0, diag q²);
   with a linear-Gaussian emission the model's log p(x₁:T) is exact by a Kalman filter.
+- :class:`~models.physics.PhysicsTransition` (``transition=physics``, in :mod:`models.physics`).
+
+What a state-space model asks of a transition (:class:`Transition`): ``begin(B)``, called once
+per batch of sequences inside the data plate, samples whatever the transition keeps per
+sequence (the physics transition's drive phase) and returns the step, ``step(z, t)``, the
+distribution of the state of frame t + 1 given z, that of frame t (0-based); ``emission(z)``,
+what the decoder reads of a state (``emission_dim`` features).
 """
 
 import torch
@@ -14,7 +21,7 @@ from torch.nn import functional as F
 
 import pyro.distributions as dist
 
-__all__ = ["LinearTransition", "NeuralTransition"]
+__all__ = ["LinearTransition", "NeuralTransition", "Transition"]
 
 
 def _check(name: str, **sizes) -> None:
@@ -23,7 +30,24 @@ def _check(name: str, **sizes) -> None:
             raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}")
 
 
-class NeuralTransition(nn.Module):
+class Transition(nn.Module):
+    """A transition that keeps nothing per sequence and lets the decoder read the whole state:
+    ``step(z, t)`` is ``self(z)`` whatever t."""
+
+    sequence_latents: dict[str, int] = {}  #: per-sequence sample sites ``begin`` draws: name → size
+
+    @property
+    def emission_dim(self) -> int:
+        return self.z_dim
+
+    def emission(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def begin(self, batch_size: int):
+        return lambda z, t: self(z)
+
+
+class NeuralTransition(Transition):
     """The DMM's gated transition: loc = (1 − g) ⊙ (A z + b) + g ⊙ MLP(z), with the gate
     g = σ(MLP'(z)), and scale = softplus(W relu(MLP(z))) + floor. A starts as the identity, so
     that an untrained model carries its state forward.
@@ -51,7 +75,7 @@ class NeuralTransition(nn.Module):
         return dist.Normal(loc, scale).to_event(1)
 
 
-class LinearTransition(nn.Module):
+class LinearTransition(Transition):
     """z_t ~ N(A z_{t−1} + b, diag q²), with A, b and q learned (A from the identity, b from 0,
     q from ``initial_scale``).
 

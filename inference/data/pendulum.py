@@ -1,7 +1,7 @@
 """A dataset with known physics: rendered frames of a driven, damped pendulum.
 
-θ'' = −(g/ℓ) sin θ − γ θ' + A cos(Ω t + φ), integrated with fourth-order Runge–Kutta. Each
-trajectory starts from a random angle, angular velocity and drive phase; every ``stride``-th
+θ'' = −(g/ℓ) sin θ − γ θ' + A cos(Ω t + φ), integrated with fourth-order Runge–Kutta
+(:func:`models.physics.pendulum_rk4`, the steps the physics transition takes). Each trajectory starts from a random angle, angular velocity and drive phase; every ``stride``-th
 state is rendered as a ``size × size`` image (a rod from the centre and a bob, θ = 0 hanging
 down) with Gaussian pixel noise, clipped to [0, 1]. The state of every frame is kept as its
 ground-truth factors (cos θ, sin θ, θ'), so a run can ask whether the latent space learned the
@@ -15,6 +15,8 @@ interval and the simulator's constants kept (``Dataset.physics``).
 import math
 
 import torch
+
+from models.physics import pendulum_rk4
 
 from .dataset import Dataset, transformed
 
@@ -54,20 +56,13 @@ def simulate(
     drawn = torch.rand(num_trajectories, generator=generator, dtype=torch.float64) * 2 * math.pi
     phase = drawn if phase is None else phase.to(torch.float64)
 
-    def acceleration(t, th, om):
-        return -gravity_over_length * torch.sin(th) - damping * om + drive_amplitude * torch.cos(drive_frequency * t + phase)
-
-    states, t = [], start_time
-    for _ in range(frames):
+    constants = dict(
+        gravity_over_length=gravity_over_length, damping=damping, drive_amplitude=drive_amplitude, drive_frequency=drive_frequency, phase=phase
+    )
+    states = []
+    for frame in range(frames):
         states.append(torch.stack([theta, omega], -1))
-        for _ in range(stride):  # classic RK4 on (θ, θ')
-            k1t, k1o = omega, acceleration(t, theta, omega)
-            k2t, k2o = omega + 0.5 * dt * k1o, acceleration(t + 0.5 * dt, theta + 0.5 * dt * k1t, omega + 0.5 * dt * k1o)
-            k3t, k3o = omega + 0.5 * dt * k2o, acceleration(t + 0.5 * dt, theta + 0.5 * dt * k2t, omega + 0.5 * dt * k2o)
-            k4t, k4o = omega + dt * k3o, acceleration(t + dt, theta + dt * k3t, omega + dt * k3o)
-            theta = theta + dt / 6 * (k1t + 2 * k2t + 2 * k3t + k4t)
-            omega = omega + dt / 6 * (k1o + 2 * k2o + 2 * k3o + k4o)
-            t += dt
+        theta, omega = pendulum_rk4(theta, omega, start_time + frame * stride * dt, dt=dt, steps=stride, **constants)
     return torch.stack(states, 1).float()
 
 
@@ -137,7 +132,7 @@ def pendulum_sequences(
     stride: int = 5,
     dt: float = 0.02,
     gravity_over_length: float = 9.81,
-    damping: float = 0.1,
+    damping: float = 0.5,
     drive_amplitude: float = 1.0,
     drive_frequency: float = 2.0 / 3.0,
     seed: int = 0,
@@ -163,5 +158,5 @@ def pendulum_sequences(
     for name, state in zip(("train", "valid", "test"), states.split(counts)):  # whole sequences per split
         image, factors[name] = observed(state, size, noise, g)
         splits.append(image)
-    physics = {"frame_interval": stride * dt, **constants}
+    physics = {"frame_interval": stride * dt, "dt": dt, "stride": stride, **constants}
     return transformed("pendulum_sequences", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES, physics=physics)

@@ -14,7 +14,18 @@ import pyro
 
 from .programs import PARTICLES, particle_dim
 
-__all__ = ["forecast", "forecast_errors"]
+__all__ = ["filtered", "forecast", "forecast_errors"]
+
+
+@torch.no_grad()
+def filtered(guide, x: torch.Tensor, context: int, samples: int, latent_names=()) -> tuple[torch.Tensor, dict]:
+    """``samples`` draws of q(z_k | x₁:k), k = ``context``, from the guide run on the first k
+    frames alone: a ``(samples, B, z_dim)`` tensor, and the guide's draws of the sites named in
+    ``latent_names`` (what the transition keeps per sequence)."""
+    seen = x[:, :context]
+    with pyro.plate(PARTICLES, samples, dim=particle_dim(None, guide, seen)):
+        trace = poutine.trace(guide).get_trace(seen)
+    return trace.nodes[f"z_{context}"]["value"], {name: trace.nodes[name]["value"] for name in latent_names}
 
 
 @torch.no_grad()
@@ -22,18 +33,11 @@ def forecast(model, guide, x: torch.Tensor, context: int, horizon: int, samples:
     """The mean frames of p(x_{k+h} | x₁:k), h = 1 … ``horizon``, for k = ``context``: a
     ``(B, horizon, x_dim)`` tensor, from ``samples`` draws of the filtered state per sequence.
 
-    :param model: a state-space model with ``transition``, ``decoder`` and ``likelihood``
-        (:class:`~models.state_space.StateSpaceModel`).
+    :param model: a state-space model (:class:`~models.state_space.StateSpaceModel`).
     :param guide: its guide, whose sites ``z_1 … z_T`` follow the frames it is given."""
-    seen = x[:, :context]
-    with pyro.plate(PARTICLES, samples, dim=particle_dim(None, guide, seen)):
-        trace = poutine.trace(guide).get_trace(seen)
-    z = trace.nodes[f"z_{context}"]["value"]  # (samples, B, z_dim)
-    frames = []
-    for _ in range(horizon):
-        z = model.transition(z).sample()
-        frames.append(model.likelihood(model.decoder(z)).mean.mean(0))
-    return torch.stack(frames, 1)
+    z, latents = filtered(guide, x, context, samples, model.transition.sequence_latents)
+    states = model.roll_forward(z, context - 1, horizon, latents)
+    return torch.stack([model.frame(state).mean.mean(0) for state in states], 1)
 
 
 def forecast_errors(model, guide, x: torch.Tensor, context: int, horizon: int, samples: int = 32) -> dict:

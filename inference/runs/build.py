@@ -20,7 +20,8 @@ from models.capabilities import capabilities_of
 
 from ..data import Dataset
 from ..estimators import log_importance_weights
-from ..estimators.programs import sliced
+from ..estimators.intervention import DRIVE_SITE
+from ..estimators.programs import replayed_traces, sliced
 from ..training import adopt_store_parameters
 
 __all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared"]
@@ -89,11 +90,26 @@ def check_sequences(cfg: DictConfig, data: Dataset, model: torch.nn.Module, guid
                 f"evaluation.forecast_context={context} and evaluation.forecast_horizon={horizon} reach frame {context + horizon}, "
                 f"beyond the {data.frames} frames of data={data.name}'s sequences; keep their sum at most {data.frames}"
             )
+    if cfg.evaluation.get("intervene"):
+        check_intervention(cfg, data, model)
     if model_takes != guide_takes:
         raise ValueError(
             f"model={model_name(cfg)} takes {'sequences' if model_takes else 'single points'} but guide={guide_name(cfg)} takes "
             f"{'sequences' if guide_takes else 'single points'}; pair {'model=state_space with guide=sequence' if model_takes else 'it with a guide of single points, e.g. guide=normal'}"
         )
+
+
+def check_intervention(cfg: DictConfig, data: Dataset, model: torch.nn.Module) -> None:
+    """``evaluation.intervene=true`` needs a transition with a drive to switch off and data
+    whose simulator can run without it."""
+    latents = getattr(getattr(model, "transition", None), "sequence_latents", None)
+    if latents is None or DRIVE_SITE not in replayed_traces(model, None, data.test[:1])[1].nodes:
+        raise ValueError(
+            f"evaluation.intervene=true switches off the drive at the site {DRIVE_SITE!r}, which model={model_name(cfg)} "
+            "has not; use transition=physics (model=state_space), or evaluation.intervene=false"
+        )
+    if not data.physics or data.factors is None:
+        raise ValueError(f"evaluation.intervene=true compares with the pendulum simulator, which data={data.name} has not; use data=pendulum_sequences")
 
 
 def corrupted(cfg: DictConfig, guide: torch.nn.Module) -> torch.nn.Module:
@@ -127,8 +143,8 @@ def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.part
     )
     if "transition" in inspect.signature(make_model).parameters:  # a sequence model
         if cfg.get("transition") is None:
-            raise ValueError(f"model={model_name(cfg)} needs a transition p(z_t | z_(t-1)): add transition=neural or transition=linear")
-        make_model = functools.partial(make_model, transition=instantiate(cfg.transition))
+            raise ValueError(f"model={model_name(cfg)} needs a transition p(z_t | z_(t-1)): add transition=neural, linear or physics")
+        make_model = functools.partial(make_model, transition=bind(instantiate(cfg.transition), physics=data.physics))
     if "guide" in inspect.signature(make_prior).parameters:
         guide = make_guide()
         model = make_model(prior=make_prior(guide=guide))

@@ -86,7 +86,7 @@ def check_config(cfg) -> None:
     points = cfg.evaluation.posterior_points
     if isinstance(points, bool) or not isinstance(points, int) or points < 0:
         _fail("evaluation.posterior_points", points, "a non-negative integer (0: no NUTS)")
-    for key in ("prior_proposal", "gaps", "ais", "figures"):
+    for key in ("prior_proposal", "gaps", "ais", "figures", "intervene"):
         if not isinstance(cfg.evaluation[key], bool):
             _fail(f"evaluation.{key}", cfg.evaluation[key], "true or false")
     for split in cfg.evaluation.splits:

@@ -38,6 +38,7 @@ from ..estimators import (
 )
 from ..estimators.denoising import denoised, denoising_scores
 from ..estimators.forecast import forecast, forecast_errors
+from ..estimators.intervention import intervened_frames, intervention_errors
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from ..estimators.programs import rng_kept, sliced
 from ..training.checkpoint import load_checkpoint, set_rng_state
@@ -103,6 +104,11 @@ def evaluate_run(
         results["test"]["probe"] = probe(guide, data, evaluation, keys)
     if data.frames and evaluation.forecast_horizon and "test" in results:
         results["test"]["forecast"] = forecasts(model, guide, data.test[: evaluation.max_points], evaluation)
+    if callable(getattr(getattr(model, "transition", None), "constants", None)) and data.physics and "test" in results:
+        results["test"]["physics"] = learned_physics(model.transition, data.physics)
+    if evaluation.intervene and "test" in results:
+        n = evaluation.max_points
+        results["test"]["intervention"] = interventions(model, guide, data.test[:n], data.factors["test"][:n], data, evaluation)
     if evaluation.ais and "test" in results:
         if takes_keys:
             results["test"]["log_px_ais"] = skipped(f"AIS here anneals {takes_keys}")
@@ -132,6 +138,21 @@ def forecasts(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
         return skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")
     start = time.perf_counter()
     out = forecast_errors(model, guide, x, evaluation.forecast_context, evaluation.forecast_horizon)
+    return {**out, "seconds": time.perf_counter() - start}
+
+
+def learned_physics(transition, physics: dict) -> dict:
+    """``test.physics``: each constant the transition learned beside the simulator's, by the
+    simulator's names. Point estimates (maximum likelihood within the ELBO): no uncertainty."""
+    return {name: {"true": physics[name], "learned": value} for name, value in transition.constants().items()}
+
+
+def interventions(model, guide, x: torch.Tensor, factors: torch.Tensor, data: Dataset, evaluation: DictConfig) -> dict:
+    """``test.intervention``: the rollouts with the drive switched off and as learned, against
+    the simulator's A = 0 truth (:func:`~inference.estimators.intervention.intervention_errors`)."""
+    start = time.perf_counter()
+    context, horizon = evaluation.forecast_context, evaluation.forecast_horizon or data.frames - evaluation.forecast_context
+    out = intervention_errors(model, guide, x, factors, data.physics, data.image_shape[0], context, horizon)
     return {**out, "seconds": time.perf_counter() - start}
 
 
@@ -186,6 +207,7 @@ def draw_figures(
         return
     if data.frames:  # a point is a sequence: its figures are the forecasts'
         forecast_figures(model, guide, data, results, folder)
+        intervention_figure(model, guide, data, results, folder)
         return
     vector = LatentVector.unsupported(model, guide, x) is None
     if len(data.image_shape) == 2:
@@ -214,6 +236,17 @@ def forecast_figures(model, guide, data: Dataset, results: dict, folder: Path) -
     predicted = forecast(model, guide, x, context, horizon)
     figures.forecast_frames(x[:, context : context + horizon], predicted, context, data.image_shape, folder / "forecast.png")
     figures.forecast_animation(x[0], predicted[0], context, data.image_shape, folder / "forecast.gif")
+
+
+def intervention_figure(model, guide, data: Dataset, results: dict, folder: Path) -> None:
+    """The A = 0 truth, the model under do(A = 0) and the model as learned, for a run whose
+    ``test.intervention`` was computed."""
+    entry = results.get("test", {}).get("intervention")
+    if not entry or len(data.image_shape) != 2:
+        return
+    context, horizon = entry["context"], len(entry["horizons"])
+    frames = intervened_frames(model, guide, data.test[:4], data.factors["test"][:4], data.physics, data.image_shape[0], context, horizon)
+    figures.intervention_frames(*frames, context, data.image_shape, folder / "intervention.png")
 
 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:

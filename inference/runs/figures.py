@@ -38,6 +38,7 @@ __all__ = [
     "posterior_pairs",
     "posterior_contour",
     "forecast_frames",
+    "intervention_frames",
     "forecast_animation",
 ]
 
@@ -309,6 +310,18 @@ def forecast_frames(truth: torch.Tensor, predicted: torch.Tensor, context: int, 
     labels = [label for i in range(n) for label in (f"true {i + 1}", f"forecast {i + 1}")]
     fig = _figure(f"The next {horizon} frames after {context} seen: true, and the mean of p(x_t | x_1:{context})")
     _grid(fig, rows, image_shape, 2 * n, horizon, row_labels=labels, xlabel=f"frames {context + 1} to {context + horizon}")
+    return _save(fig, path)
+
+
+def intervention_frames(truth, switched_off, as_learned, context: int, image_shape, path: Path) -> Path:
+    """For a few test sequences, the frames after the first ``context`` of the simulator with
+    the drive switched off, of the model with its drive switched off (``poutine.do``), and of
+    the model as learned; each ``(B, H, x_dim)``."""
+    n, horizon = min(4, truth.shape[0]), truth.shape[1]
+    rows = torch.stack([truth[:n], switched_off[:n], as_learned[:n]], 1).reshape(3 * n * horizon, -1)
+    labels = [label for i in range(n) for label in (f"A=0 true {i + 1}", f"do(A=0) {i + 1}", f"as learned {i + 1}")]
+    fig = _figure(f"The drive switched off after frame {context}: the simulator, the model under do(A=0), the model as learned")
+    _grid(fig, rows, image_shape, 3 * n, horizon, row_labels=labels, xlabel=f"frames {context + 1} to {context + horizon}")
     return _save(fig, path)
 
 

@@ -50,6 +50,17 @@ def summary(metrics: dict, run_dir: Path) -> str:
             )
         if "log_px_exact" in test:
             lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
+        forecast = test.get("forecast")
+        if forecast and not forecast.get("skipped"):
+            pairs = ", ".join(f"{h}: {a:.4f}/{b:.4f}" for h, a, b in zip(forecast["horizons"], forecast["mse"], forecast["mse_repeat_last"]))
+            lines.append(f"test forecast after {forecast['context']} frames, MSE model/repeat-last by horizon: {pairs}")
+        if "physics" in test:
+            constants = ", ".join(f"{name} {c['learned']:.3f} (true {c['true']:.3f})" for name, c in test["physics"].items())
+            lines.append(f"learned physics: {constants}")
+        intervention = test.get("intervention")
+        if intervention:
+            pairs = ", ".join(f"{h}: {a:.4f}/{b:.4f}" for h, a, b in zip(intervention["horizons"], intervention["mse_intervened"], intervention["mse_not_intervened"]))
+            lines.append(f"test drive switched off after {intervention['context']} frames, MSE to the A=0 truth, do(A=0)/as learned by horizon: {pairs}")
         denoise = test.get("denoise")
         if denoise and not denoise.get("skipped"):
             pairs = ", ".join(f"{level:g}: {a:.1f} → {b:.1f}" for level, a, b in zip(denoise["levels"], denoise["psnr_input"], denoise["psnr_denoised"]))

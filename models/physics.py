@@ -1,0 +1,145 @@
+"""Latent physics: a transition that is the pendulum's law with learned constants
+(``transition=physics``).
+
+The state is z = (θ, ω), the angle and the angular velocity, advanced over one frame interval by
+the same fourth-order Runge–Kutta steps the simulator takes (:func:`pendulum_rk4`) for
+
+    θ'' = −(g/ℓ) sin θ − γ θ' + A cos(Ω t + φ)
+
+with g/ℓ, γ, A and Ω learned, plus a small learned process noise per coordinate. g/ℓ, γ and Ω
+are positive by construction (the exponential of a free parameter); A is free in sign, as a sign
+is a half-turn of the phase. The phase φ is a latent of each sequence: v ~ N(0, I₂) at the site
+``drive_phase_vector``, φ = atan2(v₂, v₁), whose direction is uniform on the circle and which a
+Gaussian guide can propose with reparameterized draws (a uniform angle has no such guide).
+
+The decoder reads the state through (cos θ, sin θ) (``emission``), so that θ has the
+simulator's scale (a turn is 2π) and the constants are those of the simulator. Where "down" is
+in the decoder's angle is not known before training: gravity pulls towards the learned angle
+``down`` (θ − down is the simulator's angle). Without it, gravity pulls towards whatever angle
+the decoder happened to draw hanging down at initialization, and training escapes the
+mismatch by shrinking g/ℓ rather than by turning decoder and guide together; with it, the
+mismatch is one angle with a direct gradient. The dynamics are symmetric under reflection
+(θ → −θ with the phase turned by π), so a mirrored decoder needs nothing. The drive's
+amplitude is the site ``drive_amplitude`` of every sequence (``pyro.deterministic``), so that a
+handler can intervene on it: ``poutine.do(model, data={"drive_amplitude": torch.tensor(0.)})``
+switches the force off.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+import pyro
+import pyro.distributions as dist
+
+from .transitions import Transition
+
+__all__ = ["CONSTANTS", "PhysicsTransition", "pendulum_rk4"]
+
+#: the learned constants, named as the simulator names them (``data=pendulum_sequences``)
+CONSTANTS = ("gravity_over_length", "damping", "drive_amplitude", "drive_frequency")
+
+
+def pendulum_rk4(theta, omega, t, *, dt: float, steps: int, gravity_over_length, damping, drive_amplitude, drive_frequency, phase):
+    """Advance (θ, ω) at time ``t`` by ``steps`` classic RK4 steps of ``dt`` seconds; every
+    argument broadcasts against the others. Returns (θ, ω) at ``t + steps·dt``."""
+
+    def acceleration(time, th, om):
+        return -gravity_over_length * torch.sin(th) - damping * om + drive_amplitude * torch.cos(drive_frequency * time + phase)
+
+    for _ in range(steps):
+        k1t, k1o = omega, acceleration(t, theta, omega)
+        k2t, k2o = omega + 0.5 * dt * k1o, acceleration(t + 0.5 * dt, theta + 0.5 * dt * k1t, omega + 0.5 * dt * k1o)
+        k3t, k3o = omega + 0.5 * dt * k2o, acceleration(t + 0.5 * dt, theta + 0.5 * dt * k2t, omega + 0.5 * dt * k2o)
+        k4t, k4o = omega + dt * k3o, acceleration(t + dt, theta + dt * k3t, omega + dt * k3o)
+        theta = theta + dt / 6 * (k1t + 2 * k2t + 2 * k3t + k4t)
+        omega = omega + dt / 6 * (k1o + 2 * k2o + 2 * k3o + k4o)
+        t = t + dt
+    return theta, omega
+
+
+class PhysicsTransition(Transition):
+    """z_{t+1} ~ N(RK4(z_t; g/ℓ, γ, A, Ω, φ), diag q²) over one frame interval.
+
+    :param int z_dim: must be 2, the state (θ, ω).
+    :param dict physics: the data's ``Dataset.physics``: the integrator's step ``dt`` and
+        ``stride`` (steps per frame); the true constants stay out of the model.
+    :param dict initial: the constants before training, by the names of :data:`CONSTANTS`.
+    :param float initial_noise: the process noise's scale before training.
+    """
+
+    sequence_latents = {"drive_phase_vector": 2}
+
+    def __init__(self, z_dim: int, physics: dict | None, initial: dict | None = None, initial_noise: float = 0.1):
+        super().__init__()
+        if not physics or not {"dt", "stride"} <= set(physics):
+            raise ValueError(
+                "transition=physics integrates the pendulum's law over the data's frame interval, and this data has no "
+                "pendulum physics; use data=pendulum_sequences, or transition=neural|linear for other sequences"
+            )
+        if z_dim != 2:
+            raise ValueError(f"transition=physics has the state (angle, angular velocity), so z_dim must be 2, got z_dim={z_dim}; set z_dim=2")
+        initial = {"gravity_over_length": 4.0, "damping": 0.3, "drive_amplitude": 0.5, "drive_frequency": 1.0, **(initial or {})}
+        unknown = set(initial) - set(CONSTANTS)
+        if unknown:
+            raise ValueError(f"transition.initial has {sorted(unknown)}, which are not constants of the pendulum; the constants are {list(CONSTANTS)}")
+        for name in ("gravity_over_length", "damping", "drive_frequency"):
+            if not initial[name] > 0:
+                raise ValueError(f"transition.initial.{name} must be positive (it is learned on the log scale), got {initial[name]!r}")
+        if not initial_noise > 0:
+            raise ValueError(f"transition.initial_noise must be positive, got {initial_noise!r}")
+        self.z_dim, self.dt, self.stride = 2, float(physics["dt"]), int(physics["stride"])
+        self.log_gravity_over_length = nn.Parameter(torch.tensor(math.log(initial["gravity_over_length"])))
+        self.log_damping = nn.Parameter(torch.tensor(math.log(initial["damping"])))
+        self.log_drive_frequency = nn.Parameter(torch.tensor(math.log(initial["drive_frequency"])))
+        self.amplitude = nn.Parameter(torch.tensor(float(initial["drive_amplitude"])))
+        self.log_noise = nn.Parameter(torch.full((2,), math.log(initial_noise)))
+        self.down = nn.Parameter(torch.zeros(()))  # the decoder's angle of hanging straight down
+
+    def constants(self) -> dict[str, float]:
+        """The learned constants by the simulator's names."""
+        return {
+            "gravity_over_length": self.log_gravity_over_length.exp().item(),
+            "damping": self.log_damping.exp().item(),
+            "drive_amplitude": self.amplitude.item(),
+            "drive_frequency": self.log_drive_frequency.exp().item(),
+        }
+
+    @property
+    def emission_dim(self) -> int:
+        return 2
+
+    def emission(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.stack([z[..., 0].cos(), z[..., 0].sin()], -1)
+
+    def begin(self, batch_size: int):
+        """Draw each sequence's drive phase and record its drive amplitude (the sites
+        ``drive_phase_vector`` and ``drive_amplitude``, inside the caller's data plate); returns
+        the step."""
+        vector = pyro.sample("drive_phase_vector", dist.Normal(torch.zeros(2, device=self.amplitude.device), 1.0).to_event(1))
+        amplitude = pyro.deterministic("drive_amplitude", self.amplitude.expand(vector.shape[:-1]))
+        phase = torch.atan2(vector[..., 1], vector[..., 0])
+        return lambda z, t: self.step(z, t, phase, amplitude)
+
+    def mean_step(self, z: torch.Tensor, t: int, phase: torch.Tensor, amplitude: torch.Tensor) -> torch.Tensor:
+        """The noise-free state of frame t + 1 from z, that of frame t (0-based)."""
+        theta, omega = pendulum_rk4(
+            z[..., 0] - self.down,
+            z[..., 1],
+            t * self.stride * self.dt,
+            dt=self.dt,
+            steps=self.stride,
+            gravity_over_length=self.log_gravity_over_length.exp(),
+            damping=self.log_damping.exp(),
+            drive_amplitude=amplitude,
+            drive_frequency=self.log_drive_frequency.exp(),
+            phase=phase,
+        )
+        return torch.stack([theta + self.down, omega], -1)
+
+    def step(self, z: torch.Tensor, t: int, phase: torch.Tensor, amplitude: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Normal(self.mean_step(z, t, phase, amplitude), self.log_noise.exp()).to_event(1)
+
+    def forward(self, z: torch.Tensor) -> dist.TorchDistribution:
+        raise TypeError("the physics transition depends on the time and the sequence's drive phase: call begin(B) and then its step(z, t)")
