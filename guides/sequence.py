@@ -5,7 +5,23 @@ mixes h_t with the state just drawn, 0.5·(tanh(W z_{t−1}) + h_t), into the lo
 z_t. The posterior of each state thus sees the frames from t on and, through z_{t−1}, the past.
 What the model's transition keeps per sequence (its ``sequence_latents``, the physics
 transition's drive phase) is proposed by a Gaussian from h_1, the summary of the whole sequence.
+
+Coordinates of the state that the transition declares angles (its ``angles``: the physics
+transition's θ, which the decoder reads through cos θ and sin θ) are read as a direction: the
+loc of θ_t is the angle of a 2-vector from the combiner, unwrapped to lie within π of θ_{t−1}.
+A loc read as a number would start in a narrow arc, and the decoder learns to draw every angle
+of the pendulum from that arc, a state the dynamics cannot put right; a direction spans the
+circle from the start, and unwrapping keeps a pendulum that turns over a continuous path.
+
+With ``follow_transition=true`` the loc of z_t (t ≥ 2) is the model's own transition mean from
+z_{t−1} plus a correction from the combiner, in the manner of deep variational Bayes filters
+(Karl et al. 2017): a trajectory the guide proposes follows the dynamics unless the frames say
+otherwise, so that the states, the velocity above all, keep the meaning the transition gives
+them. Without it a guide may read the angles from the frames and fill the velocity with
+anything, and the transition, learning from those states, explains the motion with noise.
 """
+
+import math
 
 import torch
 from torch import nn
@@ -32,11 +48,14 @@ class SequenceGuide(nn.Module):
     :param float scale_floor: the smallest scale of q(z_t | …).
     :param model: the state-space model, whose transition's ``sequence_latents`` (name → size)
         the guide proposes too; none without it.
+    :param bool follow_transition: propose z_t around the transition's mean from z_{t−1}.
     """
 
     capabilities = Capabilities(untraceable=None, sequences=True)
 
-    def __init__(self, x_dim: int, z_dim: int, rnn_hidden: int = 64, scale_floor: float = 1e-3, model: nn.Module | None = None):
+    def __init__(
+        self, x_dim: int, z_dim: int, rnn_hidden: int = 64, scale_floor: float = 1e-3, model: nn.Module | None = None, follow_transition: bool = False
+    ):
         super().__init__()
         check_guide_arguments("SequenceGuide", z_dim, scale_floor)
         if isinstance(rnn_hidden, bool) or not isinstance(rnn_hidden, int) or rnn_hidden < 1:
@@ -47,18 +66,38 @@ class SequenceGuide(nn.Module):
         self.z_to_hidden = nn.Linear(z_dim, rnn_hidden)
         self.loc = nn.Linear(rnn_hidden, z_dim)
         self.scale = nn.Linear(rnn_hidden, z_dim)
-        latents = getattr(getattr(model, "transition", None), "sequence_latents", {})
+        transition = getattr(model, "transition", None)
+        latents = getattr(transition, "sequence_latents", {})
         self.sequence_latents = nn.ModuleDict({name: nn.Linear(rnn_hidden, 2 * size) for name, size in latents.items()})
+        self.angles = tuple(getattr(transition, "angles", ()))
+        self.direction = nn.Linear(rnn_hidden, 2 * len(self.angles)) if self.angles else None
+        if not isinstance(follow_transition, bool):
+            raise ValueError(f"SequenceGuide: guide.follow_transition must be true or false, got {follow_transition!r}")
+        if follow_transition and transition is None:
+            raise ValueError("guide.follow_transition=true proposes states around the model's transition, and the model has none; use model=state_space")
+        self._transition = (transition,) if follow_transition else None  # borrowed, not a submodule: the model owns its weights
 
     def summaries(self, x: torch.Tensor) -> torch.Tensor:
         """h_t for every frame, ``(B, T, rnn_hidden)``: the GRU run from x_T back to x_t."""
         h, _ = self.rnn(x.flip(1))
         return h.flip(1)
 
-    def step(self, z_previous: torch.Tensor, h: torch.Tensor) -> dist.TorchDistribution:
-        """q(z_t | z_{t−1}, h_t); particles of ``z_previous`` broadcast against h's batch."""
+    def step(self, z_previous: torch.Tensor, h: torch.Tensor, t: int = 0, latents: dict | None = None) -> dist.TorchDistribution:
+        """q(z_t | z_{t−1}, h_t) for frame ``t`` (0-based), the sequence's own latents drawn;
+        particles of ``z_previous`` broadcast against h's batch."""
         combined = 0.5 * (torch.tanh(self.z_to_hidden(z_previous)) + h)
-        return dist.Normal(self.loc(combined), F.softplus(self.scale(combined)) + self.scale_floor).to_event(1)
+        loc = self.loc(combined)
+        if self._transition and t > 0:
+            loc = self._transition[0].mean(z_previous, t - 1, latents or {}) + loc
+        elif self.angles:
+            cos, sin = self.direction(combined).chunk(2, -1)
+            previous = z_previous[..., list(self.angles)].expand(cos.shape)
+            unwrapped = previous + torch.remainder(torch.atan2(sin, cos) - previous + math.pi, 2 * math.pi) - math.pi
+            columns = list(loc.unbind(-1))
+            for j, i in enumerate(self.angles):
+                columns[i] = unwrapped[..., j]
+            loc = torch.stack(columns, -1)
+        return dist.Normal(loc, F.softplus(self.scale(combined)) + self.scale_floor).to_event(1)
 
     def forward(self, x: torch.Tensor) -> None:
         """:param x: a ``(B, T, x_dim)`` tensor, B sequences of T frames."""
@@ -66,9 +105,10 @@ class SequenceGuide(nn.Module):
         B, T = x.shape[:2]
         h = self.summaries(x)
         with pyro.plate("data", B):
+            latents = {}
             for name, head in self.sequence_latents.items():
                 loc, scale = head(h[:, 0]).chunk(2, -1)
-                pyro.sample(name, dist.Normal(loc, F.softplus(scale) + self.scale_floor).to_event(1))
+                latents[name] = pyro.sample(name, dist.Normal(loc, F.softplus(scale) + self.scale_floor).to_event(1))
             z = self.z_0.expand(B, self.z_dim)
             for t in pyro.markov(range(T)):
-                z = pyro.sample(f"z_{t + 1}", self.step(z, h[:, t]))
+                z = pyro.sample(f"z_{t + 1}", self.step(z, h[:, t], t, latents))

@@ -12,7 +12,7 @@ from .likelihoods import (
     Likelihood,
 )
 from .linear_gaussian import LinearGaussian
-from .networks import MLP, ConvDecoder, ConvEncoder
+from .networks import MLP, ConvDecoder, ConvEncoder, RotatingDecoder
 from .physics import PhysicsTransition
 from .priors import FlowPrior, LearnedNormal, MixturePrior, StandardNormal, VampPrior
 from .ss_vae import SemiSupervisedVAE
@@ -39,6 +39,7 @@ __all__ = [
     "MixturePrior",
     "NeuralTransition",
     "PhysicsTransition",
+    "RotatingDecoder",
     "SemiSupervisedVAE",
     "StandardNormal",
     "StateSpaceModel",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder"]
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "RotatingDecoder"]
 
 
 def _activation(name: str) -> nn.Module:
@@ -115,3 +115,37 @@ class ConvDecoder(nn.Module):
         h = self.linear(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
         h = self.out(self.deconvs(h)[..., :H, :W])  # (N, P, H, W)
         return h.reshape(*batch_shape, -1)
+
+
+class RotatingDecoder(nn.Module):
+    """A learned image turned about its centre by the angle its input points to
+    (``decoder=rotating``): the emission of an object that only turns, such as the pendulum.
+
+    The input's first two features are read as a direction (cos θ, sin θ), normalized, so that
+    the decoder of ``transition=physics`` (whose emission is exactly that) draws the learned
+    template at angle θ by bilinear resampling. Since the drawing turns with θ at the rate the
+    image turns, θ is the image's angle up to an offset and a reflection: the state cannot
+    reach the pendulum's angles through a stretched or folded map, as an MLP decoder's can.
+
+    :param int in_features: at least 2; features after the first two are ignored.
+    """
+
+    def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int]):
+        super().__init__()
+        H, W = self.image_shape = _image_shape("RotatingDecoder", image_shape)
+        if in_features < 2:
+            raise ValueError(f"RotatingDecoder reads an angle from 2 features (cos, sin), but gets {in_features}; use it with transition=physics")
+        if out_features % (H * W):
+            raise ValueError(f"RotatingDecoder: {out_features} outputs are not a whole number of {H}x{W} maps")
+        self.template = nn.Parameter(0.01 * torch.randn(1, out_features // (H * W), H, W))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch_shape = z.shape[:-1]
+        direction = z.reshape(-1, z.shape[-1])[:, :2]
+        cos, sin = (direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-6)).unbind(-1)
+        zero = torch.zeros_like(cos)
+        rotation = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], -2)  # (N, 2, 3)
+        template = self.template.expand(len(rotation), *self.template.shape[1:])
+        grid = nn.functional.affine_grid(rotation, list(template.shape), align_corners=False)
+        turned = nn.functional.grid_sample(template, grid, padding_mode="border", align_corners=False)
+        return turned.reshape(*batch_shape, -1)

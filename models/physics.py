@@ -6,11 +6,12 @@ the same fourth-order Runge–Kutta steps the simulator takes (:func:`pendulum_r
 
     θ'' = −(g/ℓ) sin θ − γ θ' + A cos(Ω t + φ)
 
-with g/ℓ, γ, A and Ω learned, plus a small learned process noise per coordinate. g/ℓ, γ and Ω
-are positive by construction (the exponential of a free parameter); A is free in sign, as a sign
-is a half-turn of the phase. The phase φ is a latent of each sequence: v ~ N(0, I₂) at the site
-``drive_phase_vector``, φ = atan2(v₂, v₁), whose direction is uniform on the circle and which a
-Gaussian guide can propose with reparameterized draws (a uniform angle has no such guide).
+with g/ℓ, γ, A and Ω learned, plus a small process noise: learned on the angular velocity, fixed
+on the angle (``angle_noise``). g/ℓ, γ and Ω are positive by construction (the exponential of a
+free parameter); A is free in sign, as a sign is a half-turn of the phase. The phase φ is a
+latent of each sequence: v ~ N(0, I₂) at the site ``drive_phase_vector``, φ = atan2(v₂, v₁),
+whose direction is uniform on the circle and which a Gaussian guide can propose with
+reparameterized draws (a uniform angle has no such guide).
 
 The decoder reads the state through (cos θ, sin θ) (``emission``), so that θ has the
 simulator's scale (a turn is 2π) and the constants are those of the simulator. Where "down" is
@@ -66,12 +67,23 @@ class PhysicsTransition(Transition):
     :param dict physics: the data's ``Dataset.physics``: the integrator's step ``dt`` and
         ``stride`` (steps per frame); the true constants stay out of the model.
     :param dict initial: the constants before training, by the names of :data:`CONSTANTS`.
-    :param float initial_noise: the process noise's scale before training.
+    :param float initial_noise: the scale of the noise on the angular velocity before training
+        (it is learned).
+    :param float angle_noise: the scale of the noise on the angle, fixed. In the law the angle
+        moves by the velocity alone; a small fixed noise keeps it so. Learned, it grows early in
+        training while the guide's velocities are still wrong, and once it is large a wrong
+        velocity costs next to nothing (0.1 rad/s off moves the next angle by 0.01 rad), so the
+        velocities never get put right and g/ℓ shrinks to explain the motion with noise.
+    :param int substeps: Runge–Kutta steps per frame interval; by default the simulator's
+        (``stride``, so that the true constants give the simulator's states to rounding). Fewer
+        are faster (the model and a guide that follows the transition take them every frame),
+        at the integrator's error: with 1, 3e-4 rad and 1e-3 rad/s over 25 frames of the default data.
     """
 
     sequence_latents = {"drive_phase_vector": 2}
+    angles = (0,)  # θ: the decoder reads it through cos θ and sin θ
 
-    def __init__(self, z_dim: int, physics: dict | None, initial: dict | None = None, initial_noise: float = 0.1):
+    def __init__(self, z_dim: int, physics: dict | None, initial: dict | None = None, initial_noise: float = 0.1, angle_noise: float = 0.02, substeps: int | None = None):
         super().__init__()
         if not physics or not {"dt", "stride"} <= set(physics):
             raise ValueError(
@@ -87,14 +99,19 @@ class PhysicsTransition(Transition):
         for name in ("gravity_over_length", "damping", "drive_frequency"):
             if not initial[name] > 0:
                 raise ValueError(f"transition.initial.{name} must be positive (it is learned on the log scale), got {initial[name]!r}")
-        if not initial_noise > 0:
-            raise ValueError(f"transition.initial_noise must be positive, got {initial_noise!r}")
-        self.z_dim, self.dt, self.stride = 2, float(physics["dt"]), int(physics["stride"])
+        for key, value in (("initial_noise", initial_noise), ("angle_noise", angle_noise)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"transition.{key} must be a positive number, got {value!r}")
+        if substeps is not None and (isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1):
+            raise ValueError(f"transition.substeps must be a positive integer or null (the data's stride), got {substeps!r}")
+        self.z_dim, self.stride = 2, substeps or int(physics["stride"])
+        self.dt = float(physics["dt"]) * int(physics["stride"]) / self.stride  # one frame interval in self.stride steps
         self.log_gravity_over_length = nn.Parameter(torch.tensor(math.log(initial["gravity_over_length"])))
         self.log_damping = nn.Parameter(torch.tensor(math.log(initial["damping"])))
         self.log_drive_frequency = nn.Parameter(torch.tensor(math.log(initial["drive_frequency"])))
         self.amplitude = nn.Parameter(torch.tensor(float(initial["drive_amplitude"])))
-        self.log_noise = nn.Parameter(torch.full((2,), math.log(initial_noise)))
+        self.log_noise = nn.Parameter(torch.tensor(math.log(initial_noise)))  # the velocity's
+        self.register_buffer("angle_noise", torch.tensor(float(angle_noise)))
         self.down = nn.Parameter(torch.zeros(()))  # the decoder's angle of hanging straight down
 
     def constants(self) -> dict[str, float]:
@@ -119,8 +136,15 @@ class PhysicsTransition(Transition):
         the step."""
         vector = pyro.sample("drive_phase_vector", dist.Normal(torch.zeros(2, device=self.amplitude.device), 1.0).to_event(1))
         amplitude = pyro.deterministic("drive_amplitude", self.amplitude.expand(vector.shape[:-1]))
-        phase = torch.atan2(vector[..., 1], vector[..., 0])
-        return lambda z, t: self.step(z, t, phase, amplitude)
+        return lambda z, t: self.step(z, t, self.phase(vector), amplitude)
+
+    @staticmethod
+    def phase(vector: torch.Tensor) -> torch.Tensor:
+        """φ, the angle of the site ``drive_phase_vector``."""
+        return torch.atan2(vector[..., 1], vector[..., 0])
+
+    def mean(self, z: torch.Tensor, t, latents: dict) -> torch.Tensor:
+        return self.mean_step(z, t, self.phase(latents["drive_phase_vector"]), self.amplitude)
 
     def mean_step(self, z: torch.Tensor, t: int, phase: torch.Tensor, amplitude: torch.Tensor) -> torch.Tensor:
         """The noise-free state of frame t + 1 from z, that of frame t (0-based)."""
@@ -139,7 +163,8 @@ class PhysicsTransition(Transition):
         return torch.stack([theta + self.down, omega], -1)
 
     def step(self, z: torch.Tensor, t: int, phase: torch.Tensor, amplitude: torch.Tensor) -> dist.TorchDistribution:
-        return dist.Normal(self.mean_step(z, t, phase, amplitude), self.log_noise.exp()).to_event(1)
+        scale = torch.stack([self.angle_noise, self.log_noise.exp()])
+        return dist.Normal(self.mean_step(z, t, phase, amplitude), scale).to_event(1)
 
     def forward(self, z: torch.Tensor) -> dist.TorchDistribution:
         raise TypeError("the physics transition depends on the time and the sequence's drive phase: call begin(B) and then its step(z, t)")

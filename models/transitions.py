@@ -12,7 +12,8 @@ What a state-space model asks of a transition (:class:`Transition`): ``begin(B)`
 per batch of sequences inside the data plate, samples whatever the transition keeps per
 sequence (the physics transition's drive phase) and returns the step, ``step(z, t)``, the
 distribution of the state of frame t + 1 given z, that of frame t (0-based); ``emission(z)``,
-what the decoder reads of a state (``emission_dim`` features).
+what the decoder reads of a state (``emission_dim`` features); ``angles``, the coordinates of the
+state that are angles, which a guide reads as directions.
 """
 
 import torch
@@ -35,6 +36,7 @@ class Transition(nn.Module):
     ``step(z, t)`` is ``self(z)`` whatever t."""
 
     sequence_latents: dict[str, int] = {}  #: per-sequence sample sites ``begin`` draws: name → size
+    angles: tuple[int, ...] = ()  #: coordinates of the state that are angles (read through cos and sin)
 
     @property
     def emission_dim(self) -> int:
@@ -45,6 +47,11 @@ class Transition(nn.Module):
 
     def begin(self, batch_size: int):
         return lambda z, t: self(z)
+
+    def mean(self, z: torch.Tensor, t, latents: dict) -> torch.Tensor:
+        """The mean of the state of frame t + 1 given z, that of frame t, and the sequence's own
+        latents by name: what a guide that follows the transition proposes around."""
+        return self(z).mean
 
 
 class NeuralTransition(Transition):

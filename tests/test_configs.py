@@ -49,6 +49,11 @@ PARTNERS = {
     "transition/neural": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
     "transition/linear": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
     "experiment/pendulum_sequences": [*SHORT_SEQUENCES],
+    # latent physics: a state of (angle, angular velocity)
+    "transition/physics": ["experiment=pendulum_sequences", *SHORT_SEQUENCES, "z_dim=2"],
+    "decoder/rotating": ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2"],
+    "experiment/pendulum_dynamics": [*SHORT_SEQUENCES, "z_dim=2"],
+    "experiment/pendulum_hypotheses": [*SHORT_SEQUENCES, "z_dim=2"],
 }
 OPTIONS = sorted(
     f"{path.parent.name}/{path.stem}"

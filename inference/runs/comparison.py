@@ -47,6 +47,7 @@ METRIC_COLUMNS = [
     "paired_stderr",
     "paired_n",
     "paired_beyond_2se",
+    "rank",
 ]
 
 
@@ -147,14 +148,22 @@ def _name(record: dict, base: Path) -> str:
 
 
 def table(records: list[dict], base: Path, baseline: dict | None = None) -> tuple[list[str], list[list]]:
-    """Columns: the run, the overrides that differ between runs, then the metrics, and the
-    paired difference against ``baseline``."""
+    """Columns: the run, the overrides that differ between runs, then the metrics, the paired
+    difference against ``baseline``, and the rank by test log p̂(x)."""
     varying = varying_overrides(records)
     header = ["run", *varying, *METRIC_COLUMNS]
+    ranks = _ranks(records)
     rows = []
-    for r in records:
-        rows.append([_name(r, base), *(r["overrides"].get(k, "") for k in varying), r["status"], *_metric_cells(r["metrics"]), *_paired_cells(r, baseline)])
+    for i, r in enumerate(records):
+        cells = [_name(r, base), *(r["overrides"].get(k, "") for k in varying), r["status"], *_metric_cells(r["metrics"]), *_paired_cells(r, baseline)]
+        rows.append([*cells, ranks.get(i)])
     return header, rows
+
+
+def _ranks(records: list[dict]) -> dict[int, int]:
+    """The rank of each complete run by test log p̂(x), 1 the highest, by index in ``records``."""
+    scored = [(r["metrics"]["test"]["log_px"]["mean"], i) for i, r in enumerate(records) if r["status"] == "complete" and _metric_cells(r["metrics"])[1] is not None]
+    return {i: rank for rank, (_, i) in enumerate(sorted(scored, reverse=True), 1)}
 
 
 def paired_note(records: list[dict], baseline: dict | None, base: Path) -> str:

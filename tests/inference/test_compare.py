@@ -53,7 +53,9 @@ def test_compare_writes_the_table_and_figures(sweep, capsys):
         assert float(row["test ELBO"]) == pytest.approx(metrics["test"]["elbo"])
         assert int(row["steps"]) == metrics["train"]["steps"]
         assert float(row["test bits/dim"]) == pytest.approx(metrics["test"]["bits_per_dim"]) and row["bits levels"] == "2"
-    assert rows[3]["status"] == "incomplete" and rows[3]["test ELBO"] == ""
+    assert rows[3]["status"] == "incomplete" and rows[3]["test ELBO"] == "" and rows[3]["rank"] == ""
+    higher = 0 if float(rows[0]["test log p̂(x)"]) > float(rows[1]["test log p̂(x)"]) else 1
+    assert (rows[higher]["rank"], rows[1 - higher]["rank"]) == ("1", "2")  # ranked by test log p̂(x), the best first
     markdown = (sweep / "compare.md").read_text().splitlines()
     assert markdown[0].startswith("| run | guide | status | test ELBO | test log p̂(x) |") and len(markdown) == 9
     assert markdown[-1].startswith("paired_*: test log p̂(x) of each run minus that of the baseline 0, over the test points both evaluated")
