@@ -128,16 +128,21 @@ class RotatingDecoder(nn.Module):
     reach the pendulum's angles through a stretched or folded map, as an MLP decoder's can.
 
     :param int in_features: at least 2; features after the first two are ignored.
+    :param float gain: the image is ``gain`` times its parameter, so that an optimizer's steps,
+        sized for network weights (Adam's 1e-3), move a pixel's value ``gain`` times as fast:
+        a likelihood's parameters span several units (logits of ±5), which every pixel must
+        reach on its own, with no layer before it to scale it.
     """
 
-    def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int]):
+    def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int], gain: float = 20.0):
         super().__init__()
         H, W = self.image_shape = _image_shape("RotatingDecoder", image_shape)
         if in_features < 2:
             raise ValueError(f"RotatingDecoder reads an angle from 2 features (cos, sin), but gets {in_features}; use it with transition=physics")
         if out_features % (H * W):
             raise ValueError(f"RotatingDecoder: {out_features} outputs are not a whole number of {H}x{W} maps")
-        self.template = nn.Parameter(0.01 * torch.randn(1, out_features // (H * W), H, W))
+        self.gain = float(gain)
+        self.template = nn.Parameter(0.01 / self.gain * torch.randn(1, out_features // (H * W), H, W))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         batch_shape = z.shape[:-1]
@@ -145,7 +150,7 @@ class RotatingDecoder(nn.Module):
         cos, sin = (direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-6)).unbind(-1)
         zero = torch.zeros_like(cos)
         rotation = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], -2)  # (N, 2, 3)
-        template = self.template.expand(len(rotation), *self.template.shape[1:])
+        template = (self.gain * self.template).expand(len(rotation), *self.template.shape[1:])
         grid = nn.functional.affine_grid(rotation, list(template.shape), align_corners=False)
         turned = nn.functional.grid_sample(template, grid, padding_mode="border", align_corners=False)
         return turned.reshape(*batch_shape, -1)

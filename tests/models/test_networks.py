@@ -41,7 +41,7 @@ def test_the_rotating_decoder_turns_its_image_as_the_pendulum_turns():
 
     decoder = RotatingDecoder(2, 16 * 16, (16, 16))
     with torch.no_grad():
-        decoder.template.copy_(render(torch.zeros(1), 16).reshape(1, 1, 16, 16))
+        decoder.template.copy_(render(torch.zeros(1), 16).reshape(1, 1, 16, 16) / decoder.gain)
     theta = torch.tensor([[0.5, 1.3], [-2.0, 3.0]])
     drawn = decoder(torch.stack([theta.cos(), theta.sin()], -1))
     assert drawn.shape == (2, 2, 256)
