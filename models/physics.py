@@ -40,6 +40,7 @@ __all__ = ["CONSTANTS", "PhysicsTransition", "pendulum_rk4"]
 
 #: the learned constants, named as the simulator names them (``data=pendulum_sequences``)
 CONSTANTS = ("gravity_over_length", "damping", "drive_amplitude", "drive_frequency")
+DOWN_GAIN = 20.0
 
 
 def pendulum_rk4(theta, omega, t, *, dt: float, steps: int, gravity_over_length, damping, drive_amplitude, drive_frequency, phase):
@@ -112,7 +113,14 @@ class PhysicsTransition(Transition):
         self.amplitude = nn.Parameter(torch.tensor(float(initial["drive_amplitude"])))
         self.log_noise = nn.Parameter(torch.tensor(math.log(initial_noise)))  # the velocity's
         self.register_buffer("angle_noise", torch.tensor(float(angle_noise)))
-        self.down = nn.Parameter(torch.zeros(()))  # the decoder's angle of hanging straight down
+        # The decoder's angle of hanging straight down, as DOWN_GAIN times a parameter: the offset
+        # it must follow drifts by radians while decoder and guide learn, faster than Adam's
+        # steps of 1e-3 move a parameter (0.02 rad an epoch), and a lagging down turns gravity.
+        self.down_scaled = nn.Parameter(torch.zeros(()))
+
+    @property
+    def down(self) -> torch.Tensor:
+        return DOWN_GAIN * self.down_scaled
 
     def constants(self) -> dict[str, float]:
         """The learned constants by the simulator's names."""
