@@ -18,7 +18,8 @@ z_{t−1} plus a correction from the combiner, in the manner of deep variational
 (Karl et al. 2017): a trajectory the guide proposes follows the dynamics unless the frames say
 otherwise, so that the states, the velocity above all, keep the meaning the transition gives
 them. Without it a guide may read the angles from the frames and fill the velocity with
-anything, and the transition, learning from those states, explains the motion with noise.
+anything, and the transition, learning from those states, explains the motion with noise. The
+angles are then read as directions for z_1 alone.
 """
 
 import math
