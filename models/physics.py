@@ -138,7 +138,7 @@ class PhysicsTransition(Transition):
     def emission(self, z: torch.Tensor) -> torch.Tensor:
         return torch.stack([z[..., 0].cos(), z[..., 0].sin()], -1)
 
-    def begin(self, batch_size: int):
+    def begin(self):
         """Draw each sequence's drive phase and record its drive amplitude (the sites
         ``drive_phase_vector`` and ``drive_amplitude``, inside the caller's data plate); returns
         the step."""
@@ -175,4 +175,4 @@ class PhysicsTransition(Transition):
         return dist.Normal(self.mean_step(z, t, phase, amplitude), scale).to_event(1)
 
     def forward(self, z: torch.Tensor) -> dist.TorchDistribution:
-        raise TypeError("the physics transition depends on the time and the sequence's drive phase: call begin(B) and then its step(z, t)")
+        raise TypeError("the physics transition depends on the time and the sequence's drive phase: call begin() and then its step(z, t)")

@@ -9,9 +9,10 @@ All under ``pyro.plate("data", B)``, a data point being a whole sequence ``x`` o
 ``(B, T, x_dim)``; the sites are ``z_1 … z_T`` and ``x_1 … x_T``, the time steps under
 ``pyro.markov``, and whatever the transition keeps per sequence (``transition=physics``: the
 drive's phase and amplitude). The decoder reads what the transition's ``emission`` makes of a
-state (all of it, but for the physics transition's (cos θ, sin θ)). With every part linear-Gaussian (``prior=standard_normal transition=linear
-decoder=linear likelihood=gaussian`` with one scale) log p(x₁:T) is exact by a Kalman filter
-(:meth:`StateSpaceModel.exact_log_px`), which the estimators are checked against.
+state (all of it, but for the physics transition's (cos θ, sin θ)). With every part
+linear-Gaussian (``prior=standard_normal transition=linear decoder=linear likelihood=gaussian``
+with one scale) log p(x₁:T) is exact by a Kalman filter (:meth:`StateSpaceModel.exact_log_px`),
+which the estimators are checked against.
 """
 
 from collections.abc import Callable
@@ -66,7 +67,7 @@ class StateSpaceModel(WithLikelihood, nn.Module):
         register("model", self)
         B, T = x.shape[:2]
         with pyro.plate("data", B):
-            step = self.transition.begin(B)
+            step = self.transition.begin()
             z = pyro.sample("z_1", self.prior(B))
             pyro.sample("x_1", self.frame(z), obs=x[:, 0])
             for t in pyro.markov(range(1, T)):
@@ -87,7 +88,7 @@ class StateSpaceModel(WithLikelihood, nn.Module):
         if missing:
             raise ValueError(f"roll_forward needs the sequence latents {sorted(missing)} of {type(self.transition).__name__}, e.g. from a guide's trace")
         with poutine.condition(data=latents or {}):
-            step = self.transition.begin(z.shape[-2] if z.dim() > 1 else 1)
+            step = self.transition.begin()
         states = []
         for t in range(frame, frame + horizon):
             z = step(z, t).sample()

@@ -8,7 +8,7 @@ the previous state, ``(..., z_dim)``, to a Pyro distribution over the next with 
   with a linear-Gaussian emission the model's log p(x₁:T) is exact by a Kalman filter.
 - :class:`~models.physics.PhysicsTransition` (``transition=physics``, in :mod:`models.physics`).
 
-What a state-space model asks of a transition (:class:`Transition`): ``begin(B)``, called once
+What a state-space model asks of a transition (:class:`Transition`): ``begin()``, called once
 per batch of sequences inside the data plate, samples whatever the transition keeps per
 sequence (the physics transition's drive phase) and returns the step, ``step(z, t)``, the
 distribution of the state of frame t + 1 given z, that of frame t (0-based); ``emission(z)``,
@@ -45,7 +45,7 @@ class Transition(nn.Module):
     def emission(self, z: torch.Tensor) -> torch.Tensor:
         return z
 
-    def begin(self, batch_size: int):
+    def begin(self):
         return lambda z, t: self(z)
 
     def mean(self, z: torch.Tensor, t, latents: dict) -> torch.Tensor:

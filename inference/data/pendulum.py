@@ -1,9 +1,10 @@
 """A dataset with known physics: rendered frames of a driven, damped pendulum.
 
 θ'' = −(g/ℓ) sin θ − γ θ' + A cos(Ω t + φ), integrated with fourth-order Runge–Kutta
-(:func:`models.physics.pendulum_rk4`, the steps the physics transition takes). Each trajectory starts from a random angle, angular velocity and drive phase; every ``stride``-th
-state is rendered as a ``size × size`` image (a rod from the centre and a bob, θ = 0 hanging
-down) with Gaussian pixel noise, clipped to [0, 1]. The state of every frame is kept as its
+(:func:`models.physics.pendulum_rk4`, the steps the physics transition takes). Each trajectory
+starts from a random angle, angular velocity and drive phase; every ``stride``-th state is
+rendered as a ``size × size`` image (a rod from the centre and a bob, θ = 0 hanging down) with
+Gaussian pixel noise, clipped to [0, 1]. The state of every frame is kept as its
 ground-truth factors (cos θ, sin θ, θ'), so a run can ask whether the latent space learned the
 physics. Trajectories, not frames, are split between train, valid and test.
 

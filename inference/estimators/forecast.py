@@ -14,7 +14,7 @@ import pyro
 
 from .programs import PARTICLES, particle_dim
 
-__all__ = ["filtered", "forecast", "forecast_errors"]
+__all__ = ["filtered", "forecast", "forecast_errors", "per_horizon_errors"]
 
 
 @torch.no_grad()
@@ -46,11 +46,12 @@ def forecast_errors(model, guide, x: torch.Tensor, context: int, horizon: int, s
     truth = x[:, context : context + horizon]
     predicted = forecast(model, guide, x, context, horizon, samples)
     repeated = x[:, context - 1 : context].expand_as(truth)
-    return {
-        "context": context,
-        "horizons": list(range(1, horizon + 1)),
-        "mse": ((predicted - truth) ** 2).mean((0, 2)).tolist(),
-        "mse_repeat_last": ((repeated - truth) ** 2).mean((0, 2)).tolist(),
-        "samples": samples,
-        "sequences": x.shape[0],
-    }
+    return per_horizon_errors(truth, context, samples, mse=predicted, mse_repeat_last=repeated)
+
+
+def per_horizon_errors(truth: torch.Tensor, context: int, samples: int, **predictions: torch.Tensor) -> dict:
+    """For each named ``(B, H, x_dim)`` prediction of the ``(B, H, x_dim)`` frames ``truth``
+    after the first ``context``, the mean per-pixel squared error per horizon h = 1 … H; with
+    the context, the horizons, the draws and the sequences they came from."""
+    errors = {name: ((predicted - truth) ** 2).mean((0, 2)).tolist() for name, predicted in predictions.items()}
+    return {"context": context, "horizons": list(range(1, truth.shape[1] + 1)), **errors, "samples": samples, "sequences": truth.shape[0]}

@@ -14,7 +14,7 @@ import torch
 from pyro import poutine
 
 from ..data.pendulum import render, simulate
-from .forecast import filtered
+from .forecast import filtered, per_horizon_errors
 
 __all__ = ["DRIVE_SITE", "intervened_frames", "intervention_errors"]
 
@@ -50,11 +50,4 @@ def intervention_errors(model, guide, x, factors, physics, image_size, context: 
     the A = 0 truth of the model with its drive switched off (``mse_intervened``) and as
     learned (``mse_not_intervened``)."""
     truth, switched_off, as_learned = intervened_frames(model, guide, x, factors, physics, image_size, context, horizon, samples)
-    return {
-        "context": context,
-        "horizons": list(range(1, horizon + 1)),
-        "mse_intervened": ((switched_off - truth) ** 2).mean((0, 2)).tolist(),
-        "mse_not_intervened": ((as_learned - truth) ** 2).mean((0, 2)).tolist(),
-        "samples": samples,
-        "sequences": x.shape[0],
-    }
+    return per_horizon_errors(truth, context, samples, mse_intervened=switched_off, mse_not_intervened=as_learned)

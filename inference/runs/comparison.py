@@ -162,8 +162,8 @@ def table(records: list[dict], base: Path, baseline: dict | None = None) -> tupl
 
 def _ranks(records: list[dict]) -> dict[int, int]:
     """The rank of each complete run by test log p̂(x), 1 the highest, by index in ``records``."""
-    scored = [(r["metrics"]["test"]["log_px"]["mean"], i) for i, r in enumerate(records) if r["status"] == "complete" and _metric_cells(r["metrics"])[1] is not None]
-    return {i: rank for rank, (_, i) in enumerate(sorted(scored, reverse=True), 1)}
+    scored = [(_metric_cells(r["metrics"])[1], i) for i, r in enumerate(records) if r["status"] == "complete"]
+    return {i: rank for rank, (_, i) in enumerate(sorted((s for s in scored if s[0] is not None), reverse=True), 1)}
 
 
 def paired_note(records: list[dict], baseline: dict | None, base: Path) -> str:

@@ -87,7 +87,7 @@ def test_the_constants_are_recovered_by_maximum_likelihood_from_true_states():
     frame_index = torch.arange(FRAMES - 1)[:, None]
     for _ in range(600):
         with poutine.condition(data={"drive_phase_vector": vector}):
-            step = transition.begin(B)
+            step = transition.begin()
         loss = -step(by_frame[:-1], frame_index).log_prob(by_frame[1:]).sum()
         optimizer.zero_grad()
         loss.backward()
