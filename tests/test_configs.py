@@ -15,7 +15,7 @@ from inference.runs import build, check_support, instantiate
 # defaults. Data that lives in files gets tiny files of the real format from a fixture.
 PARTNERS = {
     "model/linear_gaussian": ["experiment=linear_gaussian"],
-    "data/linear_gaussian": ["likelihood=gaussian"],
+    "data/linear_gaussian": [],
     "decoder/linear": [],
     "data/mnist": ["data.root={mnist_root}", "data.num_valid=10"],
     "data/fashion_mnist": ["data.root={mnist_root}", "data.num_valid=10", "data.binarize=fixed"],
@@ -26,9 +26,9 @@ PARTNERS = {
     "guide/hierarchical": ["model=hierarchical"],
     "guide/local": ["data.binarize=fixed"],
     "prior/vamp": ["prior.components=5"],
-    "data/frey_face": ["data.root={frey_root}", "likelihood=gaussian", "data.num_valid=5", "data.num_test=5"],
+    "data/frey_face": ["data.root={frey_root}", "data.num_valid=5", "data.num_test=5"],
     "data/caltech_silhouettes": ["data.root={caltech_root}"],
-    "data/pendulum": ["likelihood=gaussian", "data.num_train=100", "data.num_test=50", "data.num_valid=50"],
+    "data/pendulum": ["data.num_train=100", "data.num_test=50", "data.num_valid=50"],
     "experiment/iwae_mnist_1layer": ["data.root={mnist_root}"],
     "experiment/iwae_mnist_2layer": ["data.root={mnist_root}"],
     "experiment/vampprior_mnist": ["data.root={binarized_mnist_root}", "prior.components=5"],
@@ -43,7 +43,7 @@ PARTNERS = {
     "guide/ss_vae": ["model=ss_vae", "objective=ss_elbo", "data.num_labeled=50"],
     "objective/ss_elbo": ["model=ss_vae", "guide=ss_vae", "data.num_labeled=50"],
     # sequences: the state-space model, its guide and transitions, on short pendulum sequences
-    "data/pendulum_sequences": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
+    "data/pendulum_sequences": [*SHORT_SEQUENCES, "model=state_space"],
     "model/state_space": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
     "guide/sequence": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],
     "transition/neural": ["experiment=pendulum_sequences", *SHORT_SEQUENCES],

@@ -56,7 +56,8 @@ def _require_files(dataset: str, root: str | Path | None, names: list[str]) -> l
     if missing:
         raise FileNotFoundError(
             f"{dataset}: missing {', '.join(missing)}. data.root={root} must hold the files "
-            f"{', '.join(names)}"
+            f"{', '.join(names)}. Set the environment variable VAE_DATA to the folder that holds the benchmark "
+            "sets, each in its own folder (data.root defaults to $VAE_DATA/<the dataset's folder>), or set data.root=DIR"
         )
     return paths
 
