@@ -14,14 +14,23 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .runs import FAILURE_MARK, train
+from .runs.training_run import resume_mode
 from .training import flush_subnormals
 
 __all__ = ["main", "train"]
 
 log = logging.getLogger(__name__)
 
-# conf/hydra/default.yaml: where Hydra writes a run's config, so a resume cannot overwrite the original's.
-OmegaConf.register_new_resolver("run_config_dir", lambda resume: ".hydra_resume" if resume else ".hydra", replace=True)
+
+def _run_config_dir(resume: bool | str, output_dir: str) -> str | None:
+    """conf/hydra/default.yaml: where Hydra writes a job's config, so that a resume cannot
+    overwrite the original's: ``.hydra_resume/`` for a resume, nothing for a finished run that
+    ``train.resume=auto`` skips, else ``.hydra/``."""
+    mode = resume_mode(resume, Path(output_dir))
+    return None if mode == "finished" else ".hydra_resume" if mode else ".hydra"
+
+
+OmegaConf.register_new_resolver("run_config_dir", _run_config_dir, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -45,9 +45,11 @@ def check_config(cfg) -> None:
     threads = cfg.train.threads
     if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
         _fail("train.threads", threads, "auto or a positive integer")
-    for key in ("progress", "validate", "resume"):
+    for key in ("progress", "validate"):
         if not isinstance(cfg.train[key], bool):
             _fail(f"train.{key}", cfg.train[key], "true or false")
+    if not isinstance(cfg.train.resume, bool) and cfg.train.resume != "auto":
+        _fail("train.resume", cfg.train.resume, "true, false or auto")
     budget = cfg.train.max_seconds
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
         _fail("train.max_seconds", budget, "a positive number of seconds or null")

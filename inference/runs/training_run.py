@@ -21,15 +21,15 @@ from ..training.objectives import GraphTrace_ELBO, WithClassification
 from .build import guide_name, instantiate, model_name, prepared
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run
-from .rundir import locked, write_metrics
+from .rundir import METRICS, locked, read_metrics, write_metrics
 from .summary import summary
 
-__all__ = ["RESUMABLE", "resume", "train"]
+__all__ = ["RESUMABLE", "resume_mode", "resumed", "train"]
 
 log = logging.getLogger(__name__)
 
 
-def resume(run_dir: Path, config: dict, objects: tuple, device: torch.device) -> dict:
+def resumed(run_dir: Path, config: dict, objects: tuple, device: torch.device) -> dict:
     """Load the run's checkpoint into ``objects`` and the RNGs; returns its progress. Refuses a
     config that differs from the checkpoint's in more than the keys of ``RESUMABLE``."""
     state = load_checkpoint(run_dir, map_location=device)
@@ -52,19 +52,38 @@ RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.")
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train, evaluate and write the run directory; returns the metrics written.
 
-    With ``train.resume=true`` it continues the run in ``run_dir`` from its checkpoint.
+    With ``train.resume=true`` it continues the run in ``run_dir`` from its checkpoint. With
+    ``train.resume=auto`` (for finishing a killed sweep) it returns the metrics of a finished
+    run without touching it, continues one with a checkpoint, and starts one with neither.
     """
     check_config(cfg)
     run_dir = Path(run_dir)
-    if not cfg.train.resume and (run_dir / CHECKPOINT).exists():
-        raise ValueError(
-            f"{run_dir} already holds a checkpoint: continue that run with train.resume=true, "
-            "or train into a new directory (hydra.run.dir=...)"
-        )
-    # Pyro's and torch's argument checks cost about a tenth of a small training step
-    # (BENCHMARKS.md); the data's support is checked once up front instead.
-    with locked(run_dir), pyro.validation_enabled(cfg.train.validate):
-        return _train(cfg, run_dir)
+    with locked(run_dir):
+        resume = resume_mode(cfg.train.resume, run_dir)
+        if resume == "finished":
+            log.info(f"{run_dir} holds a finished run ({METRICS}): skipped (train.resume=auto)")
+            return read_metrics(run_dir)
+        if not resume and (run_dir / CHECKPOINT).exists():
+            raise ValueError(
+                f"{run_dir} already holds a checkpoint: continue that run with train.resume=true (or auto), "
+                "or train into a new directory (hydra.run.dir=...)"
+            )
+        # Pyro's and torch's argument checks cost about a tenth of a small training step
+        # (BENCHMARKS.md); the data's support is checked once up front instead.
+        with pyro.validation_enabled(cfg.train.validate):
+            return _train(cfg, run_dir, resume)
+
+
+def resume_mode(setting: bool | str, run_dir: Path) -> bool | str:
+    """What ``train.resume`` means for ``run_dir``: ``true`` and ``false`` as given; ``auto``
+    is ``"finished"`` where ``metrics.json`` was written (the last thing a run writes), ``True``
+    where a checkpoint was, ``False`` in an empty directory. ``inference.train``'s choice of
+    ``.hydra/`` or ``.hydra_resume/`` follows it."""
+    if setting != "auto":
+        return setting
+    if (run_dir / METRICS).exists():
+        return "finished"
+    return (run_dir / CHECKPOINT).exists()
 
 
 def _launched_job():
@@ -103,7 +122,7 @@ def check_objective(cfg: DictConfig, loss, model, guide) -> None:
             raise ValueError(f"{role}={name} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
 
 
-def _train(cfg: DictConfig, run_dir: Path) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     launcher, job_num = _launched_job()
     threads = thread_count(cfg.train.threads, launcher)
     if threads is not None:
@@ -128,7 +147,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         run_dir, (model, guide, optimizer, scheduler), config,
         on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks,
     )
-    start = resume(run_dir, config, (model, guide, optimizer, scheduler), device) if cfg.train.resume else None
+    start = resumed(run_dir, config, (model, guide, optimizer, scheduler), device) if resume else None
     checkpoints.save(start or new_progress())  # the first last-good state: a NaN may come at step 1
     metrics = {"train": fit(
         model, guide, data, optimizer,

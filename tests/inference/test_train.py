@@ -124,6 +124,7 @@ def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
         ("train.device=tpu", "train.device='tpu' is invalid: expected auto, cpu, cuda or cuda:N"),
         ("decoder.hidden=[0]", "decoder.hidden=[0] is invalid"),
         ("evaluation.prior_proposal=maybe", "evaluation.prior_proposal='maybe' is invalid: expected true or false"),
+        ("train.resume=maybe", "train.resume='maybe' is invalid: expected true, false or auto"),
     ],
 )
 def test_invalid_values_fail_at_start(tmp_path, override, message):

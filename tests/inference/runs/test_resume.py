@@ -66,6 +66,35 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
     assert without_timings(got) == without_timings(expected)
 
 
+def test_a_killed_sweep_is_finished_by_resume_auto_without_retraining_a_finished_job(tmp_path):
+    """Job 0 finished, job 1 killed while it trained, job 2 never started: the same --multirun
+    command with train.resume=auto skips job 0 (its files untouched), continues job 1 from its
+    checkpoint (every epoch once) and runs job 2."""
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "inference.train", "--multirun", *LONG, "train.seed=0,1,2", f"hydra.sweep.dir={sweep}"]
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while checkpointed_epoch(sweep / "1") < 3 and time.monotonic() < deadline and killed.poll() is None:
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    assert (sweep / "0" / "metrics.json").exists() and not (sweep / "1" / "metrics.json").exists(), "kill came too late: make LONG longer"
+    assert not (sweep / "2").exists()
+    finished = {name: (sweep / "0" / name).read_bytes() for name in ("metrics.json", "checkpoint.pt", ".hydra/config.yaml")}
+    original_config = (sweep / "1" / ".hydra" / "config.yaml").read_text()
+
+    again = subprocess.run([*command, "train.resume=auto"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert {name: (sweep / "0" / name).read_bytes() for name in finished} == finished
+    assert not (sweep / "0" / ".hydra_resume").exists()  # a skipped job writes no config
+    curves = {job: json.loads((sweep / job / "metrics.json").read_text())["train"]["curve"] for job in ("1", "2")}
+    assert all([row["epoch"] for row in curve] == list(range(1, 101)) for curve in curves.values())
+    assert (sweep / "1" / ".hydra" / "config.yaml").read_text() == original_config  # what compare reads
+    assert (sweep / "1" / ".hydra_resume" / "config.yaml").is_file()
+    assert (sweep / "2" / ".hydra" / "config.yaml").is_file() and not (sweep / "2" / ".hydra_resume").exists()
+    assert "finished run (metrics.json): skipped" in (sweep / "0" / "train.log").read_text()
+
+
 def test_resume_refuses_a_changed_config_but_lets_the_run_grow(tmp_path):
     train(compose_config(*TINY, *SMALL_NETS), tmp_path)
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in optim.lr: 0.001 → 0.01; z_dim: 4 → 5\. Resume"):
