@@ -6,6 +6,7 @@ config; this module is its Hydra wrapper.
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import hydra
@@ -32,19 +33,44 @@ def _run_config_dir(resume: bool | str, output_dir: str) -> str | None:
 
 OmegaConf.register_new_resolver("run_config_dir", _run_config_dir, replace=True)
 
+# hydra/sweeper=optuna: optuna 2.10, the newest that hydra-optuna-sweeper 1.2 accepts, imports
+# SQLAlchemy's declarative_base from where SQLAlchemy 1.x kept it. Harmless (the study is in
+# memory unless hydra.sweeper.storage names a database), and fixed in optuna 3.
+warnings.filterwarnings("ignore", message=r"The ``declarative_base\(\)`` function is now available", module=r"optuna\.")
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Train and evaluate one run; returns its validation log p̂(x) (the mean over the
+    validation points), the value an optimizing sweeper (``hydra/sweeper=optuna``) maximizes,
+    or None where the run did not evaluate the validation split."""
     flush_subnormals()  # before torch starts its worker threads, which keep the mode they start with
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    direction = _optimized_direction()
     try:
-        train(cfg, run_dir)
+        if direction is not None and "valid" not in cfg.evaluation.splits:
+            raise ValueError(
+                f"the sweeper {direction}s the validation log p-hat(x), but evaluation.splits={list(cfg.evaluation.splits)} "
+                "leaves out valid; add it (evaluation.splits=[valid,test])"
+            )
+        metrics = train(cfg, run_dir)
     except Exception as e:
         # into the job's log file, where inference.compare finds why a job of a sweep failed
         log.error(f"{FAILURE_MARK} {type(e).__name__}: {e}".splitlines()[0], exc_info=True)
         if HydraConfig.get().mode == RunMode.RUN and not cfg.train.resume:
             _remove_if_only_hydra_files(run_dir)
-        raise
+        if direction is None:
+            raise
+        # Optuna's sweeper ends the whole study on a trial that raises (and on a NaN value): the
+        # failure is in the job's log, and the worst value lets the study go on.
+        return float("-inf") if direction == "maximize" else float("inf")
+    return metrics.get("valid", {}).get("log_px", {}).get("mean")
+
+
+def _optimized_direction() -> str | None:
+    """``maximize`` or ``minimize`` under a sweeper that optimizes one value (Optuna's), else None."""
+    direction = HydraConfig.get().sweeper.get("direction")
+    return str(direction).lower() if isinstance(direction, str) else None
 
 
 def _remove_if_only_hydra_files(run_dir: Path) -> None:

@@ -1,0 +1,43 @@
+"""hydra/sweeper=optuna with the suite: the task function returns the validation log p-hat(x),
+the study maximizes it, a failed trial is logged and does not end the study, and compare reads
+the sweep like any other."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import SMALL_NETS, TINY
+from inference.compare import main as compare
+from inference.runs import FAILURE_MARK
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_optuna_study_maximizes_the_validation_log_px_and_survives_a_failed_trial(tmp_path, capsys):
+    sweep = tmp_path / "study"
+    # train.max_rollbacks=-1 is refused at start: with the sampler's seed, trials 0 and 2 draw it
+    command = [
+        sys.executable, "-m", "inference.train", "--multirun", "experiment=tune_digits", *TINY, *SMALL_NETS,
+        "hydra.sweeper.n_trials=3", "train.max_rollbacks=choice(-1,3)", f"hydra.sweep.dir={sweep}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 3
+    finished = {job.name: json.loads((job / "metrics.json").read_text()) for job in jobs if (job / "metrics.json").exists()}
+    failed = [job.name for job in jobs if job.name not in finished]
+    assert finished and failed  # both kinds of trial, from the seeded sampler
+    for name in failed:
+        assert f"{FAILURE_MARK} ValueError: config key train.max_rollbacks=-1" in (sweep / name / "train.log").read_text()
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    best = max(finished, key=lambda name: finished[name]["valid"]["log_px"]["mean"])
+    assert result["best_value"] == finished[best]["valid"]["log_px"]["mean"]
+    assert result["best_params"]["train.max_rollbacks"] == 3
+
+    compare([str(sweep)])
+    table = capsys.readouterr().out
+    assert table.count("| failed (ValueError") == len(failed) and table.count("| complete |") == len(finished)
