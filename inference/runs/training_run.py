@@ -23,6 +23,7 @@ from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run
 from .rundir import METRICS, locked, read_metrics, write_metrics
 from .summary import summary
+from .trackers import Trackers
 
 __all__ = ["RESUMABLE", "resume_mode", "resumed", "train"]
 
@@ -44,9 +45,10 @@ def resumed(run_dir: Path, config: dict, objects: tuple, device: torch.device) -
     return progress
 
 
-# Keys that may change when a run is resumed: how long it trains, the resume switch itself, and
-# the evaluation, which runs after training (and which a later version may give new keys).
-RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.")
+# Keys that may change when a run is resumed: how long it trains, the resume switch itself, the
+# evaluation, which runs after training (and which a later version may give new keys), and the
+# experiment trackers, which watch the run without changing it.
+RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.", "logger.")
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
@@ -87,14 +89,15 @@ def resume_mode(setting: bool | str, run_dir: Path) -> bool | str:
 
 
 def _launched_job():
-    """The running Hydra job's launcher config and number, or (None, 0) outside a sweep."""
+    """The running Hydra job's launcher config, number and sweep directory, or (None, 0, None)
+    outside a sweep."""
     try:
         hydra_cfg = HydraConfig.get()
     except ValueError:  # not under Hydra (tests compose configs themselves)
-        return None, 0
+        return None, 0, None
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None, 0
-    return hydra_cfg.launcher, int(hydra_cfg.job.num)
+        return None, 0, None
+    return hydra_cfg.launcher, int(hydra_cfg.job.num), hydra_cfg.sweep.dir
 
 
 def check_objective(cfg: DictConfig, loss, model, guide) -> None:
@@ -123,7 +126,7 @@ def check_objective(cfg: DictConfig, loss, model, guide) -> None:
 
 
 def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
-    launcher, job_num = _launched_job()
+    launcher, job_num, sweep = _launched_job()
     threads = thread_count(cfg.train.threads, launcher)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -149,22 +152,25 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     )
     start = resumed(run_dir, config, (model, guide, optimizer, scheduler), device) if resume else None
     checkpoints.save(start or new_progress())  # the first last-good state: a NaN may come at step 1
-    metrics = {"train": fit(
-        model, guide, data, optimizer,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        log_every=cfg.train.log_every,
-        progress=cfg.train.progress,
-        loss=loss,
-        scheduler=scheduler,
-        max_seconds=cfg.train.max_seconds,
-        start=checkpoints.last["progress"],
-        checkpoint_every=cfg.train.checkpoint_every,
-        checkpoint=checkpoints.save,
-        on_non_finite=checkpoints.on_non_finite,
-    )}
-
-    metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
-    write_metrics(run_dir, metrics)
+    trackers = Trackers([instantiate(tracker) for tracker in cfg.logger.values()])
+    with trackers.run(run_dir, config, start and start["epoch"], sweep):
+        metrics = {"train": fit(
+            model, guide, data, optimizer,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            log_every=cfg.train.log_every,
+            progress=cfg.train.progress,
+            loss=loss,
+            scheduler=scheduler,
+            max_seconds=cfg.train.max_seconds,
+            start=checkpoints.last["progress"],
+            checkpoint_every=cfg.train.checkpoint_every,
+            checkpoint=checkpoints.save,
+            on_non_finite=checkpoints.on_non_finite,
+            on_epoch=trackers.epoch,
+        )}
+        metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
+        write_metrics(run_dir, metrics)
+        trackers.results(metrics, run_dir)
     log.info(summary(metrics, run_dir))
     return metrics

@@ -31,7 +31,7 @@ from models.capabilities import capabilities_of
 from ..data import Dataset
 from ..estimators import importance_sampling
 from ..estimators.programs import Extra, sliced
-from .objectives import LeanTrace_ELBO
+from .objectives import LeanTrace_ELBO, kl_weight
 
 __all__ = ["ElboStep", "NonFiniteError", "epoch_batches", "fit", "new_progress", "flush_subnormals", "steps_per_epoch"]
 
@@ -142,6 +142,7 @@ def fit(
     checkpoint_every: int | None = None,
     checkpoint: Callable[[dict], None] | None = None,
     on_non_finite: Callable[[NonFiniteError], dict] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch
     (for amortized guides: a local guide has no parameters for the validation points yet).
@@ -164,10 +165,12 @@ def fit(
     :param on_non_finite: called when a step's loss or gradients are not finite, with the error
         whose message names epoch, step and culprits; it restores a good state and returns its
         progress to go on from, or raises. Without it the error propagates.
+    :param on_epoch: called with each epoch's curve row once it is complete (experiment trackers).
     :returns: the progress, a training summary: ``epoch`` and ``epochs`` (run), ``steps``,
         ``seconds`` (the SVI loop alone), ``valid_seconds``, ``device``, ``rollbacks``, and
-        ``curve``, a list of per-epoch ``{"epoch", "train_elbo", "valid_elbo", "seconds"}``,
-        ELBOs in mean nats per data point.
+        ``curve``, a list of per-epoch ``{"epoch", "train_elbo", "valid_elbo", "seconds", "lr",
+        "kl_weight"}``, ELBOs in mean nats per data point, the learning rate and KL weight those
+        of the epoch's steps.
     """
     step = ElboStep(model, guide, optimizer, loss)
     steps = steps_per_epoch(data, batch_size)
@@ -197,6 +200,8 @@ def fit(
         state["valid_seconds"] += time.perf_counter() - start_valid
         state["curve"].append(row)
         state["epoch"] = epoch
+        if on_epoch is not None:
+            on_epoch(row)
         if progress and (epoch % report_every == 0 or epoch == epochs):
             valid = "" if row["valid_elbo"] is None else f"  valid ELBO {row['valid_elbo']:10.3f}"
             log.info(f"epoch {epoch:>4}  train ELBO {row['train_elbo']:10.3f}{valid}")
@@ -259,4 +264,7 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every
     seconds = time.perf_counter() - start
     state["seconds"] += seconds
     # per point seen: with labeled_per_batch the labelled points count as often as they were seen
-    return {"epoch": epoch, "train_elbo": -epoch_loss.item() / seen, "valid_elbo": None, "seconds": seconds}
+    return {
+        "epoch": epoch, "train_elbo": -epoch_loss.item() / seen, "valid_elbo": None, "seconds": seconds,
+        "lr": step.optimizer.param_groups[0]["lr"], "kl_weight": kl_weight(step.loss),
+    }

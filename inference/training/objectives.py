@@ -25,7 +25,7 @@ from models.registration import unregistered
 
 from ..estimators.programs import replayed_traces
 
-__all__ = ["EnumeratedTrace_ELBO", "GraphTrace_ELBO", "KLWeighted", "LeanTrace_ELBO", "WithClassification"]
+__all__ = ["EnumeratedTrace_ELBO", "GraphTrace_ELBO", "KLWeighted", "LeanTrace_ELBO", "WithClassification", "kl_weight"]
 
 
 class LeanTrace_ELBO(Trace_ELBO):
@@ -171,6 +171,14 @@ class _ScaleLatentSites(Messenger):
     def _process_message(self, msg):
         if msg["type"] == "sample" and not msg["is_observed"]:
             msg["scale"] = msg["scale"] * self.weight
+
+
+def kl_weight(loss) -> float:
+    """The weight of the KL term in ``loss`` now: :class:`KLWeighted`'s, through wrappers that
+    keep the ELBO in ``.loss`` (:class:`WithClassification`); 1 for a plain ELBO."""
+    while loss is not None and not hasattr(loss, "weight"):
+        loss = getattr(loss, "loss", None)
+    return 1.0 if loss is None else float(loss.weight)
 
 
 class KLWeighted:

@@ -1,0 +1,111 @@
+"""Experiment trackers: what a run sent to TensorBoard, MLflow and CSV, read back with each tool's
+own reader, equals metrics.json and its training curve; a resumed run continues the same
+tracker run, each epoch once."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import SMALL_NETS, TINY, compose_config
+from inference.runs import train
+from inference.runs.trackers import CURVE_KEYS, flat_numbers
+
+ROOT = Path(__file__).resolve().parents[3]
+RUN = [*TINY, *SMALL_NETS, "train.checkpoint_every=1", "objective.warmup_epochs=2", "evaluation.figures=true"]
+
+
+def trackers(tmp_path) -> list[str]:
+    return ["logger=[tensorboard,mlflow,csv]", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
+
+
+def test_every_tracker_holds_the_curve_and_the_metrics_of_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = train(compose_config(*RUN, *trackers(tmp_path)), run_dir)
+    assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    curve, numbers = metrics["train"]["curve"], flat_numbers(metrics)
+    assert [row["kl_weight"] for row in curve] == [0.0, 0.5]  # the warm-up, as the trackers get it
+    assert "test.log_px.mean" in numbers and "train.curve.0.train_elbo" not in numbers
+
+    with (run_dir / "csv" / "curve.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    for row, expected in zip(rows, curve):
+        assert {key: float(row[key]) for key in CURVE_KEYS} == {key: expected[key] for key in CURVE_KEYS}
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        assert {row["name"]: float(row["value"]) for row in csv.DictReader(f)} == numbers
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    for key in CURVE_KEYS:
+        logged = events.Scalars(f"curve/{key}")
+        assert [e.step for e in logged] == [1, 2]
+        assert [e.value for e in logged] == pytest.approx([row[key] for row in curve], rel=1e-6)  # float32 in the event file
+    assert events.Scalars("test.log_px.mean")[0].value == pytest.approx(numbers["test.log_px.mean"], rel=1e-6)
+    assert set(events.Tags()["scalars"]) >= {f"curve/{key}" for key in CURVE_KEYS} | set(numbers)
+    figures = {path.stem for path in (run_dir / "plots").glob("*.png")}
+    assert figures and set(events.Tags()["images"]) == {f"plots/{name}" for name in figures}
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = (run_dir / ".mlflow_run").read_text().strip()
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    assert client.get_experiment(run.info.experiment_id).name == "runs"
+    assert run.data.params["train.epochs"] == "2" and run.data.params["z_dim"] == "4"
+    assert run.data.metrics == pytest.approx({**numbers, **{f"curve/{key}": curve[-1][key] for key in CURVE_KEYS}})
+    history = client.get_metric_history(run_id, "curve/train_elbo")
+    assert [(m.step, m.value) for m in history] == [(row["epoch"], row["train_elbo"]) for row in curve]
+    assert {a.path for a in client.list_artifacts(run_id, "plots")} == {f"plots/{name}.png" for name in figures}
+
+
+def test_a_resumed_run_continues_its_tracker_runs(tmp_path):
+    run_dir = tmp_path / "run"
+    train(compose_config(*RUN, *trackers(tmp_path)), run_dir)
+    grown = train(compose_config(*RUN, *trackers(tmp_path), "train.epochs=3", "train.resume=true"), run_dir)
+    epochs = [row["epoch"] for row in grown["train"]["curve"]]
+    assert epochs == [1, 2, 3]
+
+    with (run_dir / "csv" / "curve.csv").open() as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == epochs
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("curve/train_elbo")] == epochs
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (experiment,) = client.search_experiments(filter_string="name = 'runs'")
+    (run,) = client.search_runs([experiment.experiment_id])  # the same MLflow run, not a second one
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "curve/train_elbo")] == epochs
+    assert run.info.status == "FINISHED" and run.data.params["train.epochs"] == "2"  # MLflow keeps a parameter's first value
+
+
+def test_a_run_stopped_by_a_nan_is_marked_failed_in_mlflow(tmp_path):
+    faulty = ["train.epochs=4", "data.binarize=fixed", "decoder._target_=faults.FaultyMLP", "+decoder.fail_at=32"]  # NaN at step 29
+    with pytest.raises(FloatingPointError):
+        train(compose_config(*RUN, *faulty, *trackers(tmp_path)), tmp_path / "run")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run((tmp_path / "run" / ".mlflow_run").read_text().strip())
+    assert run.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "curve/train_elbo")] == [1]  # the epoch it finished
+
+
+def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable, "-m", "inference.train", "--multirun", *TINY, *SMALL_NETS, "train.seed=0,1",
+        "logger=mlflow", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.sweep.dir={sweep}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr  # MLflow's store, read and written without warnings
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (experiment,) = client.search_experiments(filter_string=f"name = '{sweep}'")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.info.run_name for run in runs) == ["0", "1"]
+    for run in runs:
+        metrics = json.loads((sweep / run.info.run_name / "metrics.json").read_text())
+        assert run.data.metrics["test.log_px.mean"] == pytest.approx(metrics["test"]["log_px"]["mean"])
+        assert run.data.params["train.seed"] == run.info.run_name
