@@ -39,7 +39,12 @@ OmegaConf.register_new_resolver("run_config_dir", _run_config_dir, replace=True)
 warnings.filterwarnings("ignore", message=r"The ``declarative_base\(\)`` function is now available", module=r"optuna\.")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+# A checkout (or an editable install) has conf/ beside the packages; an installed distribution
+# carries it as the package data inference.conf.
+CONFIG_PATH = "../conf" if (Path(__file__).resolve().parents[1] / "conf" / "train.yaml").is_file() else "pkg://inference.conf"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train and evaluate one run; returns its validation log p̂(x) (the mean over the
     validation points), the value an optimizing sweeper (``hydra/sweeper=optuna``) maximizes,

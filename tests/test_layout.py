@@ -85,3 +85,12 @@ def test_each_package_says_what_lives_in_it_and_exports_it(package):
     assert module.__all__, f"{package} lists no public names"
     for name in module.__all__:
         assert hasattr(module, name), f"{package}.__all__ names {name}, which it does not define"
+
+
+def test_the_distribution_lists_every_package_and_ships_the_configs():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(path.parent.relative_to(ROOT).parts) for package in PACKAGES for path in (ROOT / package).rglob("__init__.py")}
+    assert set(setuptools["packages"]) == found | {"inference.conf"}
+    assert setuptools["package-dir"] == {"inference.conf": "conf"}
