@@ -21,7 +21,8 @@ setup: $(STAMP)
 run: setup  ## train and evaluate the default experiment; pass overrides as ARGS="z_dim=20 ..."
 	$(BIN)/python -m inference.train $(ARGS)
 
-test: setup  ## the whole test suite; pass pytest options as ARGS="-k estimators"
+test: setup  ## the linter, then the whole test suite; pass pytest options as ARGS="-k estimators" (ARGS="-m 'not slow'": the fast subset)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: setup  ## the benchmarks of BENCHMARKS.md

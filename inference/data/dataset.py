@@ -211,7 +211,10 @@ def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0, labe
         raise ValueError(f"data.num_labeled={num_labeled!r}: needs a positive multiple of the {len(classes)} classes of data={data.name}, as many labels of each")
     per_class = num_labeled // len(classes)
     if labeled_per_batch and num_labeled == len(y):
-        raise ValueError(f"data.labeled_per_batch={labeled_per_batch}: data.num_labeled={num_labeled} labels every training point, leaving none unlabelled; use data.labeled_per_batch=0")
+        raise ValueError(
+            f"data.labeled_per_batch={labeled_per_batch}: data.num_labeled={num_labeled} labels every training point, leaving none unlabelled; "
+            "use data.labeled_per_batch=0"
+        )
     if per_class > counts.min():
         raise ValueError(
             f"data.num_labeled={num_labeled}: {per_class} labels of each class, but the training split of data={data.name} has only "

@@ -95,7 +95,8 @@ def check_sequences(cfg: DictConfig, data: Dataset, model: torch.nn.Module, guid
     if model_takes != guide_takes:
         raise ValueError(
             f"model={model_name(cfg)} takes {'sequences' if model_takes else 'single points'} but guide={guide_name(cfg)} takes "
-            f"{'sequences' if guide_takes else 'single points'}; pair {'model=state_space with guide=sequence' if model_takes else 'it with a guide of single points, e.g. guide=normal'}"
+            f"{'sequences' if guide_takes else 'single points'}; "
+            f"pair {'model=state_space with guide=sequence' if model_takes else 'it with a guide of single points, e.g. guide=normal'}"
         )
 
 

@@ -82,7 +82,10 @@ def test_the_digits_preset_denoises_better_than_the_corrupted_input(tmp_path):
     [
         (["corruption=salt_pepper", "corruption.level=2"], r"corruption.level=2: salt_pepper needs the probability"),
         (["evaluation.denoise=true"], r"evaluation.denoise=true corrupts the test set as the run's corruption does, but the run has corruption=none"),
-        (["corruption=mask", "evaluation.denoise_levels=[0.2,1.5]"], r"evaluation.denoise_levels=\[0.2, 1.5\] is invalid: expected a non-empty list of levels above 0 and at most 1 for corruption=mask"),
+        (
+            ["corruption=mask", "evaluation.denoise_levels=[0.2,1.5]"],
+            r"evaluation.denoise_levels=\[0.2, 1.5\] is invalid: expected a non-empty list of levels above 0 and at most 1 for corruption=mask",
+        ),
         (["corruption=mask", "guide=local", "data.binarize=fixed"], r"corruption=mask corrupts what the guide sees, but LocalNormal keeps parameters"),
     ],
 )

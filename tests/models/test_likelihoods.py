@@ -36,7 +36,7 @@ def test_continuous_bernoulli_is_the_textbook_formula_and_normalized():
     assert torch.allclose(ContinuousBernoulli()(x_logits).log_prob(x), expected, atol=1e-6)
     # the normalizer by quadrature: ∫₀¹ λ^x (1−λ)^(1−x) dx = 1 / C(λ)
     for v in lam[0].tolist():
-        area, _ = integrate.quad(lambda t: v**t * (1 - v) ** (1 - t), 0, 1)
+        area, _ = integrate.quad(lambda t, v=v: v**t * (1 - v) ** (1 - t), 0, 1)
         assert math.isclose(-math.log(area), continuous_bernoulli_log_norm(v), rel_tol=1e-8)
 
 

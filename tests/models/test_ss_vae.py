@@ -155,7 +155,10 @@ def test_a_run_on_the_digits_with_fifty_labels_reports_accuracy(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model=ss_vae", "guide=ss_vae", "objective=ss_elbo", "prior=vamp", "data.num_labeled=50"], r"VampPrior needs a guide with diagonal Gaussian posteriors of x alone.*SemiSupervisedGuide has none \(use guide=normal, or another prior\)"),
+        (
+            ["model=ss_vae", "guide=ss_vae", "objective=ss_elbo", "prior=vamp", "data.num_labeled=50"],
+            r"VampPrior needs a guide with diagonal Gaussian posteriors of x alone.*SemiSupervisedGuide has none \(use guide=normal, or another prior\)",
+        ),
         (["objective=ss_elbo"], r"objective=ss_elbo adds the classification term -log q\(y\|x\), but guide=\w+ has no classifier"),
         (["model=ss_vae", "guide=ss_vae", "objective=ss_elbo"], r"take 'mask' per data point \(batch keys\), but data=digits does not provide it: .*data.num_labeled=N"),
         (["model=ss_vae", "objective=ss_elbo", "data.num_labeled=50"], r"the model takes x and y, mask per data point, but the guide takes x alone.*guide=ss_vae for model=ss_vae"),

@@ -143,8 +143,11 @@ def test_a_sequence_needs_two_frames():
     [
         (["data=pendulum_sequences", "likelihood=continuous_bernoulli"], r"holds sequences of 4 frames, but model=\S+ takes single points"),
         (["model=state_space", "guide=sequence", "transition=neural", "data=digits"], "takes sequences of frames, but data=digits holds single points"),
-        (["data=pendulum_sequences", "likelihood=continuous_bernoulli", "model=state_space", "transition=neural"], r"takes sequences but guide=\S+ takes single points; pair model=state_space with guide=sequence"),
-        (["data=pendulum_sequences", "likelihood=continuous_bernoulli", "model=state_space", "guide=sequence"], "needs a transition p"),
+        (
+            ["data=pendulum_sequences", "model=state_space", "guide=normal"],  # the data brings guide=sequence; this names another
+            r"takes sequences but guide=\S+ takes single points; pair model=state_space with guide=sequence",
+        ),
+        (["data=pendulum_sequences", "model=state_space", "~transition"], "needs a transition p"),  # the data brings transition=neural
         (["experiment=pendulum_sequences", "evaluation.forecast_context=3", "evaluation.forecast_horizon=2"], "reach frame 5, beyond the 4 frames"),
     ],
 )

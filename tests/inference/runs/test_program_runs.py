@@ -78,7 +78,10 @@ def test_a_plate_named_otherwise_and_a_discrete_latent(tmp_path):
         (["model.program=user_programs.not_a_program"], r"is a int, not a Pyro program"),
         (["model.program=user_programs.split_latent_model"], r"guide=program needs guide.program=PKG.MODULE.NAME"),
         (["model.program=user_programs.PyroExampleVAE", "guide=normal"], r"guide=\w+ is built around an encoder network.*use guide=program"),
-        (["model.program=user_programs.split_latent_model", "guide.program=user_programs.PyroExampleVAE", "data=linear_gaussian"], r"the guide samples the sites \['latent'\] but the model's latent sites are \['a', 'b'\]"),
+        (
+            ["model.program=user_programs.split_latent_model", "guide.program=user_programs.PyroExampleVAE", "data=linear_gaussian"],
+            r"the guide samples the sites \['latent'\] but the model's latent sites are \['a', 'b'\]",
+        ),
         (["model.program=user_programs.PlateNamedBatch"], r"site 'latent' is not inside pyro.plate\('data', \.\.\.\).*model.data_plate"),
     ],
 )
