@@ -11,7 +11,10 @@
 
 from .data import Dataset
 from .estimators import ImportanceEstimate, evaluate, importance_sampling, log_importance_weights
+from .schema import register as _register_schemas
 from .training import ElboStep, fit, parameters_of
+
+_register_schemas()  # conf/train.yaml's train_schema and evaluation_schema, before any composition
 
 __all__ = [
     "Dataset",

@@ -2,27 +2,43 @@
 re-evaluates a finished run with its own config and checkpoint, the RNG state its training
 ended with, and the given changes to ``evaluation.*`` (or ``train.device``), then merges the
 results into its ``metrics.json`` (:func:`inference.runs.evaluation_run.reevaluate`).
+
+A Hydra app with its own primary config (conf/evaluate.yaml): composition checks the overrides'
+keys and types, the run's ``.hydra/`` is never written, and the log goes to ``RUN_DIR/evaluate.log``.
+``--multirun run=A,B`` re-evaluates several runs with the same overrides.
 """
 
 import logging
-import sys
 from pathlib import Path
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .hydra_app import CONFIG_PATH, remove_if_only_hydra_files
 from .runs import reevaluate, summary
 from .training import flush_subnormals
 
+__all__ = ["main"]
+
 log = logging.getLogger(__name__)
 
+OmegaConf.register_new_resolver("absolute_path", lambda path: str(Path(path).resolve()), replace=True)
 
-def main(argv: list[str] | None = None) -> None:
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
     flush_subnormals()  # before torch starts its worker threads, which keep the mode they start with
-    args = sys.argv[1:] if argv is None else argv
-    runs = [a.split("=", 1)[1] for a in args if a.startswith("run=")]
-    if len(runs) != 1:
-        sys.exit("usage: python -m inference.evaluate run=RUN_DIR [evaluation.KEY=VALUE ...]")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    metrics = reevaluate(runs[0], [a for a in args if not a.startswith("run=")])
-    log.info(summary(metrics, Path(runs[0])))
+    # Only what the user gave: the evaluate config's own values are the schemas' defaults, not the run's.
+    overrides = [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0] != "run"]
+    run_dir = Path(cfg.run)
+    log.info(f"re-evaluating {run_dir} with {overrides or 'its own settings'}")
+    try:
+        metrics = reevaluate(run_dir, overrides)
+    except Exception:
+        remove_if_only_hydra_files(run_dir)  # run=... named no run: leave no directory behind
+        raise
+    log.info(summary(metrics, run_dir))
 
 
 if __name__ == "__main__":

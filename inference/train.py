@@ -5,7 +5,6 @@ config; this module is its Hydra wrapper.
 """
 
 import logging
-import shutil
 import warnings
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .hydra_app import CONFIG_PATH, remove_if_only_hydra_files
 from .runs import FAILURE_MARK, train
 from .runs.training_run import resume_mode
 from .training import flush_subnormals
@@ -39,11 +39,6 @@ OmegaConf.register_new_resolver("run_config_dir", _run_config_dir, replace=True)
 warnings.filterwarnings("ignore", message=r"The ``declarative_base\(\)`` function is now available", module=r"optuna\.")
 
 
-# A checkout (or an editable install) has conf/ beside the packages; an installed distribution
-# carries it as the package data inference.conf.
-CONFIG_PATH = "../conf" if (Path(__file__).resolve().parents[1] / "conf" / "train.yaml").is_file() else "pkg://inference.conf"
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train and evaluate one run; returns its validation log p̂(x) (the mean over the
@@ -63,7 +58,7 @@ def main(cfg: DictConfig) -> float | None:
         # into the job's log file, where inference.compare finds why a job of a sweep failed
         log.error(f"{FAILURE_MARK} {type(e).__name__}: {e}".splitlines()[0], exc_info=True)
         if HydraConfig.get().mode == RunMode.RUN and not cfg.train.resume:
-            _remove_if_only_hydra_files(run_dir)
+            remove_if_only_hydra_files(run_dir)  # a sweep's jobs keep theirs, for compare to report
         if direction is None:
             raise
         # Optuna's sweeper ends the whole study on a trial that raises (and on a NaN value): the
@@ -76,15 +71,6 @@ def _optimized_direction() -> str | None:
     """``maximize`` or ``minimize`` under a sweeper that optimizes one value (Optuna's), else None."""
     direction = HydraConfig.get().sweeper.get("direction")
     return str(direction).lower() if isinstance(direction, str) else None
-
-
-def _remove_if_only_hydra_files(run_dir: Path) -> None:
-    """A single run rejected before it wrote anything (a bad value, a missing file) leaves no
-    directory behind: Hydra made it, with the config and the log, before the checks could run.
-    The error is on the terminal. A sweep's jobs keep theirs, for compare to report."""
-    ours = [p for p in run_dir.iterdir() if p.name not in (".hydra", f"{HydraConfig.get().job.name}.log")]
-    if not ours:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,17 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+import inference  # noqa: F401  (registers the schemas that conf/train.yaml composes)
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def pytest_collection_modifyitems(items):
+    """``@pytest.mark.cuda`` tests skip cleanly on a machine without CUDA."""
+    if not torch.cuda.is_available():
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.slow  # builds a wheel and a fresh venv, runs the console scripts: about 30 s
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["pyproject.toml", "README.md", "models", "guides", "inference", "conf"]

@@ -1,7 +1,8 @@
 """Checks of a composed config's values, run before any work so that a bad override fails fast.
 
-Unknown keys are refused by Hydra itself (the composed config is in struct mode); this module
-checks the values of the public keys and names the key, what arrived and what is expected.
+Unknown keys, wrong types and unknown choices of ``train.*`` and ``evaluation.*`` are refused by
+Hydra itself (the composed config is in struct mode, typed by inference/schema.py); this module
+checks the ranges of the values and names the key, what arrived and what is expected.
 It takes any mapping with attribute access (an OmegaConf ``DictConfig``) and imports neither
 hydra nor omegaconf.
 """
@@ -26,74 +27,52 @@ def _positive_int(key: str, value, allow_none: bool = False) -> None:
         _fail(key, value, "a positive integer" + (" or null" if allow_none else ""))
 
 
+def _at_least_zero(key: str, value, meaning: str = "") -> None:
+    if value < 0:
+        _fail(key, value, "a non-negative integer" + meaning)
+
+
 def check_config(cfg) -> None:
-    """Raise ``ValueError`` naming the first invalid value of the public keys."""
+    """Raise ``ValueError`` naming the first invalid value of the public keys.
+
+    The types and choices of ``train.*`` and ``evaluation.*`` are the schemas' (inference/schema.py),
+    enforced by Hydra while composing; what is left here is ranges, conditions between keys, and
+    the keys of the other groups, whose options are free-form YAML."""
     _positive_int("z_dim", cfg.z_dim)
-    _positive_int("train.epochs", cfg.train.epochs)
-    _positive_int("train.batch_size", cfg.train.batch_size)
-    _positive_int("train.log_every", cfg.train.log_every)
-    if isinstance(cfg.train.seed, bool) or not isinstance(cfg.train.seed, int) or cfg.train.seed < 0:
-        _fail("train.seed", cfg.train.seed, "a non-negative integer")
-    _positive_int("train.checkpoint_every", cfg.train.checkpoint_every)
-    if cfg.train.on_nan not in ("stop", "rollback"):
-        _fail("train.on_nan", cfg.train.on_nan, "stop or rollback")
-    factor = cfg.train.rollback_lr_factor
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
-        _fail("train.rollback_lr_factor", factor, "a number between 0 and 1")
-    if isinstance(cfg.train.max_rollbacks, bool) or not isinstance(cfg.train.max_rollbacks, int) or cfg.train.max_rollbacks < 0:
-        _fail("train.max_rollbacks", cfg.train.max_rollbacks, "a non-negative integer")
-    threads = cfg.train.threads
-    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
-        _fail("train.threads", threads, "auto or a positive integer")
-    for key in ("progress", "validate"):
-        if not isinstance(cfg.train[key], bool):
-            _fail(f"train.{key}", cfg.train[key], "true or false")
-    if not isinstance(cfg.train.resume, bool) and cfg.train.resume != "auto":
-        _fail("train.resume", cfg.train.resume, "true, false or auto")
-    budget = cfg.train.max_seconds
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
-        _fail("train.max_seconds", budget, "a positive number of seconds or null")
+    train, evaluation = cfg.train, cfg.evaluation
+    for key in ("epochs", "batch_size", "log_every", "checkpoint_every"):
+        _positive_int(f"train.{key}", train[key])
+    _at_least_zero("train.seed", train.seed)
+    if not 0 < train.rollback_lr_factor < 1:
+        _fail("train.rollback_lr_factor", train.rollback_lr_factor, "a number between 0 and 1")
+    _at_least_zero("train.max_rollbacks", train.max_rollbacks)
+    if train.threads != "auto" and (isinstance(train.threads, bool) or not isinstance(train.threads, int) or train.threads <= 0):
+        _fail("train.threads", train.threads, "auto or a positive integer")
+    if not isinstance(train.resume, bool) and train.resume != "auto":
+        _fail("train.resume", train.resume, "true, false or auto")
+    if train.max_seconds is not None and train.max_seconds <= 0:
+        _fail("train.max_seconds", train.max_seconds, "a positive number of seconds or null")
     per_batch = cfg.data.get("labeled_per_batch") or 0
-    if isinstance(per_batch, int) and not isinstance(per_batch, bool) and per_batch >= cfg.train.batch_size:
-        _fail("data.labeled_per_batch", per_batch, f"fewer than train.batch_size={cfg.train.batch_size}, to leave room for unlabelled points")
-    resolve_device(cfg.train.device)
+    if isinstance(per_batch, int) and not isinstance(per_batch, bool) and per_batch >= train.batch_size:
+        _fail("data.labeled_per_batch", per_batch, f"fewer than train.batch_size={train.batch_size}, to leave room for unlabelled points")
+    resolve_device(train.device)
     lr = cfg.optim.get("lr")
     if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
         _fail("optim.lr", lr, "a positive number")
-    _positive_int("evaluation.num_particles", cfg.evaluation.num_particles)
-    _positive_int("evaluation.max_points", cfg.evaluation.max_points, allow_none=True)
-    _positive_int("evaluation.chunk_size", cfg.evaluation.chunk_size, allow_none=True)
-    budget = cfg.evaluation.memory_budget_mb
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
-        _fail("evaluation.memory_budget_mb", budget, "a positive number of megabytes")
-    _positive_int("evaluation.gap_points", cfg.evaluation.gap_points)
-    _positive_int("evaluation.gap_particles", cfg.evaluation.gap_particles)
-    for key in ("ais_points", "ais_steps", "ais_leapfrog", "ais_chains"):
-        _positive_int(f"evaluation.{key}", cfg.evaluation[key])
-    step = cfg.evaluation.ais_step_size
-    if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
-        _fail("evaluation.ais_step_size", step, "a positive number")
-    if cfg.evaluation.ais_start not in ("prior", "guide"):
-        _fail("evaluation.ais_start", cfg.evaluation.ais_start, "prior or guide")
-    _positive_int("evaluation.posterior_samples", cfg.evaluation.posterior_samples)
-    _positive_int("evaluation.posterior_warmup", cfg.evaluation.posterior_warmup)
-    _positive_int("evaluation.posterior_chains", cfg.evaluation.posterior_chains)
-    _positive_int("evaluation.forecast_context", cfg.evaluation.forecast_context)
-    horizon = cfg.evaluation.forecast_horizon
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
-        _fail("evaluation.forecast_horizon", horizon, "a non-negative integer (0: no forecast)")
-    steps = cfg.evaluation.supervised_only_steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        _fail("evaluation.supervised_only_steps", steps, "a non-negative integer (0: no supervised-only baseline)")
-    points = cfg.evaluation.posterior_points
-    if isinstance(points, bool) or not isinstance(points, int) or points < 0:
-        _fail("evaluation.posterior_points", points, "a non-negative integer (0: no NUTS)")
-    for key in ("prior_proposal", "gaps", "ais", "figures", "intervene"):
-        if not isinstance(cfg.evaluation[key], bool):
-            _fail(f"evaluation.{key}", cfg.evaluation[key], "true or false")
-    for split in cfg.evaluation.splits:
-        if split not in ("train", "valid", "test"):
-            _fail("evaluation.splits", list(cfg.evaluation.splits), "a list of 'train', 'valid', 'test'")
+    for key in ("num_particles", "gap_points", "gap_particles", "ais_points", "ais_steps", "ais_leapfrog", "ais_chains",
+                "posterior_samples", "posterior_warmup", "posterior_chains", "forecast_context"):
+        _positive_int(f"evaluation.{key}", evaluation[key])
+    _positive_int("evaluation.max_points", evaluation.max_points, allow_none=True)
+    _positive_int("evaluation.chunk_size", evaluation.chunk_size, allow_none=True)
+    if not evaluation.memory_budget_mb > 0:
+        _fail("evaluation.memory_budget_mb", evaluation.memory_budget_mb, "a positive number of megabytes")
+    if not evaluation.ais_step_size > 0:
+        _fail("evaluation.ais_step_size", evaluation.ais_step_size, "a positive number")
+    _at_least_zero("evaluation.forecast_horizon", evaluation.forecast_horizon, " (0: no forecast)")
+    _at_least_zero("evaluation.supervised_only_steps", evaluation.supervised_only_steps, " (0: no supervised-only baseline)")
+    _at_least_zero("evaluation.posterior_points", evaluation.posterior_points, " (0: no NUTS)")
+    if any(split not in ("train", "valid", "test") for split in evaluation.splits):
+        _fail("evaluation.splits", list(evaluation.splits), "a list of 'train', 'valid', 'test'")
     _check_denoising(cfg)
     for key in ("encoder", "decoder"):
         hidden = cfg[key].get("hidden") if key in cfg else None  # model=program has neither
@@ -110,17 +89,14 @@ def _check_denoising(cfg) -> None:
         kind = next((c for c in CORRUPTIONS.values() if target.endswith("." + c.__name__)), None)
         if kind is not None:
             kind(cfg.corruption.level)  # a ValueError names corruption.level and its range
-    denoise = cfg.evaluation.denoise
-    if denoise is not None and not isinstance(denoise, bool):
-        _fail("evaluation.denoise", denoise, "true, false or null (null: on when the run has a corruption)")
-    if denoise and kind is None:
+    if cfg.evaluation.denoise and kind is None:
         raise ValueError(
             "evaluation.denoise=true corrupts the test set as the run's corruption does, but the run has corruption=none; "
             "choose one (corruption=salt_pepper, gaussian or mask; with corruption.level=0 it trains on clean inputs)"
         )
     levels = list(cfg.evaluation.denoise_levels)
     maximum = float("inf") if kind is None else kind.maximum
-    if not levels or any(isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level <= maximum for level in levels):
+    if not levels or any(not 0 < level <= maximum for level in levels):
         within = "" if kind is None or maximum == float("inf") else f" and at most {maximum:g} for corruption={kind.name}"
         _fail("evaluation.denoise_levels", levels, f"a non-empty list of levels above 0{within}")
 

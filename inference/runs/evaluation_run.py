@@ -41,6 +41,7 @@ from ..estimators.forecast import forecast, forecast_errors
 from ..estimators.intervention import intervened_frames, intervention_errors
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from ..estimators.programs import rng_kept, sliced
+from ..schema import typed
 from ..training.checkpoint import load_checkpoint, set_rng_state
 from ..training.supervised import supervised_only
 from . import figures
@@ -354,8 +355,7 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} not found: run=... must name a run directory written by inference.train")
-    cfg = OmegaConf.load(config_file)
-    OmegaConf.set_struct(cfg, True)  # a misspelled key is an error, not a new key
+    cfg = typed(OmegaConf.load(config_file))
     for override in overrides:
         key = override.split("=", 1)[0]
         if not (key.startswith("evaluation.") or key == "train.device"):

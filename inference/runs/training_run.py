@@ -145,7 +145,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
         labelled = data.batch_extra("train", ("mask",))["mask"]
         loss.fit_to(data.train.shape[0], int(labelled.sum()))
 
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # plain values: weights_only loading
     checkpoints = Checkpoints(
         run_dir, (model, guide, optimizer, scheduler), config,
         on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks,

@@ -64,6 +64,7 @@ def test_a_denoising_run_decomposes_its_gaps_on_clean_data(tmp_path):
     assert len(metrics["test"]["denoise"]["error_input"]) == 5  # binary data: error rates too
 
 
+@pytest.mark.slow  # trains the denoising preset
 def test_the_digits_preset_denoises_better_than_the_corrupted_input(tmp_path):
     """experiment=denoise_digits as it is (300 epochs), evaluated on 100 test points: the
     denoised estimate has a higher PSNR than the corrupted input at every level from 0.1 to 0.5

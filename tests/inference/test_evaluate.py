@@ -27,10 +27,13 @@ def run(tmp_path_factory) -> Path:
 
 def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
     original = json.loads((run / "metrics.json").read_text())
+    hydra_files = {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()}
     command = [sys.executable, "-m", "inference.evaluate", f"run={run}", *AIS]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "test log p̂(x), AIS" in done.stderr and "BDMC on 8 simulated points" in done.stderr
+    assert "test log p̂(x), AIS" in done.stdout and "BDMC on 8 simulated points" in done.stdout
+    assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == hydra_files  # the training's config, untouched
+    assert "evaluation.ais_steps=20" in (run / "evaluate.log").read_text()  # the log names what changed
     updated = json.loads((run / "metrics.json").read_text())
     assert updated["train"] == original["train"]  # kept as it was
     for split in ("valid", "test"):
@@ -49,6 +52,7 @@ def _numbers(value, path=""):
     return {path: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
+@pytest.mark.slow  # three re-evaluations with AIS and gaps
 def test_every_estimate_is_the_same_whatever_the_pass_size(run, tmp_path):
     """log p̂(x) and its diagnostics, the gaps, AIS and BDMC at the default memory budget, with
     the pass size fixed small, and at a budget that splits the work into many passes: the same
@@ -68,6 +72,25 @@ def test_every_estimate_is_the_same_whatever_the_pass_size(run, tmp_path):
         assert other.keys() == numbers[0].keys()
         for key, value in numbers[0].items():
             assert other[key] == pytest.approx(value, rel=1e-5, abs=scale), key
+
+
+@pytest.mark.slow  # five runs of the command
+def test_the_command_refuses_bad_overrides_and_missing_runs(run, tmp_path):
+    """Composition checks keys and types against the schemas; a run=... that names no run leaves
+    no directory behind; neither touches the run."""
+    before = (run / "metrics.json").read_bytes()
+    cases = [
+        ([f"run={run}", "evaluation.num_particles=many"], "Value 'many' of type 'str' could not be converted to Integer"),
+        ([f"run={run}", "evaluation.num_particle=3"], "Could not override 'evaluation.num_particle'"),
+        ([f"run={run}", "evaluation.ais_start=middle"], r"Invalid value 'middle', expected one of [prior, guide]"),
+        ([f"run={tmp_path / 'nothing'}"], "must name a run directory written by inference.train"),
+        ([], "Missing mandatory value: run"),
+    ]
+    for arguments, message in cases:
+        done = subprocess.run([sys.executable, "-m", "inference.evaluate", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and message in done.stdout + done.stderr, (arguments, done.stderr)
+    assert not (tmp_path / "nothing").exists()
+    assert (run / "metrics.json").read_bytes() == before
 
 
 def test_reevaluation_refuses_what_it_cannot_change(run, tmp_path):

@@ -16,6 +16,8 @@ from conftest import CONF, SMALL_NETS, TINY
 from inference.compare import main as compare
 from inference.runs.checks import pinned_device, thread_count
 
+pytestmark = pytest.mark.slow  # two sweeps in subprocesses, one per launcher
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import SMALL_NETS, TINY
 from inference.compare import main as compare
 from inference.runs import FAILURE_MARK
+
+pytestmark = pytest.mark.slow  # an Optuna sweep of three trials
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,6 +3,7 @@
 import struct
 
 import pyro
+import pytest
 import torch
 
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
@@ -46,6 +47,7 @@ def test_a_tiny_run_draws_every_figure_and_its_posterior_files(tmp_path):
         assert (tmp_path / f"posterior_summary_{name}.csv").read_text().startswith(",mean,sd")
 
 
+@pytest.mark.slow  # four NUTS chains: about 25 s
 def test_nuts_recovers_the_exact_posterior_of_the_linear_gaussian_model():
     pyro.set_rng_seed(0)
     model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)

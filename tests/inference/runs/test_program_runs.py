@@ -91,6 +91,7 @@ def test_bad_programs_are_refused_at_start(tmp_path, overrides, message):
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow  # runs of the command in subprocesses
 def test_the_command_line_runs_a_program_and_refuses_a_bad_one(tmp_path):
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT / "tests")}
     run = [sys.executable, "-m", "inference.train", *PROGRAM, "model.program=user_programs.PyroExampleVAE", "data.binarize=fixed", "evaluation.figures=true"]

@@ -41,6 +41,7 @@ def checkpointed_epoch(run_dir: Path) -> int:
         return -1
 
 
+@pytest.mark.slow  # kills a run in a subprocess and resumes it
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
     reference = finish(launch(tmp_path / "reference"))
     assert reference.returncode == 0, reference.stderr
@@ -66,6 +67,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
     assert without_timings(got) == without_timings(expected)
 
 
+@pytest.mark.slow  # a sweep in subprocesses, killed and re-run
 def test_a_killed_sweep_is_finished_by_resume_auto_without_retraining_a_finished_job(tmp_path):
     """Job 0 finished, job 1 killed while it trained, job 2 never started: the same --multirun
     command with train.resume=auto skips job 0 (its files untouched), continues job 1 from its

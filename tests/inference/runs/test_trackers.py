@@ -92,6 +92,7 @@ def test_a_run_stopped_by_a_nan_is_marked_failed_in_mlflow(tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "curve/train_elbo")] == [1]  # the epoch it finished
 
 
+@pytest.mark.slow  # a sweep in a subprocess
 def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     command = [
