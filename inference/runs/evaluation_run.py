@@ -48,6 +48,7 @@ from . import figures
 from .build import batch_keys, instantiate, prepared
 from .checks import check_config, resolve_device
 from .rundir import fingerprints, locked, read_metrics, write_metrics, write_per_point
+from .trackers import Trackers
 
 __all__ = ["evaluate_run", "pass_size", "reevaluate", "skipped"]
 
@@ -350,7 +351,8 @@ def probe(guide: torch.nn.Module, data: Dataset, evaluation: DictConfig, keys: t
 
 def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     """Re-run the evaluation of a finished run with ``overrides`` of its ``evaluation`` (or
-    ``train.device``) keys, and merge the results into its ``metrics.json``."""
+    ``train.device``) keys, merge the results into its ``metrics.json``, and send them to the
+    run's experiment trackers (``logger``), if it has any."""
     run_dir = Path(run_dir)
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():
@@ -373,6 +375,11 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
         results = evaluate_run(model, guide, data, cfg.evaluation, run_dir, old.get("train", {}).get("curve", []))
         metrics = _merged(old, results)
         write_metrics(run_dir, metrics)
+        # the run's own trackers get the new numbers (MLflow: in the run it trained in, by .mlflow_run)
+        trackers = Trackers([instantiate(tracker) for tracker in cfg.get("logger", {}).values()])
+        config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        with trackers.run(run_dir, config, metrics.get("train", {}).get("epochs", 0), sweep=None):
+            trackers.results(metrics, run_dir)
     return metrics
 
 

@@ -67,17 +67,25 @@ class CsvTracker:
         self.dir = run_dir / self.subdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.curve = self.dir / "curve.csv"
+        self._keep_until(resumed_at or 0)  # a resume trains the epochs after its checkpoint again
+        self._write_pairs(self.dir / "params.csv", _flat_config(config))
+
+    def _keep_until(self, epoch: int) -> None:
+        """Rewrite the curve with its rows up to ``epoch`` only."""
         kept = []
-        if resumed_at is not None and self.curve.exists():  # the epochs after the checkpoint are trained again
+        if epoch and self.curve.exists():
             with self.curve.open(newline="") as f:
-                kept = [row for row in csv.DictReader(f) if int(row["epoch"]) <= resumed_at]
+                kept = [row for row in csv.DictReader(f) if int(row["epoch"]) <= epoch]
         with self.curve.open("w", newline="") as f:
             writer = csv.DictWriter(f, ["epoch", *CURVE_KEYS])
             writer.writeheader()
             writer.writerows(kept)
-        self._write_pairs(self.dir / "params.csv", _flat_config(config))
+        self.last_epoch = epoch
 
     def epoch(self, row: dict) -> None:
+        if row["epoch"] <= self.last_epoch:  # train.on_nan=rollback went back: the epoch is trained again
+            self._keep_until(row["epoch"] - 1)
+        self.last_epoch = row["epoch"]
         with self.curve.open("a", newline="") as f:
             csv.DictWriter(f, ["epoch", *CURVE_KEYS]).writerow({key: row.get(key) for key in ["epoch", *CURVE_KEYS]})
 
@@ -108,7 +116,8 @@ class TensorBoardTracker:
         from torch.utils.tensorboard.summary import hparams
 
         # purge_step: TensorBoard hides what an earlier writer logged from that epoch on
-        self.writer = SummaryWriter(run_dir / self.subdir, purge_step=None if resumed_at is None else resumed_at + 1)
+        self.new_writer = lambda purge_step: SummaryWriter(run_dir / self.subdir, purge_step=purge_step)
+        self.writer = self.new_writer(None if resumed_at is None else resumed_at + 1)
         self.last_epoch = resumed_at or 0
         params = _flat_config(config)
         for summary in hparams(params, {"test.log_px.mean": float("nan")}):  # the HParams tab's table, by this metric
@@ -116,6 +125,9 @@ class TensorBoardTracker:
         self.writer.add_text("config", "\n".join(f"    {key}: {value}" for key, value in params.items()))
 
     def epoch(self, row: dict) -> None:
+        if row["epoch"] <= self.last_epoch:  # train.on_nan=rollback went back: hide the epochs trained again
+            self.writer.close()
+            self.writer = self.new_writer(row["epoch"])
         self.last_epoch = row["epoch"]
         for key in CURVE_KEYS:
             if row.get(key) is not None:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import SMALL_NETS, TINY, compose_config
-from inference.runs import train
+from inference.runs import reevaluate, train
 from inference.runs.trackers import CURVE_KEYS, flat_numbers
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -80,6 +81,51 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path):
     (run,) = client.search_runs([experiment.experiment_id])  # the same MLflow run, not a second one
     assert [m.step for m in client.get_metric_history(run.info.run_id, "curve/train_elbo")] == epochs
     assert run.info.status == "FINISHED" and run.data.params["train.epochs"] == "2"  # MLflow keeps a parameter's first value
+
+
+def test_a_reevaluation_sends_its_new_numbers_to_the_runs_trackers(tmp_path):
+    run_dir, cfg = tmp_path / "run", compose_config(*RUN, *trackers(tmp_path))
+    train(cfg, run_dir)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra writes for inference.train
+    metrics = reevaluate(run_dir, ["evaluation.num_particles=7", "evaluation.figures=false"])
+    numbers = flat_numbers(metrics)
+    assert numbers["test.log_px.num_particles"] == 7
+
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        assert {row["name"]: float(row["value"]) for row in csv.DictReader(f)} == numbers
+    with (run_dir / "csv" / "curve.csv").open() as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2]  # the curve kept, once
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("test.log_px.num_particles")[-1].value == 7
+    assert [e.step for e in events.Scalars("curve/train_elbo")] == [1, 2]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (experiment,) = client.search_experiments(filter_string="name = 'runs'")
+    (run,) = client.search_runs([experiment.experiment_id])  # the run it trained in
+    assert run.info.status == "FINISHED" and run.data.metrics["test.log_px.num_particles"] == 7
+    assert run.data.metrics["test.log_px.mean"] == pytest.approx(numbers["test.log_px.mean"])
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "test.log_px.num_particles")] == [8, 7]
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+def test_after_a_rollback_the_csv_and_tensorboard_curves_hold_each_epoch_once(tmp_path):
+    """A NaN in epoch 2 rolls back to the checkpoint before epoch 1 (train.checkpoint_every=3),
+    so epoch 1, already sent to the trackers, is trained and sent again."""
+    faulty = ["train.epochs=4", "data.binarize=fixed", "decoder._target_=faults.FaultyMLP", "+decoder.fail_at=32"]
+    rollback = ["train.on_nan=rollback", "train.checkpoint_every=3", "logger=[tensorboard,csv]"]
+    metrics = train(compose_config(*RUN, *faulty, *rollback), tmp_path / "run")
+    assert metrics["train"]["rollbacks"][0]["to_epoch"] == 0
+    curve = metrics["train"]["curve"]
+    with (tmp_path / "run" / "csv" / "curve.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]
+    assert [float(row["train_elbo"]) for row in rows] == [row["train_elbo"] for row in curve]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    logged = events.Scalars("curve/train_elbo")
+    assert [e.step for e in logged] == [1, 2, 3, 4]
+    assert [e.value for e in logged] == pytest.approx([row["train_elbo"] for row in curve], rel=1e-6)
 
 
 def test_a_run_stopped_by_a_nan_is_marked_failed_in_mlflow(tmp_path):
