@@ -1,6 +1,6 @@
 """Training-step cost: the suite's loop against a bare ``svi.step`` and hand-written PyTorch.
 
-    python -m bench.train_step [--repeats 15] [--steps 20] [--graph | --jit | --compile networks|loss]
+    python -m bench.train_step [--repeats 15] [--steps 20] [--graph | --jit | --compile networks|loss] [--deferred]
 
 For each architecture and batch size, times ``--steps`` steps of
 - suite: an epoch of ``inference.training.fit`` (permutation, index slicing, the Trace_ELBO
@@ -13,6 +13,9 @@ and prints per-step times and the ratios suite/svi.step and suite/PyTorch.
 ``objective=jit_trace_elbo``. ``--compile`` measures ``torch.compile`` as a lever: the suite's step on copies of the networks
 with the encoder and decoder compiled (``networks``), or with the whole loss compiled
 (``loss``: Dynamo breaks the graph at every Pyro message); the other columns stay eager.
+``--deferred`` adds the suite with a fused Adam (``optim.fused=true``, the default of runs),
+with the per-step finite check and with the check kept on the device
+(``train.finite_check=deferred``, CUDA's default).
 """
 
 import argparse
@@ -76,7 +79,7 @@ def suite_objective(model, guide, objective: str, compile: str | None):
     return model, guide, CompiledLoss(model, guide)
 
 
-def bench(arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None) -> dict[str, float]:
+def bench(arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None, deferred: bool = False) -> dict[str, float]:
     x_dim, hidden, z_dim, activation = arch
     x = binary_data(steps * batch_size, x_dim)
     batch = x[:batch_size]
@@ -98,15 +101,21 @@ def bench(arch: tuple, batch_size: int, steps: int, repeats: int, objective: str
 
     # fit() reports each epoch's seconds (its SVI loop alone); time the second epoch, so that a
     # compiled objective's first-call compilation is not counted.
-    suite_times = []
+    suite_times = {"suite": [], "fused": [], "deferred": []}
 
-    def suite_loop():
-        summary = fit(suite_model, suite_guide, data, suite_optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss)
-        suite_times.append(summary["curve"][1]["seconds"])
+    def suite_loop(name: str = "suite", optimizer: torch.optim.Optimizer = suite_optimizer):
+        summary = fit(suite_model, suite_guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss, deferred_check=name == "deferred")
+        suite_times[name].append(summary["curve"][1]["seconds"])
 
-    times = interleaved({"suite": suite_loop, "svi.step": svi_steps, "PyTorch": torch_steps}, repeats)
-    suite_times.sort()
-    times["suite"] = suite_times[len(suite_times) // 2]
+    loops = {"suite": suite_loop, "svi.step": svi_steps, "PyTorch": torch_steps}
+    if deferred:
+        fused = torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3, fused=True)
+        loops["fused"] = partial(suite_loop, "fused", fused)
+        loops["deferred"] = partial(suite_loop, "deferred", fused)
+    times = interleaved(loops, repeats)
+    for name, measured in suite_times.items():
+        if measured:
+            times[name] = sorted(measured)[len(measured) // 2]
     return {name: t / steps for name, t in times.items()}
 
 
@@ -119,6 +128,7 @@ def main() -> None:
     lever.add_argument("--graph", action="store_true", help="the suite with objective=graph_trace_elbo")
     lever.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
     lever.add_argument("--compile", choices=["networks", "loss"], help="the suite with torch.compile on its networks or its whole loss")
+    parser.add_argument("--deferred", action="store_true", help="also the suite with a fused Adam and the finite check on the device")
     args = parser.parse_args()
     pyro.set_rng_seed(0)
     pyro.enable_validation(args.validation)
@@ -126,14 +136,18 @@ def main() -> None:
     lever = f", torch.compile of its {args.compile}" if args.compile else ""
     print(f"# training step, {machine()}, Pyro validation {'on' if args.validation else 'off'}, suite objective={objective}{lever}")
     print(f"# median of {args.repeats} interleaved repeats of {args.steps} steps")
-    print("| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    extra = " fused ms | fused, deferred ms | fused / suite | deferred / fused |" if args.deferred else ""
+    print(f"| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |{extra}")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * args.deferred)
     for name, arch in ARCHITECTURES.items():
         for batch_size in (32, 128, 512):
-            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile)
+            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred)
+            deferred = (
+                f" {1e3 * t['fused']:.2f} | {1e3 * t['deferred']:.2f} | {t['fused'] / t['suite']:.2f} | {t['deferred'] / t['fused']:.2f} |" if args.deferred else ""
+            )
             print(
                 f"| {name} | {batch_size} | {1e3 * t['suite']:.2f} | {1e3 * t['svi.step']:.2f} | {1e3 * t['PyTorch']:.2f} "
-                f"| {t['suite'] / t['svi.step']:.2f} | {t['suite'] / t['PyTorch']:.2f} | {t['svi.step'] / t['PyTorch']:.2f} |",
+                f"| {t['suite'] / t['svi.step']:.2f} | {t['suite'] / t['PyTorch']:.2f} | {t['svi.step'] / t['PyTorch']:.2f} |{deferred}",
                 flush=True,
             )
 

@@ -36,6 +36,12 @@ class OnNan(Choice):
     rollback = "rollback"
 
 
+class FiniteCheck(Choice):
+    auto = "auto"
+    every_step = "every_step"
+    deferred = "deferred"
+
+
 class AisStart(Choice):
     prior = "prior"
     guide = "guide"
@@ -55,6 +61,7 @@ class TrainSchema:
     checkpoint_every: int = 10
     resume: Any = False  # true, false or auto
     on_nan: OnNan = OnNan.stop
+    finite_check: FiniteCheck = FiniteCheck.auto
     rollback_lr_factor: float = 0.5
     max_rollbacks: int = 3
 

@@ -56,6 +56,8 @@ def check_config(cfg) -> None:
     if isinstance(per_batch, int) and not isinstance(per_batch, bool) and per_batch >= train.batch_size:
         _fail("data.labeled_per_batch", per_batch, f"fewer than train.batch_size={train.batch_size}, to leave room for unlabelled points")
     resolve_device(train.device)
+    if train.finite_check == "deferred" and not cfg.optim.get("fused"):
+        _fail("train.finite_check", str(train.finite_check), "every_step or auto with this optimizer: deferred needs a fused one (optim.fused=true, for Adam)")
     lr = cfg.optim.get("lr")
     if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
         _fail("optim.lr", lr, "a positive number")

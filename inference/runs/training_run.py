@@ -47,8 +47,9 @@ def resumed(run_dir: Path, config: dict, objects: tuple, device: torch.device) -
 
 # Keys that may change when a run is resumed: how long it trains, the resume switch itself, the
 # evaluation, which runs after training (and which a later version may give new keys), and the
-# experiment trackers, which watch the run without changing it.
-RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.", "logger.")
+# experiment trackers, which watch the run without changing it, and how the step runs (where the
+# finite check waits, fused kernels), not what it computes.
+RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.", "logger.", "train.finite_check", "optim.fused")
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
@@ -168,6 +169,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             checkpoint=checkpoints.save,
             on_non_finite=checkpoints.on_non_finite,
             on_epoch=trackers.epoch,
+            deferred_check={"auto": None, "every_step": False, "deferred": True}[cfg.train.finite_check],
         )}
         metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
         write_metrics(run_dir, metrics)

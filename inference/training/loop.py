@@ -11,7 +11,8 @@ The dataset is a tensor on the training device and a batch is an index slice of 
 permutation (in the semi-supervised setting with ``data.labeled_per_batch``, of the unlabelled
 points, with labelled points added to each batch: :func:`epoch_batches`); the loss stays on
 the device and is read back every ``log_every`` steps only (one boolean per step says whether
-loss and gradients were finite).
+loss and gradients were finite; on CUDA, with a fused optimizer, that too waits on the device
+for the next read: :class:`ElboStep`).
 """
 
 import copy
@@ -33,7 +34,7 @@ from ..estimators import importance_sampling
 from ..estimators.programs import Extra, sliced
 from .objectives import LeanTrace_ELBO, kl_weight
 
-__all__ = ["ElboStep", "NonFiniteError", "epoch_batches", "fit", "new_progress", "flush_subnormals", "steps_per_epoch"]
+__all__ = ["ElboStep", "NonFiniteError", "can_skip_on_device", "epoch_batches", "fit", "new_progress", "flush_subnormals", "steps_per_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +45,52 @@ class NonFiniteError(FloatingPointError):
 
     epoch: int | None = None
     step: int | None = None
+    later_steps: int | None = None  # a deferred check: the steps taken after the bad one
 
 
 class ElboStep:
     """One gradient step on the negative ELBO of a batch.
 
-    Before the optimizer steps, the loss and the gradients are checked (one boolean read per
-    step): a non-finite value raises :class:`NonFiniteError` naming the parameters whose
-    gradients are non-finite and the sites whose log-probabilities are, and the parameters stay
-    as they were, so that the state can be saved or rolled back.
+    Before the optimizer steps, the loss and the gradients are checked: a non-finite value
+    raises :class:`NonFiniteError` naming the parameters whose gradients are non-finite and the
+    sites whose log-probabilities are, and the parameters stay as they were, so that the state
+    can be saved or rolled back.
+
+    The check reads one boolean back per step, which costs nothing on the CPU and stalls a GPU.
+    ``deferred=True`` keeps it on the device instead: each step's verdict is and-ed into a flag
+    that stays false from the first bad step on, the optimizer skips its update on the device
+    while the flag is false (the ``found_inf`` of fused optimizers, which GradScaler uses too),
+    the bad step's loss, per-parameter verdicts and batch are kept, and :meth:`check` reads the
+    flag back (the training loop calls it every ``log_every`` steps and at the epoch's end) and
+    raises the same error for that step. The parameters are then those from before the bad step,
+    as with the per-step read.
 
     :param model: the model program.
     :param guide: the guide program.
-    :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
+    :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide;
+        with ``deferred``, a fused one (``fused=True``: Adam, AdamW, SGD).
     :param loss: an ELBO with a ``differentiable_loss`` (or, like ``RenyiELBO``, only a
         ``loss_and_grads``); ``LeanTrace_ELBO()`` (Trace_ELBO's estimate) by default.
+    :param deferred: keep the finite check on the device until :meth:`check`.
     """
 
-    def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None):
+    def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None, deferred: bool = False):
         self.model, self.guide, self.optimizer = model, guide, optimizer
         self.loss = loss if loss is not None else LeanTrace_ELBO()
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        if deferred and not can_skip_on_device(optimizer):
+            raise ValueError(
+                f"a deferred finite check needs an optimizer that skips a step on the device, a fused one; "
+                f"{type(optimizer).__name__} is not (set optim.fused=true for Adam, AdamW or SGD, or train.finite_check=every_step)"
+            )
+        self.deferred = deferred
+        self.pending: list[tuple[torch.Tensor, Extra]] = []  # the batches since the last check
+        if deferred:
+            device = self.parameters[0].device
+            self.no_grad = torch.zeros((), device=device)  # stands in for a parameter without a gradient
+            self.healthy = torch.ones((), dtype=torch.bool, device=device)
+            self.bad = {"index": torch.zeros((), dtype=torch.long, device=device), "loss": torch.zeros((), device=device),
+                        "finite": torch.ones(len(self.parameters), dtype=torch.bool, device=device)}
 
     def __call__(self, x: torch.Tensor, extra: Extra | None = None) -> torch.Tensor:
         """:param extra: the programs' batch keys for the points of ``x``.
@@ -77,17 +103,52 @@ class ElboStep:
             loss = loss.detach()
         else:  # it backpropagates its own surrogate and returns a float (a host sync)
             loss = torch.tensor(self.loss.loss_and_grads(self.model, self.guide, x, **extra), device=x.device)
+        if self.deferred:
+            self._step_unless_unhealthy(x, extra, loss)
+            return loss
         grads = [p.grad for p in self.parameters if p.grad is not None]
         if not (torch.isfinite(loss) & torch.isfinite(torch.nn.utils.get_total_norm(grads))):
-            raise NonFiniteError(self._diagnosis(x, extra, loss))
+            finite = {id(p) for p in self.parameters if p.grad is None or torch.isfinite(p.grad).all()}
+            raise NonFiniteError(self._diagnosis(x, extra, loss, finite))
         self.optimizer.step()
         return loss
 
-    def _diagnosis(self, x: torch.Tensor, extra: Extra, loss: torch.Tensor) -> str:
-        """What was non-finite: the loss, the parameters' gradients, and, from a re-run of the
-        batch (fresh samples, so a rare fault may not recur), the sites' log-probabilities."""
+    def _step_unless_unhealthy(self, x: torch.Tensor, extra: Extra, loss: torch.Tensor) -> None:
+        """The deferred check: all on the device, no host read."""
+        grads = [self.no_grad if p.grad is None else p.grad for p in self.parameters]
+        finite = torch.isfinite(torch.stack(torch._foreach_norm(grads)))
+        first_bad = self.healthy & ~(torch.isfinite(loss) & finite.all())
+        index = torch.full((), len(self.pending), device=loss.device)
+        for key, value in (("index", index), ("loss", loss), ("finite", finite)):
+            self.bad[key] = torch.where(first_bad, value, self.bad[key])
+        self.healthy &= ~first_bad
+        self.optimizer.found_inf = (~self.healthy).float()  # a fused optimizer leaves everything as it was
+        self.optimizer.step()
+        self.pending.append((x, extra))
+
+    def check(self) -> None:
+        """Read the deferred check back (one host read): raise :class:`NonFiniteError` for the
+        first bad step since the last check, whose ``later_steps`` says how many steps came after
+        it (they changed nothing). Nothing to do without ``deferred``."""
+        if not self.deferred or not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        if bool(self.healthy):
+            return
+        index = int(self.bad["index"])
+        finite = {id(p) for p, ok in zip(self.parameters, self.bad["finite"].tolist()) if ok}
+        error = NonFiniteError(self._diagnosis(*pending[index], self.bad["loss"], finite))
+        error.later_steps = len(pending) - 1 - index
+        self.healthy.fill_(True)
+        self.optimizer.found_inf = None
+        raise error
+
+    def _diagnosis(self, x: torch.Tensor, extra: Extra, loss: torch.Tensor, finite: set[int]) -> str:
+        """What was non-finite: the loss, the parameters' gradients (those not in ``finite``, a
+        set of ids), and, from a re-run of the batch (fresh samples, so a rare fault may not
+        recur), the sites' log-probabilities."""
         named = [(f"{prefix}.{name}", p) for prefix, module in (("model", self.model), ("guide", self.guide)) for name, p in module.named_parameters()]
-        grads = [name for name, p in named if p.grad is not None and not torch.isfinite(p.grad).all()]
+        grads = [name for name, p in named if id(p) not in finite]
         parts = [f"the loss was {loss.item()}" if not torch.isfinite(loss) else "the loss was finite"]
         parts.append(f"non-finite gradients of {', '.join(grads)}" if grads else "no parameter's gradient was non-finite")
         with torch.no_grad(), pyro.validation_enabled(False):
@@ -102,6 +163,12 @@ class ElboStep:
         if sites:
             parts.append(f"non-finite log-probabilities at {', '.join(sites)}")
         return "; ".join(parts)
+
+
+def can_skip_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` can skip a step on the device (fused optimizers take GradScaler's
+    ``found_inf``), what the deferred finite check needs."""
+    return bool(optimizer.defaults.get("fused"))
 
 
 def flush_subnormals() -> bool:
@@ -143,6 +210,7 @@ def fit(
     checkpoint: Callable[[dict], None] | None = None,
     on_non_finite: Callable[[NonFiniteError], dict] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    deferred_check: bool | None = None,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch
     (for amortized guides: a local guide has no parameters for the validation points yet).
@@ -166,13 +234,17 @@ def fit(
         whose message names epoch, step and culprits; it restores a good state and returns its
         progress to go on from, or raises. Without it the error propagates.
     :param on_epoch: called with each epoch's curve row once it is complete (experiment trackers).
+    :param deferred_check: keep the finite check of each step on the device and read it every
+        ``log_every`` steps (:class:`ElboStep`); ``None``: on CUDA with a fused optimizer.
     :returns: the progress, a training summary: ``epoch`` and ``epochs`` (run), ``steps``,
         ``seconds`` (the SVI loop alone), ``valid_seconds``, ``device``, ``rollbacks``, and
         ``curve``, a list of per-epoch ``{"epoch", "train_elbo", "valid_elbo", "seconds", "lr",
         "kl_weight"}``, ELBOs in mean nats per data point, the learning rate and KL weight those
         of the epoch's steps.
     """
-    step = ElboStep(model, guide, optimizer, loss)
+    if deferred_check is None:  # the read per step costs nothing on the CPU, and stalls a GPU
+        deferred_check = data.train.device.type == "cuda" and can_skip_on_device(optimizer)
+    step = ElboStep(model, guide, optimizer, loss, deferred=deferred_check)
     steps = steps_per_epoch(data, batch_size)
     state = copy.deepcopy(start) if start else new_progress()
     # disable=None: a bar on a terminal, none in logs and CI; the epoch lines go to the log instead
@@ -183,8 +255,10 @@ def fit(
         try:
             row = _epoch(step, data, epoch, batch_size, log_every, state, bar)
         except NonFiniteError as e:
-            error = NonFiniteError(f"a non-finite value in training at epoch {epoch}, step {state['steps'] + 1}: {e}")
-            error.epoch, error.step = epoch, state["steps"] + 1
+            # raised by the bad step itself, before it was counted, or by a deferred check after it
+            bad_step = state["steps"] + 1 if e.later_steps is None else state["steps"] - e.later_steps
+            error = NonFiniteError(f"a non-finite value in training at epoch {epoch}, step {bad_step}: {e}")
+            error.epoch, error.step = epoch, bad_step
             if on_non_finite is None:
                 raise error from None
             state = on_non_finite(error)
@@ -258,9 +332,11 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every
         epoch_loss += step(x[batch], sliced(extra, batch))
         state["steps"] += 1
         seen += len(batch)
-        if state["steps"] % log_every == 0:  # the loss is read back only now and then
+        if state["steps"] % log_every == 0:  # the loss (and a deferred finite check) is read back only now and then
+            step.check()
             bar.set_postfix(elbo=f"{-epoch_loss.item() / seen:.2f}")
             bar.update(log_every)
+    step.check()
     seconds = time.perf_counter() - start
     state["seconds"] += seconds
     # per point seen: with labeled_per_batch the labelled points count as often as they were seen

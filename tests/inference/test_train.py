@@ -123,11 +123,12 @@ def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
         ("train.device=tpu", "train.device='tpu' is invalid: expected auto, cpu, cuda or cuda:N"),
         ("decoder.hidden=[0]", "decoder.hidden=[0] is invalid"),
         ("train.resume=maybe", "train.resume='maybe' is invalid: expected true, false or auto"),
+        ("train.finite_check=deferred optim.fused=false", "train.finite_check='deferred' is invalid: expected every_step or auto with this optimizer: deferred needs a fused one"),
     ],
 )
 def test_invalid_values_fail_at_start(tmp_path, override, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        train(compose_config(*RUN, override), tmp_path)
+        train(compose_config(*RUN, *override.split()), tmp_path)
     assert not any(tmp_path.iterdir())
 
 

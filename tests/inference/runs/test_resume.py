@@ -161,6 +161,24 @@ def test_rollback_restores_the_last_good_state_with_a_lower_rate_and_finishes(tm
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+def test_a_deferred_check_stops_and_rolls_back_as_the_per_step_check_does(tmp_path):
+    """train.finite_check=deferred (CUDA's default with a fused optimizer) reads the flag at the
+    epoch's end, 11 steps after the bad one: the same step named, the same checkpoint kept, the
+    same rollback."""
+    deferred = ["optim.fused=true", "train.finite_check=deferred"]
+    with pytest.raises(NonFiniteError) as error:
+        train(compose_config(*FAULTY, FAIL_AT, *deferred), tmp_path / "stop")
+    assert "at epoch 2, step 29: the loss was nan; non-finite gradients of " in str(error.value)
+    # the check was read at the epoch's end: the re-run of the bad batch then no longer meets the
+    # decoder's one-off fault (the per-step check re-runs it at once and names site 'x')
+    assert "non-finite log-probabilities" not in str(error.value)
+    assert load_checkpoint(tmp_path / "stop")["progress"]["epoch"] == 1
+    metrics = train(compose_config(*FAULTY, FAIL_AT, *deferred, "train.on_nan=rollback"), tmp_path / "rollback")
+    assert metrics["train"]["rollbacks"] == [{"epoch": 2, "step": 29, "to_epoch": 1, "lr": 5e-4}]
+    assert [row["epoch"] for row in metrics["train"]["curve"]] == [1, 2, 3, 4] and metrics["train"]["steps"] == 80
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 def test_rollbacks_are_bounded(tmp_path):
     with pytest.raises(NonFiniteError, match=r"Training stopped after 0 rollbacks \(train.max_rollbacks=0\)"):
         train(compose_config(*FAULTY, FAIL_AT, "train.on_nan=rollback", "train.max_rollbacks=0"), tmp_path)

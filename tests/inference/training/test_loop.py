@@ -7,8 +7,9 @@ import pytest
 import torch
 from pyro.infer import JitTrace_ELBO, Trace_ELBO
 
+from faults import FaultyMLP
 from guides import AmortizedNormal
-from inference.training import ElboStep, parameters_of
+from inference.training import ElboStep, NonFiniteError, parameters_of
 from models import MLP, VAE, Bernoulli, StandardNormal
 
 
@@ -35,6 +36,42 @@ def test_step_returns_the_negative_elbo_it_descends():
     pyro.set_rng_seed(5)
     assert torch.allclose(loss, Trace_ELBO().differentiable_loss(model, guide, x))
     assert not loss.requires_grad
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+@pytest.mark.parametrize("fault", ["loss", "grad"])
+def test_a_deferred_check_leaves_the_state_of_the_step_before_the_bad_one_and_names_it(fault):
+    """Five steps, the 3rd and 4th bad: the deferred check lets all five run, reads the flag once,
+    and then the parameters and the optimizer's state are exactly those the per-step check
+    leaves when it stops at the 3rd, and its message names the same loss and parameters."""
+    x = torch.randint(0, 2, (32, 8)).float()
+    outcomes = []
+    for deferred in (False, True):
+        pyro.set_rng_seed(0)
+        model = VAE(StandardNormal(3), FaultyMLP(3, 8, hidden=[16], fail_at=3, fault=fault), Bernoulli())
+        guide = AmortizedNormal(partial(MLP, hidden=[16]), x_dim=8, z_dim=3)
+        optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-2, fused=True)
+        step = ElboStep(model, guide, optimizer, deferred=deferred)
+        with pytest.raises(NonFiniteError) as error:
+            for _ in range(5):
+                step(x)
+            step.check()
+        state = {k: v.clone() for k, v in [*model.state_dict().items(), *guide.state_dict().items()]}
+        outcomes.append((error.value, state, optimizer.state_dict()["state"]))
+    (immediate, before, optimized), (deferred, after, optimized_deferred) = outcomes
+    assert immediate.later_steps is None and deferred.later_steps == 2
+    assert str(deferred) == str(immediate).split("; non-finite log-probabilities")[0]  # the re-run of the batch may not meet the fault again
+    assert ("the loss was nan" if fault == "loss" else "the loss was finite; non-finite gradients of model.decoder.0.weight") in str(deferred)
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    for key, value in optimized.items():
+        assert all(torch.equal(value[name], optimized_deferred[key][name]) for name in value)
+    assert optimized[0]["step"] == 2  # the two good steps
+
+
+def test_a_deferred_check_needs_an_optimizer_that_can_skip_on_the_device():
+    model, guide = tiny_pair()
+    with pytest.raises(ValueError, match=r"Adam is not \(set optim.fused=true"):
+        ElboStep(model, guide, torch.optim.Adam(parameters_of(model, guide)), deferred=True)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
