@@ -178,6 +178,20 @@ def test_a_deferred_check_stops_and_rolls_back_as_the_per_step_check_does(tmp_pa
     assert [row["epoch"] for row in metrics["train"]["curve"]] == [1, 2, 3, 4] and metrics["train"]["steps"] == 80
 
 
+@pytest.mark.cuda
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
+def test_on_cuda_the_check_is_deferred_by_default_and_stops_and_rolls_back_alike(tmp_path):
+    cuda = ["train.device=cuda"]  # train.finite_check=auto, Adam fused: the deferred check
+    with pytest.raises(NonFiniteError) as error:
+        train(compose_config(*FAULTY, FAIL_AT, *cuda), tmp_path / "stop")
+    assert "at epoch 2, step 29: the loss was nan; non-finite gradients of " in str(error.value)
+    assert "non-finite log-probabilities" not in str(error.value)  # read at the epoch's end, as on the CPU when deferred
+    assert load_checkpoint(tmp_path / "stop")["progress"]["epoch"] == 1
+    metrics = train(compose_config(*FAULTY, FAIL_AT, *cuda, "train.on_nan=rollback"), tmp_path / "rollback")
+    assert metrics["train"]["rollbacks"] == [{"epoch": 2, "step": 29, "to_epoch": 1, "lr": 5e-4}]
+    assert [row["epoch"] for row in metrics["train"]["curve"]] == [1, 2, 3, 4] and metrics["train"]["steps"] == 80
+
+
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 def test_rollbacks_are_bounded(tmp_path):
     with pytest.raises(NonFiniteError, match=r"Training stopped after 0 rollbacks \(train.max_rollbacks=0\)"):

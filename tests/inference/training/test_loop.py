@@ -40,16 +40,17 @@ def test_step_returns_the_negative_elbo_it_descends():
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 @pytest.mark.parametrize("fault", ["loss", "grad"])
-def test_a_deferred_check_leaves_the_state_of_the_step_before_the_bad_one_and_names_it(fault):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_a_deferred_check_leaves_the_state_of_the_step_before_the_bad_one_and_names_it(fault, device):
     """Five steps, the 3rd and 4th bad: the deferred check lets all five run, reads the flag once,
     and then the parameters and the optimizer's state are exactly those the per-step check
     leaves when it stops at the 3rd, and its message names the same loss and parameters."""
-    x = torch.randint(0, 2, (32, 8)).float()
+    x = torch.randint(0, 2, (32, 8)).float().to(device)
     outcomes = []
     for deferred in (False, True):
         pyro.set_rng_seed(0)
-        model = VAE(StandardNormal(3), FaultyMLP(3, 8, hidden=[16], fail_at=3, fault=fault), Bernoulli())
-        guide = AmortizedNormal(partial(MLP, hidden=[16]), x_dim=8, z_dim=3)
+        model = VAE(StandardNormal(3), FaultyMLP(3, 8, hidden=[16], fail_at=3, fault=fault), Bernoulli()).to(device)
+        guide = AmortizedNormal(partial(MLP, hidden=[16]), x_dim=8, z_dim=3).to(device)
         optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-2, fused=True)
         step = ElboStep(model, guide, optimizer, deferred=deferred)
         with pytest.raises(NonFiniteError) as error:
