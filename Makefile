@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench bench-end-to-end bench-presets clean
+.PHONY: setup run test bench bench-end-to-end bench-presets gpu-wheels bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,30 @@ bench-end-to-end: setup  ## iwae_mnist_1layer, 10 epochs and K=5000 on the test 
 bench-presets: setup  ## the paper presets on a 10-minute CPU budget each, beside hand-written PyTorch (over an hour)
 	$(BIN)/python -m bench.presets
 
+# A GPU machine of the kind this project is lent has its own python3 with a CUDA build of torch
+# and most of the scientific stack, no network, and none of Pyro, Hydra or ArviZ. `make gpu-wheels`
+# (here, where the registries are reachable) saves those, at the versions of .venv, to .whl/; carried
+# there, `make bench-gpu` installs them into .gpu-site/ without the CPU set-up and runs the CUDA tests
+# and the benchmarks on CUDA. BENCH_DEVICE=cpu runs the same commands on the CPU, to check the set-up.
+GPU_PYTHON ?= python3
+BENCH_DEVICE ?= cuda
+GPU_DEPENDENCIES := pyro-ppl|pyro-api|hydra-core|omegaconf|antlr4-python3-runtime|arviz|xarray-einstats|h5netcdf|platformdirs
+CUDA_TESTS := tests/inference/test_train.py tests/inference/training/test_loop.py tests/inference/runs/test_resume.py
+GPU_ENV := PYTHONPATH=$(CURDIR)/.gpu-site:$(CURDIR)
+
+gpu-wheels: setup  ## here: the dependencies the GPU machine lacks, as wheels (an sdist where there is none) in .whl/
+	rm -rf .whl && mkdir .whl
+	$(BIN)/python -m pip freeze | grep -iE '^($(GPU_DEPENDENCIES))==' | xargs $(BIN)/python -m pip download --quiet --no-deps -d .whl
+
+bench-gpu:  ## there: the CUDA tests, then bench.train_step and bench.estimator on CUDA (needs .whl/ from make gpu-wheels)
+	$(GPU_PYTHON) -c "import sys, torch; print('# torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device'); \
+		sys.exit('$(BENCH_DEVICE)' == 'cuda' and not torch.cuda.is_available() and 'bench-gpu: no CUDA device here (BENCH_DEVICE=cpu runs it on the CPU)')"
+	test -d .whl || { echo "bench-gpu: no .whl/ here; run make gpu-wheels where the package registries are reachable, and bring .whl/ along"; exit 1; }
+	rm -rf .gpu-site && $(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-build-isolation --no-cache-dir --target .gpu-site .whl/*
+	$(GPU_ENV) $(GPU_PYTHON) -m pytest -p no:cacheprovider -m cuda $(CUDA_TESTS)
+	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 9 --deferred
+	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 9 --graph
+	$(GPU_ENV) $(GPU_PYTHON) -m bench.estimator --device $(BENCH_DEVICE) --points 100
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .gpu-site

@@ -35,6 +35,12 @@ def binary_data(n: int, x_dim: int, seed: int = 0) -> torch.Tensor:
     return (torch.rand(n, x_dim, generator=g) < 0.13).float()
 
 
+def synchronize() -> None:
+    """Wait for the GPU's queued work (CUDA runs asynchronously: a timer must wait for it); nothing on the CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 1) -> dict[str, float]:
     """Median seconds of each function, run in turn so that machine noise hits all alike."""
     for fn in fns.values():
@@ -43,11 +49,21 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            synchronize()
             start = time.perf_counter()
             fn()
+            synchronize()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+def benchmark_device(name: str) -> torch.device:
+    """``--device``: cpu, or cuda (refused with the reason where there is none)."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: torch {torch.__version__} sees no CUDA device here")
+    return torch.device(name)
+
+
+def machine(device: torch.device = torch.device("cpu")) -> str:
+    host = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return f"{torch.cuda.get_device_name(device)}, {host}" if device.type == "cuda" else host

@@ -1,6 +1,6 @@
 """Importance-sampling throughput: the suite's traces-based estimator against hand-written PyTorch.
 
-    python -m bench.estimator [--particles 5000] [--points 20] [--repeats 5] [--memory-budget-mb 512 | --chunk-size N]
+    python -m bench.estimator [--particles 5000] [--points 20] [--repeats 5] [--memory-budget-mb 512 | --chunk-size N] [--device cpu|cuda]
 
 On the IWAE 1-layer architecture (784-200-200-z50) and MNIST-sized binary data, both compute
 log p̂(x) = logsumexp_k log w_k − log K for every point with the same networks and the same
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from inference.estimators import importance_sampling
 from inference.estimators.memory import PeakTensorMemory, pairs_within
 
-from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
+from .common import ARCHITECTURES, benchmark_device, binary_data, interleaved, machine, make_vae
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -37,7 +37,7 @@ def handwritten_log_px(model, guide, x: torch.Tensor, K: int, chunk_size: int) -
         z_loc, z_scale = guide.posterior_params(xb)  # (b, z_dim)
         log_w = []
         for k in range(0, K, particles):
-            eps = torch.randn(min(particles, K - k), *z_loc.shape)
+            eps = torch.randn(min(particles, K - k), *z_loc.shape, device=z_loc.device)
             z = z_loc + z_scale * eps  # (k, b, z_dim)
             x_logits = model.decoder(z)  # (k, b, 784)
             log_px_z = (xb * x_logits - F.softplus(x_logits)).sum(-1)
@@ -55,13 +55,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-budget-mb", type=float, default=512, help="size the passes as a run with this budget does")
     parser.add_argument("--chunk-size", type=int, help="or: this many particle × point pairs per pass")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = benchmark_device(args.device)
     pyro.set_rng_seed(0)
     pyro.enable_validation(False)  # as in training runs
     name = "IWAE 1-layer (784-200-200-z50, Tanh)"
     model, guide = make_vae(*ARCHITECTURES[name])
-    model.eval(), guide.eval()
-    x = binary_data(args.points, 784)
+    model, guide = model.to(device).eval(), guide.to(device).eval()
+    x = binary_data(args.points, 784).to(device)
     K = args.particles
     chunk = args.chunk_size or pairs_within(model, guide, x, args.memory_budget_mb)
 
@@ -78,7 +80,7 @@ def main() -> None:
     )
     evals = K * args.points
     budget = "" if args.chunk_size else f" (from memory_budget_mb={args.memory_budget_mb:g})"
-    print(f"# importance sampling, {machine()}; {name}, K={K}, {args.points} points, chunk_size={chunk}{budget}")
+    print(f"# importance sampling, {machine(device)}; {name}, K={K}, {args.points} points, chunk_size={chunk}{budget}")
     print(f"# median of {args.repeats} interleaved repeats; mean log p̂(x): suite {suite.mean():.2f}, PyTorch {hand.mean():.2f} (untrained networks)")
     print(f"# peak tensor memory of one suite estimate: {memory.peak / 2**20:.0f} MB")
     print("| estimator | seconds | particle-evaluations / s | suite / PyTorch |")

@@ -1,6 +1,7 @@
 """Training-step cost: the suite's loop against a bare ``svi.step`` and hand-written PyTorch.
 
     python -m bench.train_step [--repeats 15] [--steps 20] [--graph | --jit | --compile networks|loss] [--deferred]
+                               [--device cpu|cuda] [--batch-sizes 32,128,512]
 
 For each architecture and batch size, times ``--steps`` steps of
 - suite: an epoch of ``inference.training.fit`` (permutation, index slicing, the Trace_ELBO
@@ -32,7 +33,7 @@ from inference.data import Dataset
 from inference.training.objectives import GraphTrace_ELBO, LeanTrace_ELBO
 from inference.training import fit, parameters_of
 
-from .common import ARCHITECTURES, binary_data, interleaved, machine, make_vae
+from .common import ARCHITECTURES, benchmark_device, binary_data, interleaved, machine, make_vae
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -79,12 +80,16 @@ def suite_objective(model, guide, objective: str, compile: str | None):
     return model, guide, CompiledLoss(model, guide)
 
 
-def bench(arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None, deferred: bool = False) -> dict[str, float]:
+def bench(
+    arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None, deferred: bool = False,
+    device: torch.device = torch.device("cpu"),
+) -> dict[str, float]:
     x_dim, hidden, z_dim, activation = arch
-    x = binary_data(steps * batch_size, x_dim)
+    x = binary_data(steps * batch_size, x_dim).to(device)
     batch = x[:batch_size]
     data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(x_dim,))
     model, guide = make_vae(*arch)
+    model, guide = model.to(device), guide.to(device)
     optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-3)
     suite_model, suite_guide, loss = suite_objective(model, guide, objective, compile)
     suite_optimizer = optimizer if suite_model is model else torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3)
@@ -129,19 +134,22 @@ def main() -> None:
     lever.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
     lever.add_argument("--compile", choices=["networks", "loss"], help="the suite with torch.compile on its networks or its whole loss")
     parser.add_argument("--deferred", action="store_true", help="also the suite with a fused Adam and the finite check on the device")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-sizes", default="32,128,512", help="comma-separated")
     args = parser.parse_args()
+    device = benchmark_device(args.device)
     pyro.set_rng_seed(0)
     pyro.enable_validation(args.validation)
     objective = "jit_trace_elbo" if args.jit else "graph_trace_elbo" if args.graph else "trace_elbo"
     lever = f", torch.compile of its {args.compile}" if args.compile else ""
-    print(f"# training step, {machine()}, Pyro validation {'on' if args.validation else 'off'}, suite objective={objective}{lever}")
+    print(f"# training step, {machine(device)}, Pyro validation {'on' if args.validation else 'off'}, suite objective={objective}{lever}")
     print(f"# median of {args.repeats} interleaved repeats of {args.steps} steps")
     extra = " fused ms | fused, deferred ms | fused / suite | deferred / fused |" if args.deferred else ""
     print(f"| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |{extra}")
     print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * args.deferred)
     for name, arch in ARCHITECTURES.items():
-        for batch_size in (32, 128, 512):
-            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred)
+        for batch_size in map(int, args.batch_sizes.split(",")):
+            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred, device)
             deferred = (
                 f" {1e3 * t['fused']:.2f} | {1e3 * t['deferred']:.2f} | {t['fused'] / t['suite']:.2f} | {t['deferred'] / t['fused']:.2f} |" if args.deferred else ""
             )
