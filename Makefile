@@ -45,12 +45,14 @@ BENCH_DEVICE ?= cuda
 GPU_DEPENDENCIES := pyro-ppl|pyro-api|hydra-core|omegaconf|antlr4-python3-runtime|arviz|xarray-einstats|h5netcdf|platformdirs
 CUDA_TESTS := tests/inference/test_train.py tests/inference/training/test_loop.py tests/inference/runs/test_resume.py
 GPU_ENV := PYTHONPATH=$(CURDIR)/.gpu-site:$(CURDIR)
+# MNIST for the end-to-end benchmark: a copy of the benchmark data's mnist/ folder in BENCH_DATA/
+BENCH_DATA ?= .bench_data
 
 gpu-wheels: setup  ## here: the dependencies the GPU machine lacks, as wheels (an sdist where there is none) in .whl/
 	rm -rf .whl && mkdir .whl
 	$(BIN)/python -m pip freeze | grep -iE '^($(GPU_DEPENDENCIES))==' | xargs $(BIN)/python -m pip download --quiet --no-deps -d .whl
 
-bench-gpu:  ## there: the CUDA tests, then bench.train_step and bench.estimator on CUDA (needs .whl/ from make gpu-wheels)
+bench-gpu:  ## there: the CUDA tests, then bench.train_step, bench.estimator and bench.end_to_end on CUDA (needs .whl/ from make gpu-wheels)
 	$(GPU_PYTHON) -c "import sys, torch; print('# torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device'); \
 		sys.exit('$(BENCH_DEVICE)' == 'cuda' and not torch.cuda.is_available() and 'bench-gpu: no CUDA device here (BENCH_DEVICE=cpu runs it on the CPU)')"
 	test -d .whl || { echo "bench-gpu: no .whl/ here; run make gpu-wheels where the package registries are reachable, and bring .whl/ along"; exit 1; }
@@ -59,6 +61,8 @@ bench-gpu:  ## there: the CUDA tests, then bench.train_step and bench.estimator 
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 9 --deferred
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 9 --graph
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.estimator --device $(BENCH_DEVICE) --points 100
+	if [ -d "$(BENCH_DATA)/mnist" ]; then $(GPU_ENV) $(GPU_PYTHON) -m bench.end_to_end --device $(BENCH_DEVICE) --data $(BENCH_DATA); \
+	else echo "bench-gpu: end to end skipped: no mnist/ in BENCH_DATA=$(BENCH_DATA) (copy the benchmark data's mnist/ into .bench_data/ and bring it along)"; fi
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .gpu-site

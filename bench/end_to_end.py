@@ -2,6 +2,7 @@
 on the whole test set, against a hand-written PyTorch script of the same budget.
 
     python -m bench.end_to_end [--preset iwae_mnist_1layer] [--objective trace_elbo] [--epochs 10] [--points N] [--no-run] [--data DIR]
+                               [--device cpu|cuda]
 
 Two measurements:
 
@@ -39,7 +40,7 @@ from inference.estimators.metrics import evaluate, mean_and_stderr
 from inference.runs import build, train
 from inference.training import fit, parameters_of
 
-from .common import machine
+from .common import benchmark_device, machine, synchronize
 from .handwritten_vae import HandTraining, HandVAE, iwae_log_px
 from .presets import PRESETS, ROOT
 
@@ -66,14 +67,15 @@ def user_run(cfg, run_dir: Path) -> None:
     print(row("suite, as a run", t["seconds"], e["seconds"], wall - t["seconds"] - e["seconds"], e["log_px"]["mean"], e["log_px"]["stderr"]), flush=True)
 
 
-def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: int) -> None:
+def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: int, device: torch.device) -> None:
     _, _, arch, opt, schedule = PRESETS[preset]
-    data = instantiate(cfg.data)
+    data = instantiate(cfg.data).to(device)
     pyro.set_rng_seed(cfg.train.seed)
     model, guide = build(cfg, data)
+    model, guide = model.to(device), guide.to(device)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler, loss = instantiate(cfg.schedule)(optimizer), instantiate(cfg.objective)
-    hand = HandVAE(**arch)
+    hand = HandVAE(**arch).to(device)
     hand_training = HandTraining(hand, data.train, schedule=schedule, dynamic=data.binarize == "dynamic", **opt)
 
     progress, hand_train = None, 0.0
@@ -92,10 +94,11 @@ def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: i
         part = x[start : start + slice_size]
         began = time.perf_counter()
         result = evaluate(model, guide, part, num_particles=K, chunk_size=chunk_size, prior_proposal=False)
-        suite_eval += time.perf_counter() - began
+        suite_eval += time.perf_counter() - began  # evaluate reads its numbers back: no queued work left
         suite_slices.append(result["log_px"])
         began = time.perf_counter()
         hand_log_px.append(iwae_log_px(hand, part, K=K, chunk_size=chunk_size))
+        synchronize()
         hand_eval += time.perf_counter() - began
     hand_estimate = mean_and_stderr(torch.cat(hand_log_px))
     print(row("suite, interleaved", progress["seconds"], suite_eval, 0, *pooled(suite_slices)), flush=True)
@@ -116,7 +119,9 @@ def main() -> None:
     parser.add_argument("--run", action=argparse.BooleanOptionalAction, default=True, help="also time the run as a user starts it")
     parser.add_argument("--data", type=Path, default=os.environ.get("VAE_DATA"), required="VAE_DATA" not in os.environ,
                         help="the folder of the benchmark data sets (default: $VAE_DATA)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = benchmark_device(args.device)
     folder = PRESETS[args.preset][0]
     overrides = [
         f"experiment={args.preset}",
@@ -129,16 +134,16 @@ def main() -> None:
         "evaluation.prior_proposal=false",
         "evaluation.figures=false",
         "train.progress=false",
-        "train.device=cpu",
+        f"train.device={device}",
     ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    print(f"# {args.preset}, objective={args.objective}: {args.epochs} epochs, then K={args.particles} on the test set; {machine()}")
+    print(f"# {args.preset}, objective={args.objective}: {args.epochs} epochs, then K={args.particles} on the test set; {machine(device)}")
     print("| who | train s | eval s | other s | total s | test log p̂(x) ± stderr |")
     print("|---|---:|---:|---:|---:|---:|", flush=True)
     if args.run:
         user_run(cfg, ROOT / "runs" / "bench" / f"end_to_end_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}")
-    interleaved(cfg, args.preset, args.epochs, args.points, args.slice)
+    interleaved(cfg, args.preset, args.epochs, args.points, args.slice, device)
 
 
 if __name__ == "__main__":

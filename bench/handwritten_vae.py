@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import synchronize
+
 LOG_2PI = math.log(2 * math.pi)
 SCALE_FLOOR = 1e-3
 
@@ -61,7 +63,7 @@ class HandVAE(nn.Module):
     def log_weights(self, x: torch.Tensor, K: int) -> torch.Tensor:
         """(K, B) log p(x, z) − log q(z|x) for K reparameterized draws per point."""
         loc, scale = gaussian(self.encoder(x))
-        z = loc + scale * torch.randn(K, *loc.shape)
+        z = loc + scale * torch.randn(K, *loc.shape, device=loc.device)
         log_q = log_normal(z, loc, scale)
         if self.two_layer:
             loc2, scale2 = gaussian(self.encoder_top(z))
@@ -96,7 +98,7 @@ class HandTraining:
         start = time.perf_counter()
         x_all = torch.bernoulli(self.train_gray) if self.dynamic else self.train_gray
         N = len(x_all)
-        order = torch.randperm(N)
+        order = torch.randperm(N, device=x_all.device)
         for i in range(0, N, self.batch_size):
             loss = -self.model.log_weights(x_all[order[i : i + self.batch_size]], 1).sum()
             self.optimizer.zero_grad(set_to_none=True)
@@ -104,6 +106,7 @@ class HandTraining:
             self.optimizer.step()
         if self.scheduler:
             self.scheduler.step()
+        synchronize()  # a GPU's queued steps belong to the epoch
         return time.perf_counter() - start
 
 
