@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import SMALL_NETS, TINY, without_timings
 from inference.runs import reevaluate
@@ -91,6 +92,18 @@ def test_the_command_refuses_bad_overrides_and_missing_runs(run, tmp_path):
         assert done.returncode != 0 and message in done.stdout + done.stderr, (arguments, done.stderr)
     assert not (tmp_path / "nothing").exists()
     assert (run / "metrics.json").read_bytes() == before
+
+
+def test_a_run_from_before_a_key_existed_is_reevaluated_with_its_default(run, tmp_path):
+    """Re-evaluation types the run's plain config with the schemas: a key the run's version did
+    not have yet gets the schema's default instead of failing."""
+    old_run = tmp_path / "old"
+    shutil.copytree(run, old_run)
+    config = yaml.safe_load((old_run / ".hydra" / "config.yaml").read_text())
+    del config["evaluation"]["intervene"], config["train"]["finite_check"]
+    (old_run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    metrics = reevaluate(old_run, ["evaluation.figures=false"])
+    assert metrics["test"]["log_px"]["mean"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test"]["log_px"]["mean"])
 
 
 def test_reevaluation_refuses_what_it_cannot_change(run, tmp_path):
