@@ -9,6 +9,7 @@ import torch
 from bench.common import binary_data, make_vae
 from bench.estimator import handwritten_log_px
 from bench.handwritten_vae import HandVAE, train_budgeted
+from bench.ss_step import handwritten_ss_loss, labelled_data, make_m2, suite_loss
 from bench.train_step import handwritten_loss
 from inference.estimators import importance_sampling
 from inference.training.objectives import LeanTrace_ELBO
@@ -52,3 +53,22 @@ def test_slices_pool_into_the_mean_and_standard_error_of_all_points():
     mean, stderr = pooled([mean_and_stderr(part) for part in values.split(25)])
     whole = mean_and_stderr(values)
     assert math.isclose(mean, whole["mean"], rel_tol=1e-6) and math.isclose(stderr, whole["stderr"], rel_tol=1e-4)
+
+
+def test_the_handwritten_m2_loss_estimates_the_suites():
+    """bench.ss_step's hand-written M2 loss and objective=ss_elbo are both unbiased estimates of
+    the same objective (the suite enumerates y in Pyro's order of draws, so not from the same
+    random numbers): their means over many draws agree within Monte Carlo error. Leaving out a
+    part (the entropy of q(y|x), the weight q(c|x), the classification term) moves the mean by
+    tens of nats, far outside it."""
+    pyro.set_rng_seed(0)
+    model, guide = make_m2(x_dim=16, hidden=32, z_dim=3)
+    data = labelled_data(40, 16, num_labeled=10, per_batch=4, device=torch.device("cpu"))
+    extra = data.batch_extra("train", ("y", "mask"))
+    x, y, mask = data.train, extra["y"], extra["mask"]
+    draws = 300
+    loss = suite_loss(aux_weight=3.0)
+    with pyro.validation_enabled(False):  # the objective as training runs use it
+        suite = torch.stack([loss.differentiable_loss(model, guide, x, y=y, mask=mask).detach() for _ in range(draws)])
+    hand = torch.stack([handwritten_ss_loss(model, guide, x, y, mask, aux_weight=3.0).detach() for _ in range(draws)])
+    assert abs(suite.mean() - hand.mean()) < 4 * math.sqrt((suite.var() + hand.var()) / draws)
