@@ -13,9 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-with warnings.catch_warnings():  # ArviZ announces its coming refactor on import
-    warnings.simplefilter("ignore")
-    import arviz as az
+from .arviz_import import az
 
 __all__ = ["K_HAT_LIMIT", "UNRELIABLE_FRACTION", "pareto_k_and_ess", "summarize", "unreliable"]
 

@@ -19,12 +19,10 @@ import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS
 
+from .arviz_import import az
 from .importance import weighted_proposals
 from .programs import PARTICLE_DIM, PARTICLES, LatentVector, frozen
 
-with warnings.catch_warnings():  # ArviZ announces its coming refactor on import
-    warnings.simplefilter("ignore")
-    import arviz as az
 
 __all__ = ["nuts", "guide_draws", "importance_draws", "mismatch", "inference_data", "summaries"]
 

@@ -1,12 +1,16 @@
 """Pareto k̂ and ESS of importance weights: small for a good guide, large for the prior
 proposal in ten dimensions; the run's summary says when an estimate is unreliable."""
 
+import datetime
+import os
+import subprocess
+import sys
 from functools import partial
 
 import pytest
 import torch
 
-from conftest import SMALL_NETS, TINY, compose_config
+from conftest import CONF, SMALL_NETS, TINY, compose_config
 from guides import AmortizedFullRank
 from inference.data import Dataset
 from inference.estimators.diagnostics import pareto_k_and_ess, summarize, unreliable
@@ -63,3 +67,27 @@ def test_too_few_samples_for_a_tail_give_no_k_hat_but_a_note():
     summary = summarize(k_hat, ess)
     assert summary["pareto_k_mean"] is None and "too few importance samples" in summary["pareto_k_note"]
     assert unreliable(summary) is None
+
+
+# What two processes importing ArviZ 0.23 in the same instant do to each other on a day's first
+# import: the second's rename of the shared temporary stamp file finds it gone.
+LOSES_THE_RACE = """
+import pathlib
+rename = pathlib.Path.replace
+def replace(self, target):
+    if self.name == "daily_warning.tmp":
+        raise FileNotFoundError(2, "No such file or directory", str(self))
+    return rename(self, target)
+pathlib.Path.replace = replace
+import inference
+"""
+
+
+def test_a_process_that_loses_arviz_daily_stamp_race_still_imports_the_suite(tmp_path):
+    """On a day's first import, with a fresh cache, the suite imports although ArviZ's own
+    write of its stamp would fail as it does for the loser of the race; and the day is stamped."""
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", LOSES_THE_RACE], cwd=CONF.parent, env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "arviz" / "daily_warning").read_text() == datetime.date.today().isoformat()
+    assert [p.name for p in (tmp_path / "arviz").iterdir()] == ["daily_warning"]  # no temporary left
