@@ -23,7 +23,6 @@ from .arviz_import import az
 from .importance import weighted_proposals
 from .programs import PARTICLE_DIM, PARTICLES, LatentVector, frozen
 
-
 __all__ = ["nuts", "guide_draws", "importance_draws", "mismatch", "inference_data", "summaries"]
 
 def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500, chains: int = 4) -> torch.Tensor:

@@ -23,8 +23,9 @@ from ..estimators import log_importance_weights
 from ..estimators.intervention import DRIVE_SITE
 from ..estimators.programs import replayed_traces, sliced
 from ..training import adopt_store_parameters
+from .trackers import Trackers
 
-__all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared"]
+__all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared", "trackers_of"]
 
 
 def instantiate(node: DictConfig):
@@ -190,6 +191,11 @@ def guide_name(cfg: DictConfig) -> str:
 
 def model_name(cfg: DictConfig) -> str:
     return _choice(cfg, "model")
+
+
+def trackers_of(cfg: DictConfig) -> Trackers:
+    """The run's experiment trackers (the ``logger`` group); none for a run whose config predates it."""
+    return Trackers([instantiate(tracker) for tracker in cfg.get("logger", {}).values()])
 
 
 def prepared(cfg: DictConfig, data: Dataset, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -45,10 +45,9 @@ from ..schema import typed
 from ..training.checkpoint import load_checkpoint, set_rng_state
 from ..training.supervised import supervised_only
 from . import figures
-from .build import batch_keys, instantiate, prepared
+from .build import batch_keys, instantiate, prepared, trackers_of
 from .checks import check_config, resolve_device
 from .rundir import fingerprints, locked, read_metrics, write_metrics, write_per_point
-from .trackers import Trackers
 
 __all__ = ["evaluate_run", "pass_size", "reevaluate", "skipped"]
 
@@ -376,7 +375,7 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
         metrics = _merged(old, results)
         write_metrics(run_dir, metrics)
         # the run's own trackers get the new numbers (MLflow: in the run it trained in, by .mlflow_run)
-        trackers = Trackers([instantiate(tracker) for tracker in cfg.get("logger", {}).values()])
+        trackers = trackers_of(cfg)
         config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         with trackers.run(run_dir, config, metrics.get("train", {}).get("epochs", 0), sweep=None):
             trackers.results(metrics, run_dir)

@@ -18,12 +18,11 @@ from models.capabilities import capabilities_of
 from ..training import fit, new_progress, parameters_of
 from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, load_checkpoint, restore
 from ..training.objectives import GraphTrace_ELBO, WithClassification
-from .build import guide_name, instantiate, model_name, prepared
+from .build import guide_name, instantiate, model_name, prepared, trackers_of
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run
 from .rundir import METRICS, locked, read_metrics, write_metrics
 from .summary import summary
-from .trackers import Trackers
 
 __all__ = ["RESUMABLE", "resume_mode", "resumed", "train"]
 
@@ -153,7 +152,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     )
     start = resumed(run_dir, config, (model, guide, optimizer, scheduler), device) if resume else None
     checkpoints.save(start or new_progress())  # the first last-good state: a NaN may come at step 1
-    trackers = Trackers([instantiate(tracker) for tracker in cfg.logger.values()])
+    trackers = trackers_of(cfg)
     with trackers.run(run_dir, config, start and start["epoch"], sweep):
         metrics = {"train": fit(
             model, guide, data, optimizer,
