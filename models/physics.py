@@ -6,8 +6,8 @@ the same fourth-order Runge–Kutta steps the simulator takes (:func:`pendulum_r
 
     θ'' = −(g/ℓ) sin θ − γ θ' + A cos(Ω t + φ)
 
-with g/ℓ, γ, A and Ω learned, plus a small process noise: learned on the angular velocity, fixed
-on the angle (``angle_noise``). g/ℓ, γ and Ω are positive by construction (the exponential of a
+with g/ℓ, γ, A and Ω learned, plus a small fixed process noise (``velocity_noise``,
+``angle_noise``). g/ℓ, γ and Ω are positive by construction (the exponential of a
 free parameter); A is free in sign, as a sign is a half-turn of the phase. The phase φ is a
 latent of each sequence: v ~ N(0, I₂) at the site ``drive_phase_vector``, φ = atan2(v₂, v₁),
 whose direction is uniform on the circle and which a Gaussian guide can propose with
@@ -68,13 +68,21 @@ class PhysicsTransition(Transition):
     :param dict physics: the data's ``Dataset.physics``: the integrator's step ``dt`` and
         ``stride`` (steps per frame); the true constants stay out of the model.
     :param dict initial: the constants before training, by the names of :data:`CONSTANTS`.
-    :param float initial_noise: the scale of the noise on the angular velocity before training
-        (it is learned).
+    :param float velocity_noise: the scale of the noise on the angular velocity over one frame
+        interval: fixed, or where it starts with ``learn_noise``.
+    :param bool learn_noise: learn the velocity's noise. Off by default: a learned noise absorbs
+        whatever the law does not yet explain, the drive above all, whose push over one frame
+        (A·dt, 0.1 rad/s on the default data) is below the 0.2 rad/s the learned noise settles
+        at; it then sent A to zero, while a fixed 0.02 makes the law explain the motion and
+        the drive is found (BENCHMARKS.md, "Sequences and latent physics").
     :param float angle_noise: the scale of the noise on the angle, fixed. In the law the angle
         moves by the velocity alone; a small fixed noise keeps it so. Learned, it grows early in
         training while the guide's velocities are still wrong, and once it is large a wrong
         velocity costs next to nothing (0.1 rad/s off moves the next angle by 0.01 rad), so the
         velocities never get put right and g/ℓ shrinks to explain the motion with noise.
+    :param float initial_noise: the key of runs written before ``learn_noise`` (whose noise was
+        learned from this start): ``learn_noise=True`` from ``velocity_noise=initial_noise``,
+        so that their configs still build.
     :param int substeps: Runge–Kutta steps per frame interval; by default the simulator's
         (``stride``, so that the true constants give the simulator's states to rounding). Fewer
         are faster (the model and a guide that follows the transition take them every frame),
@@ -84,8 +92,20 @@ class PhysicsTransition(Transition):
     sequence_latents = {"drive_phase_vector": 2}
     angles = (0,)  # θ: the decoder reads it through cos θ and sin θ
 
-    def __init__(self, z_dim: int, physics: dict | None, initial: dict | None = None, initial_noise: float = 0.1, angle_noise: float = 0.02, substeps: int | None = None):
+    def __init__(
+        self,
+        z_dim: int,
+        physics: dict | None,
+        initial: dict | None = None,
+        velocity_noise: float = 0.02,
+        learn_noise: bool = False,
+        angle_noise: float = 0.02,
+        substeps: int | None = None,
+        initial_noise: float | None = None,
+    ):
         super().__init__()
+        if initial_noise is not None:
+            velocity_noise, learn_noise = initial_noise, True
         if not physics or not {"dt", "stride"} <= set(physics):
             raise ValueError(
                 "transition=physics integrates the pendulum's law over the data's frame interval, and this data has no "
@@ -100,9 +120,11 @@ class PhysicsTransition(Transition):
         for name in ("gravity_over_length", "damping", "drive_frequency"):
             if not initial[name] > 0:
                 raise ValueError(f"transition.initial.{name} must be positive (it is learned on the log scale), got {initial[name]!r}")
-        for key, value in (("initial_noise", initial_noise), ("angle_noise", angle_noise)):
+        for key, value in (("velocity_noise", velocity_noise), ("angle_noise", angle_noise)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"transition.{key} must be a positive number, got {value!r}")
+        if not isinstance(learn_noise, bool):
+            raise ValueError(f"transition.learn_noise must be true or false, got {learn_noise!r}")
         if substeps is not None and (isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1):
             raise ValueError(f"transition.substeps must be a positive integer or null (the data's stride), got {substeps!r}")
         self.z_dim, self.stride = 2, substeps or int(physics["stride"])
@@ -111,7 +133,11 @@ class PhysicsTransition(Transition):
         self.log_damping = nn.Parameter(torch.tensor(math.log(initial["damping"])))
         self.log_drive_frequency = nn.Parameter(torch.tensor(math.log(initial["drive_frequency"])))
         self.amplitude = nn.Parameter(torch.tensor(float(initial["drive_amplitude"])))
-        self.log_noise = nn.Parameter(torch.tensor(math.log(initial_noise)))  # the velocity's
+        log_noise = torch.tensor(math.log(velocity_noise))  # the velocity's
+        if learn_noise:
+            self.log_noise = nn.Parameter(log_noise)
+        else:
+            self.register_buffer("log_noise", log_noise)
         self.register_buffer("angle_noise", torch.tensor(float(angle_noise)))
         # The decoder's angle of hanging straight down, as DOWN_GAIN times a parameter: the offset
         # it must follow drifts by radians while decoder and guide learn, faster than Adam's

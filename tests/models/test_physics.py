@@ -32,7 +32,7 @@ def true_trajectories(drive_amplitude: float = TRUE["drive_amplitude"], seed: in
 
 def at_the_true_constants(substeps: int | None = None) -> StateSpaceModel:
     """A state-space model whose transition has the simulator's constants and next to no noise."""
-    transition = PhysicsTransition(2, PHYSICS, initial=TRUE, initial_noise=1e-7, angle_noise=1e-7, substeps=substeps)
+    transition = PhysicsTransition(2, PHYSICS, initial=TRUE, velocity_noise=1e-7, angle_noise=1e-7, substeps=substeps)
     return StateSpaceModel(StandardNormal(2), transition, nn.Linear(2, 4), Gaussian(0.1, scale_mode="fixed")).double()
 
 
@@ -75,12 +75,32 @@ def test_the_constants_physics_requires_positive_stay_positive_whatever_the_para
     assert learned["drive_amplitude"] == -3.0
 
 
+def test_the_velocity_noise_is_fixed_unless_learned_and_runs_before_the_choice_still_build():
+    states, phase = true_trajectories()
+    by_frame = states.transpose(0, 1)
+    cases = [
+        (PhysicsTransition(2, PHYSICS), 0.02, False),  # the default
+        (PhysicsTransition(2, PHYSICS, learn_noise=True), 0.02, True),
+        (PhysicsTransition(2, PHYSICS, initial_noise=0.1), 0.1, True),  # the key of earlier runs, whose noise was learned
+    ]
+    for transition, start, learned in cases:
+        before = transition.log_noise.exp().item()
+        assert before == pytest.approx(start)
+        optimizer = torch.optim.Adam(transition.parameters(), lr=0.05)
+        with poutine.condition(data={"drive_phase_vector": phase_vector(phase).float()}):
+            step = transition.begin()
+        (-step(by_frame[:-1], torch.arange(FRAMES - 1)[:, None]).log_prob(by_frame[1:]).sum()).backward()
+        optimizer.step()
+        assert (transition.log_noise.exp().item() != before) is learned
+        assert "log_noise" in transition.state_dict()  # a checkpoint keeps it either way
+
+
 def test_the_constants_are_recovered_by_maximum_likelihood_from_true_states():
     """Identifiability and gradients through the integrator: from the true states and phases of
     a few trajectories, Adam on log p(z_2:T | z_1) moves every constant from its default start
     to within 2% of the simulator's, and finds down where the simulator has it."""
     states, phase = true_trajectories()
-    transition = PhysicsTransition(2, PHYSICS, initial_noise=0.05)
+    transition = PhysicsTransition(2, PHYSICS, velocity_noise=0.05, learn_noise=True)
     optimizer = torch.optim.Adam(transition.parameters(), lr=0.05)
     vector = phase_vector(phase).float()
     by_frame = states.transpose(0, 1)  # (FRAMES, B, 2): every transition of every sequence in one step
@@ -96,6 +116,30 @@ def test_the_constants_are_recovered_by_maximum_likelihood_from_true_states():
     for name in CONSTANTS:
         assert learned[name] == pytest.approx(TRUE[name], rel=0.02), name
     assert abs(transition.down.item()) < 0.02
+
+
+def test_the_guide_reads_every_angle_from_its_frame_next_to_the_angle_the_law_predicts():
+    """With ``follow_transition`` the guide proposes θ_t from the frames as a direction, for every
+    frame, unwrapped to lie within π of the θ the transition predicts from z_{t−1}; the velocity
+    stays the law's prediction plus a correction. An angle taken as the prediction plus a small
+    correction cannot leave a wrong branch (a swing proposed the long way round, over the top)
+    once the frames are too far off to pull it back."""
+    from guides import SequenceGuide
+
+    model = at_the_true_constants().float()
+    guide = SequenceGuide(x_dim=4, z_dim=2, rnn_hidden=8, model=model, follow_transition=True)
+    read = 2.5  # the direction every frame's summary points to, whatever the state
+    with torch.no_grad():
+        guide.direction.weight.zero_(), guide.direction.bias.copy_(torch.tensor([math.cos(read), math.sin(read)]))
+        guide.loc.weight.zero_(), guide.loc.bias.copy_(torch.tensor([0.3, 0.4]))  # a correction the angle must ignore
+    z_previous = torch.tensor([[7.0, 1.0], [-4.0, -2.0], [0.2, 0.0]])  # angles beyond a turn, either way
+    latents = {"drive_phase_vector": torch.tensor([[1.0, 0.0]]).expand(3, 2)}
+    with torch.no_grad():
+        predicted = model.transition.mean(z_previous, 3, latents)
+        loc = guide.step(z_previous, torch.zeros(3, 8), t=4, latents=latents).mean
+    assert torch.remainder(loc[:, 0] - read, 2 * math.pi).min(torch.remainder(read - loc[:, 0], 2 * math.pi)) == pytest.approx(torch.zeros(3), abs=1e-5)
+    assert (loc[:, 0] - predicted[:, 0]).abs().max() <= math.pi
+    assert loc[:, 1] == pytest.approx(predicted[:, 1] + 0.4, abs=1e-5)
 
 
 @pytest.mark.parametrize(
