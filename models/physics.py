@@ -149,11 +149,13 @@ class PhysicsTransition(Transition):
         return DOWN_GAIN * self.down_scaled
 
     def constants(self) -> dict[str, float]:
-        """The learned constants by the simulator's names."""
+        """The learned constants by the simulator's names. The drive's amplitude is given as its
+        size, |A|, as the simulator's A ≥ 0 is: a negative A is the same law with every phase
+        turned by π, which the sequences' latent phases take up (training ends on either sign)."""
         return {
             "gravity_over_length": self.log_gravity_over_length.exp().item(),
             "damping": self.log_damping.exp().item(),
-            "drive_amplitude": self.amplitude.item(),
+            "drive_amplitude": self.amplitude.abs().item(),
             "drive_frequency": self.log_drive_frequency.exp().item(),
         }
 
