@@ -320,7 +320,7 @@ def intervention_frames(truth, switched_off, as_learned, context: int, image_sha
     n, horizon = min(4, truth.shape[0]), truth.shape[1]
     rows = torch.stack([truth[:n], switched_off[:n], as_learned[:n]], 1).reshape(3 * n * horizon, -1)
     labels = [label for i in range(n) for label in (f"A=0 true {i + 1}", f"do(A=0) {i + 1}", f"as learned {i + 1}")]
-    fig = _figure(f"The drive switched off after frame {context}: the simulator, the model under do(A=0), the model as learned")
+    fig = _figure(f"The drive switched off after frame {context}:\nthe simulator, the model under do(A=0), the model as learned")
     _grid(fig, rows, image_shape, 3 * n, horizon, row_labels=labels, xlabel=f"frames {context + 1} to {context + horizon}")
     return _save(fig, path)
 
