@@ -44,7 +44,7 @@ bench-presets: setup  ## the paper presets on a 10-minute CPU budget each, besid
 GPU_PYTHON ?= python3
 BENCH_DEVICE ?= cuda
 GPU_DEPENDENCIES := pyro-ppl|pyro-api|hydra-core|omegaconf|antlr4-python3-runtime|arviz|xarray-einstats|h5netcdf|platformdirs
-CUDA_TESTS := tests/inference/test_train.py tests/inference/training/test_loop.py tests/inference/runs/test_resume.py
+CUDA_TESTS := tests/inference/test_train.py tests/inference/training/test_loop.py tests/inference/training/test_capture.py tests/inference/runs/test_resume.py
 GPU_ENV := PYTHONPATH=$(CURDIR)/.gpu-site:$(CURDIR)
 # MNIST for the end-to-end benchmark: a copy of the benchmark data's mnist/ folder in BENCH_DATA/
 BENCH_DATA ?= .bench_data
@@ -60,7 +60,7 @@ bench-gpu:  ## there: the CUDA tests, then bench.train_step, bench.estimator and
 	rm -rf .gpu-site && $(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-build-isolation --no-cache-dir --target .gpu-site .whl/*
 	$(GPU_ENV) $(GPU_PYTHON) -m pytest -p no:cacheprovider -m cuda $(CUDA_TESTS)
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 9 --deferred
-	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 9 --graph
+	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 9 --graph $(if $(filter cuda,$(BENCH_DEVICE)),--captured)
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.estimator --device $(BENCH_DEVICE) --points 100
 	if [ -d "$(BENCH_DATA)/mnist" ]; then $(GPU_ENV) $(GPU_PYTHON) -m bench.end_to_end --device $(BENCH_DEVICE) --data $(BENCH_DATA); \
 	else echo "bench-gpu: end to end skipped: no mnist/ in BENCH_DATA=$(BENCH_DATA) (copy the benchmark data's mnist/ into .bench_data/ and bring it along)"; fi

@@ -1,7 +1,7 @@
 """Training-step cost: the suite's loop against a bare ``svi.step`` and hand-written PyTorch.
 
     python -m bench.train_step [--repeats 15] [--steps 20] [--graph | --jit | --compile networks|loss] [--deferred]
-                               [--device cpu|cuda] [--batch-sizes 32,128,512]
+                               [--captured] [--device cpu|cuda] [--batch-sizes 32,128,512]
 
 For each architecture and batch size, times ``--steps`` steps of
 - suite: an epoch of ``inference.training.fit`` (permutation, index slicing, the Trace_ELBO
@@ -16,7 +16,10 @@ with the encoder and decoder compiled (``networks``), or with the whole loss com
 (``loss``: Dynamo breaks the graph at every Pyro message); the other columns stay eager.
 ``--deferred`` adds the suite with a fused Adam (``optim.fused=true``, the default of runs),
 with the per-step finite check and with the check kept on the device
-(``train.finite_check=deferred``, CUDA's default).
+(``train.finite_check=deferred``, CUDA's default). ``--captured`` (CUDA only) adds the suite's
+step captured as a CUDA graph (``objective=graph_trace_elbo train.cuda_graphs=true``) and the
+hand-written step captured the same way (three warm-up steps, then ``torch.cuda.graph``), each
+replayed on a static copy of the batch.
 """
 
 import argparse
@@ -30,8 +33,9 @@ import torch.nn.functional as F
 from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from inference.data import Dataset
-from inference.training.objectives import GraphTrace_ELBO, LeanTrace_ELBO
 from inference.training import fit, parameters_of
+from inference.training.capture import capturable
+from inference.training.objectives import GraphTrace_ELBO, LeanTrace_ELBO
 
 from .common import ARCHITECTURES, benchmark_device, binary_data, interleaved, machine, make_vae
 
@@ -68,6 +72,31 @@ class CompiledLoss:
         return self.loss(x)
 
 
+def handwritten_captured(model, guide, batch: torch.Tensor, lr: float = 1e-3):
+    """The hand-written step captured as a CUDA graph, as torch.cuda.graph's documentation
+    captures a whole training step: ``replay(x)`` copies ``x`` into the graph's static batch and
+    replays it."""
+    optimizer = torch.optim.Adam(parameters_of(model, guide), lr=torch.tensor(lr, device=batch.device), fused=True, capturable=True)
+    static = batch.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            handwritten_step(model, guide, optimizer, static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        handwritten_loss(model, guide, static).backward()
+        optimizer.step()
+
+    def replay(x: torch.Tensor) -> None:
+        static.copy_(x)
+        graph.replay()
+
+    return replay
+
+
 def suite_objective(model, guide, objective: str, compile: str | None):
     """The suite's programs and loss for the chosen lever (copies of the networks when compiled)."""
     if compile is None:
@@ -82,7 +111,7 @@ def suite_objective(model, guide, objective: str, compile: str | None):
 
 def bench(
     arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None, deferred: bool = False,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = torch.device("cpu"), captured: bool = False,
 ) -> dict[str, float]:
     x_dim, hidden, z_dim, activation = arch
     x = binary_data(steps * batch_size, x_dim).to(device)
@@ -106,10 +135,13 @@ def bench(
 
     # fit() reports each epoch's seconds (its SVI loop alone); time the second epoch, so that a
     # compiled objective's first-call compilation is not counted.
-    suite_times = {"suite": [], "fused": [], "deferred": []}
+    suite_times = {"suite": [], "fused": [], "deferred": [], "captured": []}
 
-    def suite_loop(name: str = "suite", optimizer: torch.optim.Optimizer = suite_optimizer):
-        summary = fit(suite_model, suite_guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss, deferred_check=name == "deferred")
+    def suite_loop(name: str = "suite", optimizer: torch.optim.Optimizer = suite_optimizer, loss=loss):
+        summary = fit(
+            suite_model, suite_guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss,
+            deferred_check=name in ("deferred", "captured"), cuda_graphs=name == "captured",
+        )
         suite_times[name].append(summary["curve"][1]["seconds"])
 
     loops = {"suite": suite_loop, "svi.step": svi_steps, "PyTorch": torch_steps}
@@ -117,6 +149,18 @@ def bench(
         fused = torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3, fused=True)
         loops["fused"] = partial(suite_loop, "fused", fused)
         loops["deferred"] = partial(suite_loop, "deferred", fused)
+    if captured:
+        if device.type != "cuda":
+            raise SystemExit("--captured captures CUDA graphs: it needs --device cuda")
+        loops["captured"] = partial(suite_loop, "captured", capturable(torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3, fused=True)), GraphTrace_ELBO())
+        replay = handwritten_captured(copy.deepcopy(model), copy.deepcopy(guide), batch)
+        batches = x.split(batch_size)
+
+        def torch_captured():
+            for i in range(steps):
+                replay(batches[i])
+
+        loops["PyTorch captured"] = torch_captured
     times = interleaved(loops, repeats)
     for name, measured in suite_times.items():
         if measured:
@@ -134,6 +178,7 @@ def main() -> None:
     lever.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
     lever.add_argument("--compile", choices=["networks", "loss"], help="the suite with torch.compile on its networks or its whole loss")
     parser.add_argument("--deferred", action="store_true", help="also the suite with a fused Adam and the finite check on the device")
+    parser.add_argument("--captured", action="store_true", help="also the suite's step and the hand-written one captured as CUDA graphs (CUDA only)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch-sizes", default="32,128,512", help="comma-separated")
     args = parser.parse_args()
@@ -145,14 +190,20 @@ def main() -> None:
     print(f"# training step, {machine(device)}, Pyro validation {'on' if args.validation else 'off'}, suite objective={objective}{lever}")
     print(f"# median of {args.repeats} interleaved repeats of {args.steps} steps")
     extra = " fused ms | fused, deferred ms | fused / suite | deferred / fused |" if args.deferred else ""
+    extra += " captured ms | PyTorch captured ms | captured / PyTorch | captured / PyTorch captured |" if args.captured else ""
     print(f"| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |{extra}")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * args.deferred)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * (args.deferred + args.captured))
     for name, arch in ARCHITECTURES.items():
         for batch_size in map(int, args.batch_sizes.split(",")):
-            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred, device)
+            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred, device, args.captured)
             deferred = (
                 f" {1e3 * t['fused']:.2f} | {1e3 * t['deferred']:.2f} | {t['fused'] / t['suite']:.2f} | {t['deferred'] / t['fused']:.2f} |" if args.deferred else ""
             )
+            if args.captured:
+                deferred += (
+                    f" {1e3 * t['captured']:.2f} | {1e3 * t['PyTorch captured']:.2f} | {t['captured'] / t['PyTorch']:.2f}"
+                    f" | {t['captured'] / t['PyTorch captured']:.2f} |"
+                )
             print(
                 f"| {name} | {batch_size} | {1e3 * t['suite']:.2f} | {1e3 * t['svi.step']:.2f} | {1e3 * t['PyTorch']:.2f} "
                 f"| {t['suite'] / t['svi.step']:.2f} | {t['suite'] / t['PyTorch']:.2f} | {t['svi.step'] / t['PyTorch']:.2f} |{deferred}",

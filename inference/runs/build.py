@@ -193,6 +193,10 @@ def model_name(cfg: DictConfig) -> str:
     return _choice(cfg, "model")
 
 
+def objective_name(cfg: DictConfig) -> str:
+    return _choice(cfg, "objective")
+
+
 def trackers_of(cfg: DictConfig) -> Trackers:
     """The run's experiment trackers (the ``logger`` group); none for a run whose config predates it."""
     return Trackers([instantiate(tracker) for tracker in cfg.get("logger", {}).values()])

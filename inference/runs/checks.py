@@ -50,6 +50,8 @@ def check_config(cfg) -> None:
         _fail("train.threads", train.threads, "auto or a positive integer")
     if not isinstance(train.resume, bool) and train.resume != "auto":
         _fail("train.resume", train.resume, "true, false or auto")
+    if not isinstance(train.cuda_graphs, bool) and train.cuda_graphs != "auto":
+        _fail("train.cuda_graphs", train.cuda_graphs, "true, false or auto")
     if train.max_seconds is not None and train.max_seconds <= 0:
         _fail("train.max_seconds", train.max_seconds, "a positive number of seconds or null")
     per_batch = cfg.data.get("labeled_per_batch") or 0

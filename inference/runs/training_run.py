@@ -16,9 +16,10 @@ from pyro.infer import JitTrace_ELBO
 from models.capabilities import capabilities_of
 
 from ..training import fit, new_progress, parameters_of
+from ..training.capture import capturable, capture_problem
 from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, load_checkpoint, restore
 from ..training.objectives import GraphTrace_ELBO, WithClassification
-from .build import guide_name, instantiate, model_name, prepared, trackers_of
+from .build import guide_name, instantiate, model_name, objective_name, prepared, trackers_of
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run
 from .rundir import METRICS, locked, read_metrics, write_metrics
@@ -48,7 +49,7 @@ def resumed(run_dir: Path, config: dict, objects: tuple, device: torch.device) -
 # evaluation, which runs after training (and which a later version may give new keys), and the
 # experiment trackers, which watch the run without changing it, and how the step runs (where the
 # finite check waits, fused kernels), not what it computes.
-RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.", "logger.", "train.finite_check", "optim.fused")
+RESUMABLE = ("train.epochs", "train.max_seconds", "train.resume", "evaluation.", "logger.", "train.finite_check", "optim.fused", "train.cuda_graphs")
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
@@ -125,6 +126,25 @@ def check_objective(cfg: DictConfig, loss, model, guide) -> None:
             raise ValueError(f"{role}={name} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
 
 
+def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torch.optim.Optimizer, model, guide) -> bool:
+    """Whether to capture the step as a CUDA graph (``train.cuda_graphs``): ``auto`` where it
+    can, ``true`` refuses at start where it cannot, naming why and what works."""
+    setting = cfg.train.cuda_graphs
+    if setting is False:
+        return False
+    unrecordable = [
+        f"{role}={name} cannot be recorded or captured ({reason}); use train.cuda_graphs=false and objective=trace_elbo"
+        for role, program, name in (("guide", guide, guide_name(cfg)), ("model", model, model_name(cfg)))
+        if (reason := capabilities_of(program).untraceable)
+    ]
+    problem = capture_problem(device, loss, optimizer, str(cfg.train.finite_check), objective_name(cfg), (unrecordable or [None])[0])
+    if problem and setting is True:
+        raise ValueError(f"train.cuda_graphs=true captures each training step as a CUDA graph, but {problem}")
+    if problem and device.type == "cuda":
+        log.info(f"train.cuda_graphs=auto: the step is not captured: {problem}")
+    return problem is None
+
+
 def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     launcher, job_num, sweep = _launched_job()
     threads = thread_count(cfg.train.threads, launcher)
@@ -140,6 +160,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler = instantiate(cfg.schedule)(optimizer)
     loss = instantiate(cfg.objective)
+    cuda_graphs = use_cuda_graphs(cfg, device, loss, optimizer, model, guide)
     check_objective(cfg, loss, model, guide)
     if isinstance(loss, WithClassification):  # the paper's weight of the classification term, from the data
         labelled = data.batch_extra("train", ("mask",))["mask"]
@@ -151,6 +172,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
         on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks,
     )
     start = resumed(run_dir, config, (model, guide, optimizer, scheduler), device) if resume else None
+    if cuda_graphs:  # after loading a checkpoint, whose groups replace the optimizer's, and before the first save
+        capturable(optimizer)
     checkpoints.save(start or new_progress())  # the first last-good state: a NaN may come at step 1
     trackers = trackers_of(cfg)
     with trackers.run(run_dir, config, start and start["epoch"], sweep):
@@ -169,6 +192,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             on_non_finite=checkpoints.on_non_finite,
             on_epoch=trackers.epoch,
             deferred_check={"auto": None, "every_step": False, "deferred": True}[cfg.train.finite_check],
+            cuda_graphs=cuda_graphs,
         )}
         metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
         write_metrics(run_dir, metrics)

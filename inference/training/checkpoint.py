@@ -181,6 +181,6 @@ class Checkpoints:
             group["lr"] *= self.lr_factor
         if scheduler is not None:  # it recomputes the rate from its base rates every epoch
             scheduler.base_lrs = [lr * self.lr_factor for lr in scheduler.base_lrs]
-        progress["rollbacks"].append({"epoch": error.epoch, "step": error.step, "to_epoch": epoch, "lr": optimizer.param_groups[0]["lr"]})
+        progress["rollbacks"].append({"epoch": error.epoch, "step": error.step, "to_epoch": epoch, "lr": float(optimizer.param_groups[0]["lr"])})
         self.save(progress)  # the lower rate and the rollback are the new last good state
         return progress

@@ -72,9 +72,13 @@ class ElboStep:
     :param loss: an ELBO with a ``differentiable_loss`` (or, like ``RenyiELBO``, only a
         ``loss_and_grads``); ``LeanTrace_ELBO()`` (Trace_ELBO's estimate) by default.
     :param deferred: keep the finite check on the device until :meth:`check`.
+    :param capture: on CUDA, capture the step (forward, backward, the deferred check and the
+        optimizer's update) as one CUDA graph per batch shape and KL weight, and replay it
+        (:class:`~inference.training.capture.StepGraphs`); needs ``deferred`` and an optimizer
+        prepared by :func:`~inference.training.capture.capturable`.
     """
 
-    def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None, deferred: bool = False):
+    def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None, deferred: bool = False, capture: bool = False):
         self.model, self.guide, self.optimizer = model, guide, optimizer
         self.loss = loss if loss is not None else LeanTrace_ELBO()
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -83,28 +87,40 @@ class ElboStep:
                 f"a deferred finite check needs an optimizer that skips a step on the device, a fused one; "
                 f"{type(optimizer).__name__} is not (set optim.fused=true for Adam, AdamW or SGD, or train.finite_check=every_step)"
             )
+        if capture and not deferred:
+            raise ValueError("a captured step keeps its finite check on the device: capture=True needs deferred=True")
         self.deferred = deferred
         self.pending: list[tuple[torch.Tensor, Extra]] = []  # the batches since the last check
         if deferred:
+            # updated in place only, so that a captured step's replays update the same tensors
             device = self.parameters[0].device
             self.no_grad = torch.zeros((), device=device)  # stands in for a parameter without a gradient
             self.healthy = torch.ones((), dtype=torch.bool, device=device)
+            self.count = torch.zeros((), dtype=torch.long, device=device)  # steps since the last check
+            self.found_inf = torch.zeros((), device=device)
             self.bad = {"index": torch.zeros((), dtype=torch.long, device=device), "loss": torch.zeros((), device=device),
                         "finite": torch.ones(len(self.parameters), dtype=torch.bool, device=device)}
+        self.graphs = None
+        if capture:
+            from .capture import StepGraphs
+
+            self.graphs = StepGraphs(self)
 
     def __call__(self, x: torch.Tensor, extra: Extra | None = None) -> torch.Tensor:
         """:param extra: the programs' batch keys for the points of ``x``.
-        :returns: the batch's negative ELBO (summed over data points), a detached 0-dim tensor."""
-        self.optimizer.zero_grad(set_to_none=True)
+        :returns: the batch's negative ELBO (summed over data points), a detached 0-dim tensor
+            (of a captured step: the graph's output, which the next replay of that graph
+            overwrites; add it to a total at once)."""
         extra = extra or {}
-        if hasattr(self.loss, "differentiable_loss"):
-            loss = self.loss.differentiable_loss(self.model, self.guide, x, **extra)
-            loss.backward()
-            loss = loss.detach()
-        else:  # it backpropagates its own surrogate and returns a float (a host sync)
-            loss = torch.tensor(self.loss.loss_and_grads(self.model, self.guide, x, **extra), device=x.device)
+        if self.graphs is not None and not extra:
+            loss = self.graphs.step(x)
+            self.pending.append((x, extra))
+            return loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.forward_backward(x, extra)
         if self.deferred:
-            self._step_unless_unhealthy(x, extra, loss)
+            self.step_unless_unhealthy(loss)
+            self.pending.append((x, extra))
             return loss
         grads = [p.grad for p in self.parameters if p.grad is not None]
         if not (torch.isfinite(loss) & torch.isfinite(torch.nn.utils.get_total_norm(grads))):
@@ -113,18 +129,28 @@ class ElboStep:
         self.optimizer.step()
         return loss
 
-    def _step_unless_unhealthy(self, x: torch.Tensor, extra: Extra, loss: torch.Tensor) -> None:
-        """The deferred check: all on the device, no host read."""
+    def forward_backward(self, x: torch.Tensor, extra: Extra) -> torch.Tensor:
+        """The batch's loss, detached, with the gradients of the parameters computed."""
+        if hasattr(self.loss, "differentiable_loss"):
+            loss = self.loss.differentiable_loss(self.model, self.guide, x, **extra)
+            loss.backward()
+            return loss.detach()
+        # it backpropagates its own surrogate and returns a float (a host sync)
+        return torch.tensor(self.loss.loss_and_grads(self.model, self.guide, x, **extra), device=x.device)
+
+    def step_unless_unhealthy(self, loss: torch.Tensor) -> None:
+        """The deferred check and the optimizer's step: all on the device, no host read, every
+        state tensor updated in place (a captured step replays this)."""
         grads = [self.no_grad if p.grad is None else p.grad for p in self.parameters]
         finite = torch.isfinite(torch.stack(torch._foreach_norm(grads)))
         first_bad = self.healthy & ~(torch.isfinite(loss) & finite.all())
-        index = torch.full((), len(self.pending), device=loss.device)
-        for key, value in (("index", index), ("loss", loss), ("finite", finite)):
-            self.bad[key] = torch.where(first_bad, value, self.bad[key])
+        for key, value in (("index", self.count), ("loss", loss), ("finite", finite)):
+            self.bad[key].copy_(torch.where(first_bad, value, self.bad[key]))
         self.healthy &= ~first_bad
-        self.optimizer.found_inf = (~self.healthy).float()  # a fused optimizer leaves everything as it was
+        self.count += 1
+        self.found_inf.copy_((~self.healthy).float())
+        self.optimizer.found_inf = self.found_inf  # a fused optimizer leaves everything as it was
         self.optimizer.step()
-        self.pending.append((x, extra))
 
     def check(self) -> None:
         """Read the deferred check back (one host read): raise :class:`NonFiniteError` for the
@@ -134,13 +160,15 @@ class ElboStep:
             return
         pending, self.pending = self.pending, []
         if bool(self.healthy):
+            self.count.zero_()
             return
         index = int(self.bad["index"])
         finite = {id(p) for p, ok in zip(self.parameters, self.bad["finite"].tolist()) if ok}
         error = NonFiniteError(self._diagnosis(*pending[index], self.bad["loss"], finite))
         error.later_steps = len(pending) - 1 - index
-        self.healthy.fill_(True)
-        self.optimizer.found_inf = None
+        self.healthy.fill_(True), self.count.zero_(), self.found_inf.zero_()
+        if self.graphs is not None:  # a rollback replaces the optimizer's state, which the graphs hold
+            self.graphs.clear()
         raise error
 
     def _diagnosis(self, x: torch.Tensor, extra: Extra, loss: torch.Tensor, finite: set[int]) -> str:
@@ -211,6 +239,7 @@ def fit(
     on_non_finite: Callable[[NonFiniteError], dict] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     deferred_check: bool | None = None,
+    cuda_graphs: bool = False,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch
     (for amortized guides: a local guide has no parameters for the validation points yet).
@@ -236,6 +265,9 @@ def fit(
     :param on_epoch: called with each epoch's curve row once it is complete (experiment trackers).
     :param deferred_check: keep the finite check of each step on the device and read it every
         ``log_every`` steps (:class:`ElboStep`); ``None``: on CUDA with a fused optimizer.
+    :param cuda_graphs: capture each step as a CUDA graph and replay it (:mod:`.capture`); the
+        caller has checked that it can (:func:`~inference.training.capture.capture_problem`) and
+        made the optimizer :func:`~inference.training.capture.capturable`.
     :returns: the progress, a training summary: ``epoch`` and ``epochs`` (run), ``steps``,
         ``seconds`` (the SVI loop alone), ``valid_seconds``, ``device``, ``rollbacks``, and
         ``curve``, a list of per-epoch ``{"epoch", "train_elbo", "valid_elbo", "seconds", "lr",
@@ -244,7 +276,7 @@ def fit(
     """
     if deferred_check is None:  # the read per step costs nothing on the CPU, and stalls a GPU
         deferred_check = data.train.device.type == "cuda" and can_skip_on_device(optimizer)
-    step = ElboStep(model, guide, optimizer, loss, deferred=deferred_check)
+    step = ElboStep(model, guide, optimizer, loss, deferred=deferred_check or cuda_graphs, capture=cuda_graphs)
     steps = steps_per_epoch(data, batch_size)
     state = copy.deepcopy(start) if start else new_progress()
     # disable=None: a bar on a terminal, none in logs and CI; the epoch lines go to the log instead
@@ -342,5 +374,5 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every
     # per point seen: with labeled_per_batch the labelled points count as often as they were seen
     return {
         "epoch": epoch, "train_elbo": -epoch_loss.item() / seen, "valid_elbo": None, "seconds": seconds,
-        "lr": step.optimizer.param_groups[0]["lr"], "kl_weight": kl_weight(step.loss),
+        "lr": float(step.optimizer.param_groups[0]["lr"]), "kl_weight": kl_weight(step.loss),
     }

@@ -123,6 +123,7 @@ def test_gray_values_into_bernoulli_fail_before_training(tmp_path):
         ("train.device=tpu", "train.device='tpu' is invalid: expected auto, cpu, cuda or cuda:N"),
         ("decoder.hidden=[0]", "decoder.hidden=[0] is invalid"),
         ("train.resume=maybe", "train.resume='maybe' is invalid: expected true, false or auto"),
+        ("train.cuda_graphs=maybe", "train.cuda_graphs='maybe' is invalid: expected true, false or auto"),
         ("train.finite_check=deferred optim.fused=false", "train.finite_check='deferred' is invalid: expected every_step or auto with this optimizer: deferred needs a fused one"),
     ],
 )
