@@ -203,6 +203,12 @@ def test_cuda_run(tmp_path):
     a, b = graph["test"]["log_px"], metrics["test"]["log_px"]
     assert graph["train"]["device"].startswith("cuda")
     assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
+    # the recorded step captured as CUDA graphs, with a KL warm-up (a new weight, a new capture, each epoch)
+    captured = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo", "train.cuda_graphs=true", "objective.warmup_epochs=2"), tmp_path / "captured")
+    warmed = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo", "objective.warmup_epochs=2"), tmp_path / "warmed")
+    a, b = captured["test"]["log_px"], warmed["test"]["log_px"]
+    assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
+    assert [row["lr"] for row in captured["train"]["curve"]] == pytest.approx([row["lr"] for row in warmed["train"]["curve"]])  # a float32 tensor there
 
 
 @pytest.mark.slow  # three runs of the command in subprocesses
