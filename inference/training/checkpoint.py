@@ -92,13 +92,15 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    # RNG states are byte tensors on the CPU; a checkpoint loaded onto a CUDA run's device
+    # (map_location) brings them there, where torch refuses them
+    torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached"]))
+    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
     if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def capture(model: nn.Module, guide: nn.Module, optimizer, scheduler, progress: dict, config: dict) -> dict:

@@ -192,6 +192,18 @@ def test_on_cuda_the_check_is_deferred_by_default_and_stops_and_rolls_back_alike
     assert [row["epoch"] for row in metrics["train"]["curve"]] == [1, 2, 3, 4] and metrics["train"]["steps"] == 80
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("step", [[], ["objective=graph_trace_elbo", "train.cuda_graphs=true"]], ids=["eager", "captured"])
+def test_a_cuda_run_resumes_from_its_checkpoint(step, tmp_path):
+    """The checkpoint is loaded onto the run's device: its RNG states must go back to the CPU."""
+    cuda = [*TINY, *SMALL_NETS, "train.device=cuda", *step]
+    first = train(compose_config(*cuda, "train.epochs=2"), tmp_path)
+    resumed = train(compose_config(*cuda, "train.epochs=3", "train.resume=true"), tmp_path)
+    assert [row["epoch"] for row in resumed["train"]["curve"]] == [1, 2, 3]
+    assert resumed["train"]["curve"][:2] == first["train"]["curve"]
+    assert resumed["train"]["steps"] == 3 * first["train"]["steps"] // 2
+
+
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro says so before the guard does
 def test_rollbacks_are_bounded(tmp_path):
     with pytest.raises(NonFiniteError, match=r"Training stopped after 0 rollbacks \(train.max_rollbacks=0\)"):
