@@ -18,7 +18,8 @@ What capture needs, and this module arranges or refuses (:func:`capture_problem`
   ``deferred``), updated in place;
 - a few real steps before the capture, on a side stream (what ``torch.cuda.graph`` asks for, and
   what records the loss's graph): they count as steps like any other;
-- programs the recorded objective can replay (not a guide that takes gradients inside).
+- programs the recorded objective can replay (not a guide that takes gradients inside), with
+  validation off.
 
 A rollback replaces the optimizer's state tensors, which a graph holds by address, so the
 graphs are dropped when a non-finite step is reported and captured anew after.
@@ -28,6 +29,8 @@ from collections import OrderedDict
 
 import torch
 
+from pyro.infer.util import is_validation_enabled
+
 from .objectives import GraphTrace_ELBO, kl_weight
 
 __all__ = ["CAPTURABLE_OPTIMIZERS", "StepGraphs", "capturable", "capture_problem"]
@@ -35,6 +38,13 @@ __all__ = ["CAPTURABLE_OPTIMIZERS", "StepGraphs", "capturable", "capture_problem
 CAPTURABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 WARMUP_STEPS = 3  # real steps before a capture, as torch.cuda.graph's documentation does
 MAX_GRAPHS = 4  # the most recently used are kept (a KL warm-up captures one per epoch)
+# Validation reads values back on the host at every step, and the recorded objective leaves it to
+# Pyro's unrecorded path: a capture then fails inside CUDA ("operation not permitted when stream
+# is capturing"). Pyro's default is on, so a script that calls fit() meets this too.
+VALIDATION_PROBLEM = (
+    "validation is on (train.validate=true, or Pyro's default outside a run): its checks read values back every step, "
+    "which a captured step cannot; use train.validate=false (pyro.enable_validation(False) in a script)"
+)
 
 
 def capture_problem(
@@ -47,6 +57,8 @@ def capture_problem(
     inner = getattr(loss, "loss", loss)  # KLWeighted wraps the ELBO
     if not isinstance(inner, GraphTrace_ELBO):
         return f"objective={objective or type(inner).__name__} is not recorded as a graph, which a capture needs; use objective=graph_trace_elbo"
+    if is_validation_enabled():
+        return VALIDATION_PROBLEM
     if not isinstance(optimizer, CAPTURABLE_OPTIMIZERS) or not optimizer.defaults.get("fused"):
         return f"{type(optimizer).__name__} (fused={optimizer.defaults.get('fused')}) cannot step inside a CUDA graph; use optim=adam with optim.fused=true"
     if finite_check == "every_step":
@@ -75,6 +87,8 @@ class StepGraphs:
     captures, then replays."""
 
     def __init__(self, step):
+        if is_validation_enabled():
+            raise ValueError(f"a captured step cannot run with validation on: {VALIDATION_PROBLEM}")
         self.owner = step
         self.graphs: OrderedDict = OrderedDict()
 

@@ -32,6 +32,7 @@ def pair(device: str = "cpu"):
         ([], r"objective=\w+ is not recorded as a graph, which a capture needs; use objective=graph_trace_elbo"),
         (["objective=graph_trace_elbo", "optim=adagrad"], r"Adagrad \(fused=None\) cannot step inside a CUDA graph; use optim=adam with optim.fused=true"),
         (["objective=graph_trace_elbo", "optim.fused=false"], r"Adam \(fused=False\) cannot step inside a CUDA graph"),
+        (["objective=graph_trace_elbo", "train.validate=true"], r"validation is on \(train.validate=true, .*use train.validate=false"),
         (["objective=graph_trace_elbo", "train.finite_check=every_step"], "train.finite_check=every_step reads a flag back every step"),
         (["objective=graph_trace_elbo", "guide=semi_amortized"], r"guide=\w+ cannot be recorded or captured \(it takes gradients inside the guide\); use train.cuda_graphs=false"),
         (["objective=graph_trace_elbo"], "CUDA graphs need CUDA, and the run trains on cpu; use train.cuda_graphs=auto"),
