@@ -1,5 +1,6 @@
 """The estimator's peak tensor memory stays under evaluation.memory_budget_mb, whatever K."""
 
+import copy
 from functools import partial
 
 import pytest
@@ -48,3 +49,24 @@ def test_a_budget_too_small_for_one_sample_is_refused(mnist_sized):
     model, guide, x = mnist_sized
     with pytest.raises(ValueError, match="memory_budget_mb=0.001 is below what one importance sample of one point needs"):
         pairs_within(model, guide, x, 0.001)
+
+
+@pytest.mark.cuda
+def test_on_cuda_the_estimators_peak_device_memory_stays_under_the_budget(mnist_sized):
+    """The budget holds on CUDA as on the CPU: the estimator's own peak device memory (the peak
+    minus what was allocated before it started) stays under it, where unbounded passes do not."""
+    model, guide, x = (copy.deepcopy(t).to("cuda") for t in mnist_sized)
+    budget_mb = 16
+    chunk = pairs_within(model, guide, x, budget_mb)
+
+    def own_peak(chunk_size: int) -> int:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        estimate = importance_sampling(model, guide, x, num_particles=5000, chunk_size=chunk_size)
+        torch.cuda.synchronize()
+        assert torch.isfinite(estimate.log_px).all()
+        return torch.cuda.max_memory_allocated() - before
+
+    assert own_peak(chunk) < budget_mb * 2**20
+    assert own_peak(2**17) > 8 * budget_mb * 2**20
