@@ -2,6 +2,7 @@
 
     python -m bench.train_step [--repeats 15] [--steps 20] [--graph | --jit | --compile networks|loss] [--deferred]
                                [--captured] [--device cpu|cuda] [--batch-sizes 32,128,512]
+    python -m bench.train_step --host-syncs [--device cuda] [--batch-sizes 128]
 
 For each architecture and batch size, times ``--steps`` steps of
 - suite: an epoch of ``inference.training.fit`` (permutation, index slicing, the Trace_ELBO
@@ -20,6 +21,12 @@ with the per-step finite check and with the check kept on the device
 step captured as a CUDA graph (``objective=graph_trace_elbo train.cuda_graphs=true``) and the
 hand-written step captured the same way (three warm-up steps, then ``torch.cuda.graph``), each
 replayed on a static copy of the batch.
+
+``--host-syncs`` times nothing: it counts, with ``torch.profiler``, the host reads in an epoch of
+200 steps of the default objective (``trace_elbo``, fused Adam, the finite check deferred as on
+CUDA by default) beside the hand-written eager loop: device synchronisations and copies from the
+device to the host (a ``.item()`` of a device value). A step without a host read shows as counts
+near 200 / ``log_every`` (the loop's reads) rather than 200 or more.
 """
 
 import argparse
@@ -37,7 +44,7 @@ from inference.training import fit, parameters_of
 from inference.training.capture import capturable
 from inference.training.objectives import GraphTrace_ELBO, LeanTrace_ELBO
 
-from .common import ARCHITECTURES, benchmark_device, binary_data, interleaved, machine, make_vae
+from .common import ARCHITECTURES, benchmark_device, binary_data, interleaved, machine, make_vae, synchronize
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -140,7 +147,7 @@ def bench(
     def suite_loop(name: str = "suite", optimizer: torch.optim.Optimizer = suite_optimizer, loss=loss):
         summary = fit(
             suite_model, suite_guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss,
-            deferred_check=name in ("deferred", "captured"), cuda_graphs=name == "captured",
+            deferred_check=name == "deferred",
         )
         suite_times[name].append(summary["curve"][1]["seconds"])
 
@@ -152,11 +159,27 @@ def bench(
     if captured:
         if device.type != "cuda":
             raise SystemExit("--captured captures CUDA graphs: it needs --device cuda")
-        loops["captured"] = partial(suite_loop, "captured", capturable(torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3, fused=True)), GraphTrace_ELBO())
-        replay = handwritten_captured(copy.deepcopy(model), copy.deepcopy(guide), batch)
+        # each captured step on its own copies of the networks: a graph holds its parameters'
+        # gradients by address, which the other loops' zero_grad(set_to_none=True) would drop
+        captured_model, captured_guide = copy.deepcopy(model), copy.deepcopy(guide)
+        captured_optimizer = capturable(torch.optim.Adam(parameters_of(captured_model, captured_guide), lr=1e-3, fused=True))
+
+        def captured_loop():
+            summary = fit(
+                captured_model, captured_guide, data, captured_optimizer, epochs=2, batch_size=batch_size, progress=False,
+                loss=captured_loss, deferred_check=True, cuda_graphs=True,
+            )
+            suite_times["captured"].append(summary["curve"][1]["seconds"])
+
+        captured_loss = GraphTrace_ELBO()
+        loops["captured"] = captured_loop
+        replay = None
         batches = x.split(batch_size)
 
         def torch_captured():
+            nonlocal replay
+            if replay is None:  # captured at its first call, after the suite's loops have recorded their graphs
+                replay = handwritten_captured(copy.deepcopy(model), copy.deepcopy(guide), batch)
             for i in range(steps):
                 replay(batches[i])
 
@@ -166,6 +189,50 @@ def bench(
         if measured:
             times[name] = sorted(measured)[len(measured) // 2]
     return {name: t / steps for name, t in times.items()}
+
+
+# The host waits for the device in a synchronize call; a read of a device value is a DtoH copy
+# (``.item()`` on a CPU tensor, as torch.optim.Adam's step count, is neither, so it is not counted)
+SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "Memcpy DtoH")
+
+
+def host_syncs(arch: tuple, batch_size: int, device: torch.device, steps: int = 200, log_every: int = 50) -> dict[str, dict[str, int]]:
+    """Counts of each of ``SYNC_EVENTS`` in one epoch of ``steps`` steps, for the suite's default
+    step (deferred check) and the hand-written eager loop, after one warm-up epoch each."""
+    x = binary_data(steps * batch_size, arch[0]).to(device)
+    data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(arch[0],))
+    model, guide = make_vae(*arch)
+    model, guide = model.to(device), guide.to(device)
+    fused = torch.optim.Adam(parameters_of(model, guide), lr=1e-3, fused=True)
+    hand_optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-3)
+
+    def suite_epoch():
+        fit(model, guide, data, fused, epochs=1, batch_size=batch_size, log_every=log_every, progress=False, loss=LeanTrace_ELBO(), deferred_check=True)
+
+    def torch_epoch():
+        for batch in x.split(batch_size):
+            handwritten_step(model, guide, hand_optimizer, batch)
+
+    counts = {}
+    for name, epoch in {"suite (trace_elbo, deferred)": suite_epoch, "PyTorch eager": torch_epoch}.items():
+        epoch()
+        synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as profile:
+            epoch()
+            synchronize()
+        events = [event.name for event in profile.events()]
+        counts[name] = {sync: sum(event.startswith(sync) for event in events) for sync in SYNC_EVENTS}
+    return counts
+
+
+def print_host_syncs(device: torch.device, batch_sizes: list[int], steps: int = 200, log_every: int = 50) -> None:
+    print(f"# host reads in one epoch of {steps} steps (log_every={log_every}), torch.profiler, {machine(device)}")
+    print("| architecture | batch | loop | " + " | ".join(SYNC_EVENTS) + " |")
+    print("|---|---:|---|" + "---:|" * len(SYNC_EVENTS))
+    for name, arch in ARCHITECTURES.items():
+        for batch_size in batch_sizes:
+            for loop, counts in host_syncs(arch, batch_size, device, steps, log_every).items():
+                print(f"| {name} | {batch_size} | {loop} | " + " | ".join(str(counts[sync]) for sync in SYNC_EVENTS) + " |", flush=True)
 
 
 def main() -> None:
@@ -181,10 +248,14 @@ def main() -> None:
     parser.add_argument("--captured", action="store_true", help="also the suite's step and the hand-written one captured as CUDA graphs (CUDA only)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch-sizes", default="32,128,512", help="comma-separated")
+    parser.add_argument("--only", default="", help="the architectures whose name contains this (e.g. IWAE)")
+    parser.add_argument("--host-syncs", action="store_true", help="count the host reads of an epoch with torch.profiler instead of timing")
     args = parser.parse_args()
     device = benchmark_device(args.device)
     pyro.set_rng_seed(0)
     pyro.enable_validation(args.validation)
+    if args.host_syncs:
+        return print_host_syncs(device, [int(b) for b in args.batch_sizes.split(",")])
     objective = "jit_trace_elbo" if args.jit else "graph_trace_elbo" if args.graph else "trace_elbo"
     lever = f", torch.compile of its {args.compile}" if args.compile else ""
     print(f"# training step, {machine(device)}, Pyro validation {'on' if args.validation else 'off'}, suite objective={objective}{lever}")
@@ -194,6 +265,8 @@ def main() -> None:
     print(f"| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |{extra}")
     print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * (args.deferred + args.captured))
     for name, arch in ARCHITECTURES.items():
+        if args.only not in name:
+            continue
         for batch_size in map(int, args.batch_sizes.split(",")):
             t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred, device, args.captured)
             deferred = (
