@@ -62,7 +62,7 @@ class TrainSchema:
     resume: Any = False  # true, false or auto
     on_nan: OnNan = OnNan.stop
     finite_check: FiniteCheck = FiniteCheck.auto
-    cuda_graphs: Any = False  # true, false or auto
+    cuda_graphs: Any = "auto"  # true, false or auto
     rollback_lr_factor: float = 0.5
     max_rollbacks: int = 3
 
