@@ -53,15 +53,15 @@ gpu-wheels: setup  ## here: the dependencies the GPU machine lacks, as wheels (a
 	rm -rf .whl && mkdir .whl
 	$(BIN)/python -m pip freeze | grep -iE '^($(GPU_DEPENDENCIES))==' | xargs $(BIN)/python -m pip download --quiet --no-deps -d .whl
 
+# The --captured table runs one process per architecture, and a failure does not stop the rest:
+# on torch 2.11 the hand-written captured step crashed (illegal memory access) after the suite's
+# capture in the IWAE architecture's process (BENCHMARKS.md, On a GPU).
 bench-gpu:  ## there: the CUDA tests, then bench.train_step (times, host reads), bench.estimator and bench.end_to_end on CUDA (needs .whl/ from make gpu-wheels)
 	$(GPU_PYTHON) -c "import sys, torch; print('# torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device'); \
 		sys.exit('$(BENCH_DEVICE)' == 'cuda' and not torch.cuda.is_available() and 'bench-gpu: no CUDA device here (BENCH_DEVICE=cpu runs it on the CPU)')"
 	$(MAKE) --no-print-directory gpu-site
 	$(GPU_ENV) $(GPU_PYTHON) -m pytest -p no:cacheprovider -m cuda $(CUDA_TESTS)
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 20,128,512 --repeats 5 --deferred
-	# one process per architecture, and a failure does not stop the rest: on torch 2.11 the
-	# hand-written captured step crashed (illegal memory access) after the suite's capture in the
-	# IWAE architecture's process (BENCHMARKS.md, On a GPU)
 	-$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --only digits --batch-sizes 20,128,512 --repeats 5 --graph $(if $(filter cuda,$(BENCH_DEVICE)),--captured)
 	-$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --only IWAE --batch-sizes 20,128,512 --repeats 5 --graph $(if $(filter cuda,$(BENCH_DEVICE)),--captured)
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.train_step --device $(BENCH_DEVICE) --batch-sizes 128 --host-syncs
