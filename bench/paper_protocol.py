@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 PUBLISHED = -86.76
-EPOCHS = 3280
 STAGE_ENDS = [sum(3**j for j in range(i + 1)) for i in range(8)]  # 1, 4, 13, 40, 121, 364, 1093, 3280
+EPOCHS = STAGE_ENDS[-1]
 EVALUATION_RESERVE_S = 60  # what one K=5000 evaluation of the test set and a start may take
 COLUMNS = ["epochs", "train_seconds", "log_px", "stderr", "eval_seconds", "device"]
 

@@ -116,16 +116,21 @@ def suite_objective(model, guide, objective: str, compile: str | None):
     return model, guide, CompiledLoss(model, guide)
 
 
+def bench_setup(arch: tuple, batch_size: int, steps: int, device: torch.device) -> tuple:
+    """``steps`` batches of binary data on ``device`` (as a Dataset whose test split is one
+    batch), and the architecture's model and guide there."""
+    x = binary_data(steps * batch_size, arch[0]).to(device)
+    data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(arch[0],))
+    model, guide = make_vae(*arch)
+    return x, data, model.to(device), guide.to(device)
+
+
 def bench(
     arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None, deferred: bool = False,
     device: torch.device = torch.device("cpu"), captured: bool = False,
 ) -> dict[str, float]:
-    x_dim, hidden, z_dim, activation = arch
-    x = binary_data(steps * batch_size, x_dim).to(device)
+    x, data, model, guide = bench_setup(arch, batch_size, steps, device)
     batch = x[:batch_size]
-    data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(x_dim,))
-    model, guide = make_vae(*arch)
-    model, guide = model.to(device), guide.to(device)
     optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-3)
     suite_model, suite_guide, loss = suite_objective(model, guide, objective, compile)
     suite_optimizer = optimizer if suite_model is model else torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3)
@@ -144,10 +149,10 @@ def bench(
     # compiled objective's first-call compilation is not counted.
     suite_times = {"suite": [], "fused": [], "deferred": [], "captured": []}
 
-    def suite_loop(name: str = "suite", optimizer: torch.optim.Optimizer = suite_optimizer, loss=loss):
+    def suite_loop(name: str = "suite", optimizer: torch.optim.Optimizer = suite_optimizer, loss=loss, networks=(suite_model, suite_guide)):
         summary = fit(
-            suite_model, suite_guide, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss,
-            deferred_check=name == "deferred",
+            *networks, data, optimizer, epochs=2, batch_size=batch_size, progress=False, loss=loss,
+            deferred_check=name in ("deferred", "captured"), cuda_graphs=name == "captured",
         )
         suite_times[name].append(summary["curve"][1]["seconds"])
 
@@ -161,18 +166,9 @@ def bench(
             raise SystemExit("--captured captures CUDA graphs: it needs --device cuda")
         # each captured step on its own copies of the networks: a graph holds its parameters'
         # gradients by address, which the other loops' zero_grad(set_to_none=True) would drop
-        captured_model, captured_guide = copy.deepcopy(model), copy.deepcopy(guide)
-        captured_optimizer = capturable(torch.optim.Adam(parameters_of(captured_model, captured_guide), lr=1e-3, fused=True))
-
-        def captured_loop():
-            summary = fit(
-                captured_model, captured_guide, data, captured_optimizer, epochs=2, batch_size=batch_size, progress=False,
-                loss=captured_loss, deferred_check=True, cuda_graphs=True,
-            )
-            suite_times["captured"].append(summary["curve"][1]["seconds"])
-
-        captured_loss = GraphTrace_ELBO()
-        loops["captured"] = captured_loop
+        captured_networks = copy.deepcopy(model), copy.deepcopy(guide)
+        captured_optimizer = capturable(torch.optim.Adam(parameters_of(*captured_networks), lr=1e-3, fused=True))
+        loops["captured"] = partial(suite_loop, "captured", captured_optimizer, GraphTrace_ELBO(), captured_networks)
         replay = None
         batches = x.split(batch_size)
 
@@ -199,10 +195,7 @@ SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynch
 def host_syncs(arch: tuple, batch_size: int, device: torch.device, steps: int = 200, log_every: int = 50) -> dict[str, dict[str, int]]:
     """Counts of each of ``SYNC_EVENTS`` in one epoch of ``steps`` steps, for the suite's default
     step (deferred check) and the hand-written eager loop, after one warm-up epoch each."""
-    x = binary_data(steps * batch_size, arch[0]).to(device)
-    data = Dataset("bench", x, x[:0], x[:batch_size], image_shape=(arch[0],))
-    model, guide = make_vae(*arch)
-    model, guide = model.to(device), guide.to(device)
+    x, data, model, guide = bench_setup(arch, batch_size, steps, device)
     fused = torch.optim.Adam(parameters_of(model, guide), lr=1e-3, fused=True)
     hand_optimizer = torch.optim.Adam(parameters_of(model, guide), lr=1e-3)
 
