@@ -101,6 +101,11 @@ def handwritten_captured(model, guide, batch: torch.Tensor, lr: float = 1e-3):
         static.copy_(x)
         graph.replay()
 
+    # The graph holds the networks' parameters, gradients and the optimizer's state by address
+    # and owns none of them: without these references they are freed on return, and the replays
+    # write into memory that other tensors reuse, or that a later capture's empty_cache() returns
+    # to the driver (an illegal memory access).
+    replay.keep_alive = (model, guide, optimizer)
     return replay
 
 
