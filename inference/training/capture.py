@@ -117,6 +117,7 @@ class StepGraphs:
         with torch.cuda.stream(side):
             owner.optimizer.zero_grad(set_to_none=True)
             loss = owner.forward_backward(x, {})
+            owner.loss_sum += loss
             owner.step_unless_unhealthy(loss)
         torch.cuda.current_stream().wait_stream(side)
         return loss
@@ -130,6 +131,7 @@ class StepGraphs:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             loss = owner.forward_backward(entry["x"], {})
+            owner.loss_sum += loss  # in place: the replays add to the same tensor
             owner.step_unless_unhealthy(loss)
         entry["graph"], entry["loss"] = graph, loss
 

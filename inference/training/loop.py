@@ -31,7 +31,7 @@ from models.capabilities import capabilities_of
 
 from ..data import Dataset
 from ..estimators import importance_sampling
-from ..estimators.programs import Extra, sliced
+from ..estimators.programs import Extra
 from .objectives import LeanTrace_ELBO, kl_weight
 
 __all__ = ["ElboStep", "NonFiniteError", "can_skip_on_device", "epoch_batches", "fit", "new_progress", "flush_subnormals", "steps_per_epoch"]
@@ -90,6 +90,9 @@ class ElboStep:
         if capture and not deferred:
             raise ValueError("a captured step keeps its finite check on the device: capture=True needs deferred=True")
         self.deferred = deferred
+        # the negative ELBO summed over the steps since the training loop zeroed it, added to in
+        # place by each step (a captured one too), so that the loop reads it now and then only
+        self.loss_sum = torch.zeros((), device=self.parameters[0].device)
         self.pending: list[tuple[torch.Tensor, Extra]] = []  # the batches since the last check
         if deferred:
             # updated in place only, so that a captured step's replays update the same tensors
@@ -110,7 +113,7 @@ class ElboStep:
         """:param extra: the programs' batch keys for the points of ``x``.
         :returns: the batch's negative ELBO (summed over data points), a detached 0-dim tensor
             (of a captured step: the graph's output, which the next replay of that graph
-            overwrites; add it to a total at once)."""
+            overwrites), also added to :attr:`loss_sum`."""
         extra = extra or {}
         if self.graphs is not None and not extra:
             loss = self.graphs.step(x)
@@ -118,6 +121,7 @@ class ElboStep:
             return loss
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.forward_backward(x, extra)
+        self.loss_sum += loss
         if self.deferred:
             self.step_unless_unhealthy(loss)
             self.pending.append((x, extra))
@@ -359,20 +363,26 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every
     start = time.perf_counter()
     x = data.train_epoch()
     extra = data.batch_extra("train", capabilities_of(step.model).batch_keys)
-    epoch_loss, seen = torch.zeros((), device=x.device), 0
-    for batch in epoch_batches(data, batch_size):
-        epoch_loss += step(x[batch], sliced(extra, batch))
+    # the epoch's batches gathered in one operation, then taken as views: a gather per step
+    # costs a launch and Python, which a captured step's replay would otherwise wait on
+    batches = epoch_batches(data, batch_size)
+    order, sizes = torch.cat(batches), [len(batch) for batch in batches]
+    xs, extras = x[order].split(sizes), {key: value[order].split(sizes) for key, value in extra.items()}
+    step.loss_sum.zero_()
+    seen = 0
+    for i, x_batch in enumerate(xs):
+        step(x_batch, {key: parts[i] for key, parts in extras.items()})
         state["steps"] += 1
-        seen += len(batch)
+        seen += sizes[i]
         if state["steps"] % log_every == 0:  # the loss (and a deferred finite check) is read back only now and then
             step.check()
-            bar.set_postfix(elbo=f"{-epoch_loss.item() / seen:.2f}")
+            bar.set_postfix(elbo=f"{-step.loss_sum.item() / seen:.2f}")
             bar.update(log_every)
     step.check()
     seconds = time.perf_counter() - start
     state["seconds"] += seconds
     # per point seen: with labeled_per_batch the labelled points count as often as they were seen
     return {
-        "epoch": epoch, "train_elbo": -epoch_loss.item() / seen, "valid_elbo": None, "seconds": seconds,
+        "epoch": epoch, "train_elbo": -step.loss_sum.item() / seen, "valid_elbo": None, "seconds": seconds,
         "lr": float(step.optimizer.param_groups[0]["lr"]), "kl_weight": kl_weight(step.loss),
     }

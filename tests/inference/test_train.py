@@ -211,6 +211,19 @@ def test_cuda_run(tmp_path):
     assert [row["lr"] for row in captured["train"]["curve"]] == pytest.approx([row["lr"] for row in warmed["train"]["curve"]])  # a float32 tensor there
 
 
+@pytest.mark.cuda
+def test_a_captured_kl_warm_up_longer_than_the_graphs_kept(tmp_path):
+    """A KL weight a graph each epoch, more epochs of warm-up than graphs are kept (MAX_GRAPHS):
+    old graphs are dropped while new ones are captured, and the run agrees with the uncaptured one."""
+    from inference.training.capture import MAX_GRAPHS
+
+    warmup = [f"objective.warmup_epochs={MAX_GRAPHS + 2}", f"train.epochs={MAX_GRAPHS + 3}"]
+    runs = [train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo", f"train.cuda_graphs={c}", *warmup), tmp_path / c) for c in ("true", "false")]
+    a, b = (run["test"]["log_px"] for run in runs)
+    assert all(row["train_elbo"] == row["train_elbo"] for run in runs for row in run["train"]["curve"])
+    assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
+
+
 @pytest.mark.slow  # three runs of the command in subprocesses
 def test_command_line_run_and_its_errors(tmp_path):
     """The real entry point: a tiny run writes .hydra/ and prints the summary; a typo fails."""
