@@ -44,7 +44,7 @@ bench-presets: setup  ## the paper presets on a 10-minute CPU budget each, besid
 GPU_PYTHON ?= python3
 BENCH_DEVICE ?= cuda
 GPU_DEPENDENCIES := pyro-ppl|pyro-api|hydra-core|omegaconf|antlr4-python3-runtime|arviz|xarray-einstats|h5netcdf|platformdirs
-CUDA_TESTS := tests/inference/test_train.py tests/inference/training/test_loop.py tests/inference/training/test_capture.py tests/inference/runs/test_resume.py tests/inference/estimators/test_memory.py
+CUDA_TESTS := tests/inference/test_train.py tests/inference/training/test_loop.py tests/inference/training/test_capture.py tests/inference/runs/test_resume.py tests/inference/estimators/test_memory.py tests/inference/estimators/test_graphs.py
 GPU_ENV := PYTHONPATH=$(CURDIR)/.gpu-site:$(CURDIR)
 # MNIST for the end-to-end benchmark: a copy of the benchmark data's mnist/ folder in BENCH_DATA/
 BENCH_DATA ?= .bench_data

@@ -19,12 +19,16 @@ whole batch instead; it is not used here. Particles × data points are chunked s
 ``chunk_size`` pairs go through the networks at once, which bounds peak memory whatever K is,
 with two exceptions of the seeded estimate (``seed=...``, what runs use): the prior proposal
 evaluates each point's K particles in one pass, so a pass holds at least K pairs; and the guide
-runs once per point on all K of its particles, which for an encoder costs K latent draws, not
-K decoder outputs.
+runs once per seed group (``SEED_GROUP_PAIRS`` pairs, at least one point) on all K particles of
+its points, which for an encoder costs latent draws, not decoder outputs. On CUDA the seeded
+estimate's groups can be replayed as CUDA graphs (``cuda_graphs=True``,
+:mod:`inference.estimators.graphs`).
 """
 
+import contextlib
 import math
 from collections.abc import Iterator
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -33,10 +37,12 @@ import pyro
 from pyro import poutine
 
 from .diagnostics import pareto_k_and_ess
+from .graphs import SeededGroups
 from .programs import PARTICLES, Extra, Program, data_dim, particle_dim, rng_kept, site_log_probs, sliced, trace_latent_sites
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "SEED_GROUP_PAIRS",
     "ImportanceEstimate",
     "importance_sampling",
     "log_importance_weights",
@@ -47,6 +53,10 @@ __all__ = [
 # Particle × data-point pairs per forward pass: 2^16 pairs of a 784-dim Bernoulli decoder output
 # are about 200 MB of float32, a bound that suits a laptop as well as a GPU.
 DEFAULT_CHUNK_SIZE = 2**16
+# A seeded estimate draws the proposals of about this many particle × point pairs from one seed
+# (seed_group_size): with K = 5000 that is 3 points, whose guide runs once for all three; few
+# enough that its draws (about 2^14 latent vectors) stay small beside a pass of the model.
+SEED_GROUP_PAIRS = 2**14
 
 
 def log_importance_weights(
@@ -85,31 +95,48 @@ def weighted_proposals(
 
 
 def _log_weight_blocks(
-    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None, dim: int, extra: Extra | None
+    model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None, dim: int,
+    extra: Extra | None, cuda_graphs: bool,
 ) -> Iterator[torch.Tensor]:
     """Yield the ``(K, b)`` log weights of consecutive blocks of b data points, computing at
     most ``chunk_size`` particle × data-point pairs at a time."""
     K, N = num_particles, x.shape[0]
+    if seed is not None and guide is not None:
+        groups = SeededGroups(partial(_group_log_weights, model, guide, K, chunk_size, dim), cuda_graphs and x.device.type == "cuda")
+        size = seed_group_size(K)
+        for start in range(0, N, size):
+            part = slice(start, start + size)
+            yield groups(_point_seed(seed, start // size), x[part], sliced(extra, part))
+        return
     block = max(1, min(N, chunk_size // K))  # data points per block
     particles = max(1, min(K, chunk_size // block))  # particles per pass
     for start in range(0, N, block):
         x_block, extra_block = x[start : start + block], sliced(extra, slice(start, start + block))
         if seed is None:
             passes = [log_importance_weights(model, guide, x_block, min(particles, K - k), dim, extra_block) for k in range(0, K, particles)]
-        elif guide is None:  # the prior: each point's own trace already holds its weights
+        else:  # the prior: each point's own trace already holds its weights
             passes = [
                 torch.cat([_seeded_prior_log_weights(model, x_block, extra_block, start + i, i, K, seed, dim) for i in range(x_block.shape[0])], dim=1)
             ]
-        else:
-            passes = [_seeded_log_weights(model, guide, x_block, extra_block, start, k, min(k + particles, K), K, seed, dim) for k in range(0, K, particles)]
         yield torch.cat(passes)
+
+
+def seed_group_size(num_particles: int) -> int:
+    """The points whose proposals a seeded estimate draws from one seed: as many as make
+    ``SEED_GROUP_PAIRS`` particle × point pairs (at least one). It depends on K alone, not on
+    the passes, so that the estimate is the same for any ``chunk_size``."""
+    return max(1, SEED_GROUP_PAIRS // num_particles)
+
+
+def _point_seed(seed: int, index: int) -> int:
+    return (seed * 1_000_003 + index) % 2**63
 
 
 def _seeded_trace(program: Program, x: torch.Tensor, extra: Extra, K: int, seed: int, index: int, dim: int) -> poutine.Trace:
     """``program``'s trace on the one point ``x`` with K particles, drawn from a generator seeded
     by (``seed``, the point's ``index``) and leaving the global RNG as it was."""
     with rng_kept(x.device):
-        torch.manual_seed((seed * 1_000_003 + index) % 2**63)
+        torch.manual_seed(_point_seed(seed, index))
         with pyro.plate(PARTICLES, K, dim=dim):
             return poutine.trace(program).get_trace(x, **extra)
 
@@ -121,29 +148,34 @@ def _seeded_prior_log_weights(model: Program, x: torch.Tensor, extra: Extra, ind
     return site_log_probs(_seeded_trace(model, x[point], sliced(extra, point), K, seed, index, dim), K, 1, observed=True)
 
 
-def _seeded_log_weights(
-    model: Program, guide: Program, x: torch.Tensor, extra: Extra, first: int, k0: int, k1: int, K: int, seed: int, dim: int
-) -> torch.Tensor:
-    """The log weights of particles k0…k1 of the points ``x`` (``first`` the index of the first),
-    each point's K proposals drawn by :func:`_seeded_trace`: the same numbers whichever passes
-    the points and particles are split into.
-
-    The guide runs once per point (it is cheap: an encoder on one point); the model, where the
-    cost is, runs once for the whole pass, conditioned on the drawn values."""
-    values, log_q = {}, []
-    for i in range(x.shape[0]):
-        point = slice(i, i + 1)
-        trace = _seeded_trace(guide, x[point], sliced(extra, point), K, seed, first + i, dim)
-        for name in trace_latent_sites(trace):
-            site = trace.nodes[name]  # its value: (K, ..., 1, ...), the data plate's dim holding the point
-            values.setdefault(name, []).append((site["value"][k0:k1], data_dim(name, site) - site["fn"].event_dim))
-        log_q.append(site_log_probs(trace, K, 1, observed=False)[k0:k1])
-    values = {name: torch.cat([v for v, _ in parts], dim=parts[0][1]) for name, parts in values.items()}
-    k, b = k1 - k0, x.shape[0]
-    with pyro.plate(PARTICLES, k, dim=dim):
-        model_trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x, **extra)
-    _check_sites(set(values), set(values) | trace_latent_sites(model_trace))
-    return site_log_probs(model_trace, k, b, observed=None) - torch.cat(log_q, dim=1)
+def _group_log_weights(model: Program, guide: Program, K: int, chunk_size: int, dim: int, x: torch.Tensor, extra: Extra) -> torch.Tensor:
+    """The ``(K, g)`` log weights of a seed group's g points, drawn from the global RNG as it
+    is (:class:`~inference.estimators.graphs.SeededGroups` seeds it). The guide runs once for
+    the group on all K particles (an encoder's K latent draws a point, not K decoder outputs);
+    the model, where the cost is, in passes of at most ``chunk_size`` pairs, conditioned on the
+    drawn values."""
+    g = x.shape[0]
+    with pyro.plate(PARTICLES, K, dim=dim):
+        guide_trace = poutine.trace(guide).get_trace(x, **extra)
+    log_q = site_log_probs(guide_trace, K, g, observed=False)
+    # each value: (K, ..., g, ...), the data plate's dim (counted from the right) holding the points
+    values = {name: (site["value"], data_dim(name, site) - site["fn"].event_dim) for name, site in guide_trace.nodes.items() if name in trace_latent_sites(guide_trace)}
+    points = max(1, min(g, chunk_size // K))  # points per pass
+    particles = max(1, min(K, chunk_size // points))  # particles per pass
+    blocks = []
+    for p in range(0, g, points):
+        b = min(points, g - p)
+        x_pass, extra_pass = x[p : p + b], sliced(extra, slice(p, p + b))
+        passes = []
+        for k in range(0, K, particles):
+            k1 = min(K, k + particles)
+            drawn = {name: value[k:k1].narrow(d, p, b) for name, (value, d) in values.items()}
+            with pyro.plate(PARTICLES, k1 - k, dim=dim):
+                model_trace = poutine.trace(poutine.condition(model, data=drawn)).get_trace(x_pass, **extra_pass)
+            _check_sites(set(drawn), set(drawn) | trace_latent_sites(model_trace))
+            passes.append(site_log_probs(model_trace, k1 - k, b, observed=None) - log_q[k:k1, p : p + b])
+        blocks.append(torch.cat(passes))
+    return torch.cat(blocks, dim=1)
 
 
 def _check_sites(guide_sites: set[str], model_sites: set[str]) -> None:
@@ -178,6 +210,7 @@ def importance_sampling(
     diagnose: bool = False,
     seed: int | None = None,
     extra: Extra | None = None,
+    cuda_graphs: bool = False,
 ) -> ImportanceEstimate:
     """Estimate log p(x) and the ELBO of every data point by importance sampling.
 
@@ -190,11 +223,16 @@ def importance_sampling(
         particles: the estimate's convergence in K, for free.
     :param diagnose: also fit each point's Pareto k̂ and effective sample size
         (:mod:`inference.estimators.diagnostics`).
-    :param seed: draw each point's proposals from a generator seeded by (``seed``, the point's
-        index): the estimate is then the same for any ``chunk_size`` (up to the last bits of
-        batched arithmetic). Without it the draws follow the global RNG, pass by pass. With a
-        seed the prior proposal evaluates each point's K particles in one pass.
+    :param seed: draw the proposals of each group of :func:`seed_group_size` points (each
+        point's, for the prior) from a generator seeded by (``seed``, the group's index): the
+        estimate is then the same for any ``chunk_size`` (up to the last bits of batched
+        arithmetic), and the global RNG is left as it was. Without it the draws follow the
+        global RNG, pass by pass. With a seed the prior proposal evaluates each point's K
+        particles in one pass.
     :param extra: the programs' batch keys (name → tensor with a row per point of ``x``).
+    :param cuda_graphs: on CUDA, replay a seeded estimate's groups as CUDA graphs
+        (:class:`~inference.estimators.graphs.SeededGroups`): the same numbers, fewer host
+        round trips. Ignored elsewhere. Off by default until it has been measured on a GPU.
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:
@@ -205,14 +243,16 @@ def importance_sampling(
     log_px, elbo, by_k, k_hat, ess = [], [], {k: [] for k in curve}, [], []
     first_block = slice(0, max(1, chunk_size // num_particles))
     dim = particle_dim(model, guide, x[first_block], sliced(extra, first_block))
-    for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed, dim, extra):
-        log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
-        elbo.append(log_w.mean(0))
-        for k in curve:
-            by_k[k].append(torch.logsumexp(log_w[:k], 0) - math.log(k))
-        if diagnose:
-            block_k_hat, block_ess = pareto_k_and_ess(log_w)
-            k_hat.append(block_k_hat), ess.append(block_ess)
+    # a seeded estimate seeds the global RNG group by group: it is put back as it was after
+    with rng_kept(x.device) if seed is not None else contextlib.nullcontext():
+        for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed, dim, extra, cuda_graphs):
+            log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
+            elbo.append(log_w.mean(0))
+            for k in curve:
+                by_k[k].append(torch.logsumexp(log_w[:k], 0) - math.log(k))
+            if diagnose:
+                block_k_hat, block_ess = pareto_k_and_ess(log_w)
+                k_hat.append(block_k_hat), ess.append(block_ess)
     diagnostics = (torch.cat(k_hat), torch.cat(ess)) if diagnose else (None, None)
     return ImportanceEstimate(torch.cat(log_px), torch.cat(elbo), {k: torch.cat(v) for k, v in by_k.items()}, *diagnostics)
 
