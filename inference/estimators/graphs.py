@@ -18,16 +18,29 @@ instead, with one log line: the numbers are the same, only slower.
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 
 from .programs import Extra
 
-__all__ = ["SeededGroups"]
+__all__ = ["SeededGroups", "side_stream"]
 
 log = logging.getLogger(__name__)
 
 GroupFn = Callable[[torch.Tensor, Extra], torch.Tensor]
+
+
+@contextmanager
+def side_stream():
+    """Run the block on a side stream ordered after the current stream's work, and order the
+    current stream's later work after it: where torch.cuda.graph asks the runs before a capture
+    to go (the training step's warm-up too)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        yield
+    torch.cuda.current_stream().wait_stream(side)
 
 
 class SeededGroups:
@@ -59,12 +72,9 @@ class SeededGroups:
 
     def _eager(self, seed: int, x: torch.Tensor, extra: Extra) -> torch.Tensor:
         """``fn`` on a side stream, as torch.cuda.graph asks of the runs before a capture."""
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with side_stream():
             torch.manual_seed(seed)
             out = self.fn(x, extra)
-        torch.cuda.current_stream().wait_stream(side)
         return out
 
     def _capture(self, entry: dict, x: torch.Tensor, extra: Extra) -> bool:

@@ -106,7 +106,7 @@ def _log_weight_blocks(
         size = seed_group_size(K)
         for start in range(0, N, size):
             part = slice(start, start + size)
-            yield groups(_point_seed(seed, start // size), x[part], sliced(extra, part))
+            yield groups(_derived_seed(seed, start // size), x[part], sliced(extra, part))
         return
     block = max(1, min(N, chunk_size // K))  # data points per block
     particles = max(1, min(K, chunk_size // block))  # particles per pass
@@ -128,24 +128,20 @@ def seed_group_size(num_particles: int) -> int:
     return max(1, SEED_GROUP_PAIRS // num_particles)
 
 
-def _point_seed(seed: int, index: int) -> int:
+def _derived_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th seed group (or point, for the prior) of an estimate seeded by ``seed``."""
     return (seed * 1_000_003 + index) % 2**63
 
 
-def _seeded_trace(program: Program, x: torch.Tensor, extra: Extra, K: int, seed: int, index: int, dim: int) -> poutine.Trace:
-    """``program``'s trace on the one point ``x`` with K particles, drawn from a generator seeded
-    by (``seed``, the point's ``index``) and leaving the global RNG as it was."""
-    with rng_kept(x.device):
-        torch.manual_seed(_point_seed(seed, index))
-        with pyro.plate(PARTICLES, K, dim=dim):
-            return poutine.trace(program).get_trace(x, **extra)
-
-
 def _seeded_prior_log_weights(model: Program, x: torch.Tensor, extra: Extra, index: int, i: int, K: int, seed: int, dim: int) -> torch.Tensor:
-    """log p(x | z) for K draws z ~ p(z) of the point ``x[i]``: ``(K, 1)``. The model runs once
-    per point on all K particles, so a pass of the prior holds at least K pairs."""
+    """log p(x | z) for K draws z ~ p(z) of the point ``x[i]``, drawn after seeding the global
+    RNG by (``seed``, the point's ``index``): ``(K, 1)``. The model runs once per point on all K
+    particles, so a pass of the prior holds at least K pairs."""
     point = slice(i, i + 1)
-    return site_log_probs(_seeded_trace(model, x[point], sliced(extra, point), K, seed, index, dim), K, 1, observed=True)
+    torch.manual_seed(_derived_seed(seed, index))
+    with pyro.plate(PARTICLES, K, dim=dim):
+        trace = poutine.trace(model).get_trace(x[point], **sliced(extra, point))
+    return site_log_probs(trace, K, 1, observed=True)
 
 
 def _group_log_weights(model: Program, guide: Program, K: int, chunk_size: int, dim: int, x: torch.Tensor, extra: Extra) -> torch.Tensor:
@@ -159,7 +155,8 @@ def _group_log_weights(model: Program, guide: Program, K: int, chunk_size: int, 
         guide_trace = poutine.trace(guide).get_trace(x, **extra)
     log_q = site_log_probs(guide_trace, K, g, observed=False)
     # each value: (K, ..., g, ...), the data plate's dim (counted from the right) holding the points
-    values = {name: (site["value"], data_dim(name, site) - site["fn"].event_dim) for name, site in guide_trace.nodes.items() if name in trace_latent_sites(guide_trace)}
+    latent = trace_latent_sites(guide_trace)
+    values = {name: (site["value"], data_dim(name, site) - site["fn"].event_dim) for name, site in guide_trace.nodes.items() if name in latent}
     points = max(1, min(g, chunk_size // K))  # points per pass
     particles = max(1, min(K, chunk_size // points))  # particles per pass
     blocks = []

@@ -31,6 +31,7 @@ import torch
 
 from pyro.infer.util import is_validation_enabled
 
+from ..estimators.graphs import side_stream
 from .objectives import GraphTrace_ELBO, kl_weight
 
 __all__ = ["CAPTURABLE_OPTIMIZERS", "StepGraphs", "capturable", "capture_problem"]
@@ -112,14 +113,11 @@ class StepGraphs:
     def _eager(self, x: torch.Tensor) -> torch.Tensor:
         """A real step on a side stream: the warm-up before a capture."""
         owner = self.owner
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with side_stream():
             owner.optimizer.zero_grad(set_to_none=True)
             loss = owner.forward_backward(x, {})
             owner.loss_sum += loss
             owner.step_unless_unhealthy(loss)
-        torch.cuda.current_stream().wait_stream(side)
         return loss
 
     def _capture(self, entry: dict, x: torch.Tensor) -> None:
