@@ -42,6 +42,11 @@ class FiniteCheck(Choice):
     deferred = "deferred"
 
 
+class ForecastFilter(Choice):
+    particles = "particles"
+    guide = "guide"
+
+
 class AisStart(Choice):
     prior = "prior"
     guide = "guide"
@@ -90,6 +95,8 @@ class EvaluationSchema:
     denoise_levels: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])
     forecast_context: int = 10
     forecast_horizon: int = 10
+    forecast_filter: ForecastFilter = ForecastFilter.particles
+    filter_particles: int = 4000
     intervene: bool = False
     supervised_only_steps: int = 2000
     figures: bool = True

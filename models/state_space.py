@@ -16,6 +16,7 @@ which the estimators are checked against.
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ from .registration import register
 from .transitions import LinearTransition
 from .vae import WithLikelihood
 
-__all__ = ["StateSpaceModel", "kalman_log_px"]
+__all__ = ["KalmanFiltered", "StateSpaceModel", "kalman_filter"]
 
 
 class StateSpaceModel(WithLikelihood, nn.Module):
@@ -108,19 +109,30 @@ class StateSpaceModel(WithLikelihood, nn.Module):
     def exact_log_px(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x₁:T) per sequence by a Kalman filter, for a model whose parts are all
         linear-Gaussian; a ``(B,)`` tensor."""
+        return self.exact_filter(x).log_px.to(x.dtype)
+
+    @torch.no_grad()
+    def exact_filter(self, x: torch.Tensor) -> "KalmanFiltered":
+        """The Kalman filter of each sequence of ``x``, for a model whose parts are all
+        linear-Gaussian: log p(x₁:T) and p(z_T | x₁:T), in float64."""
         if not self._linear_gaussian():
-            raise ValueError("exact_log_px needs prior=standard_normal transition=linear decoder=linear likelihood=gaussian with one scale")
+            raise ValueError("the exact filter needs prior=standard_normal transition=linear decoder=linear likelihood=gaussian with one scale")
         t = self.transition
-        return kalman_log_px(
-            x, t.linear.weight, t.linear.bias, t.log_scale.exp(), self.decoder.weight, self.decoder.bias, self.likelihood.x_scale
-        ).to(x.dtype)
+        return kalman_filter(x, t.linear.weight, t.linear.bias, t.log_scale.exp(), self.decoder.weight, self.decoder.bias, self.likelihood.x_scale)
 
 
-def kalman_log_px(
+class KalmanFiltered(NamedTuple):
+    log_px: torch.Tensor  #: ``(B,)``: log p(x₁:T)
+    mean: torch.Tensor  #: ``(B, Z)``: the mean of p(z_T | x₁:T)
+    cov: torch.Tensor  #: ``(Z, Z)``: its covariance, the same for every sequence
+
+
+def kalman_filter(
     x: torch.Tensor, A: torch.Tensor, b: torch.Tensor, q: torch.Tensor, W: torch.Tensor, c: torch.Tensor, sigma
-) -> torch.Tensor:
-    """log p(x₁:T) of z_1 ~ N(0, I), z_t ~ N(A z_{t−1} + b, diag q²), x_t ~ N(W z_t + c, σ² I),
-    by the Kalman filter's prediction-error decomposition, in float64; ``x`` is ``(B, T, D)``."""
+) -> KalmanFiltered:
+    """The Kalman filter of z_1 ~ N(0, I), z_t ~ N(A z_{t−1} + b, diag q²), x_t ~ N(W z_t + c, σ² I)
+    over ``x``, ``(B, T, D)``: log p(x₁:T) by the prediction-error decomposition, and p(z_T | x₁:T);
+    in float64."""
     x, A, b, q, W, c = (v.detach().double() for v in (x, A, b, q, W, c))
     sigma = torch.as_tensor(sigma).detach().double()
     B, T, D = x.shape
@@ -137,4 +149,4 @@ def kalman_log_px(
         gain = cov @ W.T @ torch.linalg.inv(innovation_cov)  # (Z, D)
         mean = mean + residual @ gain.T
         cov = cov - gain @ W @ cov
-    return total
+    return KalmanFiltered(total, mean, cov)

@@ -1,7 +1,8 @@
 """An intervention on the latent physics (``evaluation.intervene=true``, ``test.intervention``):
 switch the drive off and compare the model's rollout with the simulator's.
 
-The guide filters the state of frame k on a test sequence's first k frames, as for a forecast.
+The state of frame k is filtered on a test sequence's first k frames, as for a forecast (the
+particle filter by default, ``evaluation.forecast_filter``).
 From there the model rolls its transition forward twice: as learned, and under Pyro's
 ``poutine.do`` with the site ``drive_amplitude`` set to 0 (the force switched off). The truth
 is the simulator run with A = 0 from the sequence's true state at frame k, rendered without
@@ -14,7 +15,7 @@ import torch
 from pyro import poutine
 
 from ..data.pendulum import render, simulate
-from .forecast import filtered, per_horizon_errors
+from .forecast import ContextFilter, per_horizon_errors
 
 __all__ = ["DRIVE_SITE", "intervened_frames", "intervention_errors"]
 
@@ -22,13 +23,17 @@ DRIVE_SITE = "drive_amplitude"
 
 
 @torch.no_grad()
-def intervened_frames(model, guide, x: torch.Tensor, factors: torch.Tensor, physics: dict, image_size: int, context: int, horizon: int, samples: int = 32):
+def intervened_frames(
+    model, guide, x: torch.Tensor, factors: torch.Tensor, physics: dict, image_size: int, context: int, horizon: int, samples: int = 32,
+    filter: ContextFilter | None = None,
+):
     """The frames k+1 … k+H (k = ``context``) of the A = 0 truth, of the model with its drive
     switched off, and of the model as learned: three ``(B, H, x_dim)`` tensors.
 
     :param factors: the true (cos θ, sin θ, θ') of every frame of ``x``, ``(B, T, 3)``.
-    :param physics: the data's ``Dataset.physics`` (the constants, ``dt`` and ``stride``)."""
-    z, latents = filtered(guide, x, context, samples, model.transition.sequence_latents)
+    :param physics: the data's ``Dataset.physics`` (the constants, ``dt`` and ``stride``).
+    :param filter: how the state of frame k is filtered; the particle filter by default."""
+    z, latents = (filter or ContextFilter())(model, guide, x, context, samples)
     off = {DRIVE_SITE: torch.zeros((), device=x.device)}
     switched_off = poutine.do(model.roll_forward, data=off)(z, context - 1, horizon, latents)
     as_learned = model.roll_forward(z, context - 1, horizon, latents)
@@ -45,9 +50,13 @@ def intervened_frames(model, guide, x: torch.Tensor, factors: torch.Tensor, phys
     return truth, decoded[0], decoded[1]
 
 
-def intervention_errors(model, guide, x, factors, physics, image_size, context: int, horizon: int, samples: int = 32) -> dict:
+def intervention_errors(
+    model, guide, x, factors, physics, image_size, context: int, horizon: int, samples: int = 32, filter: ContextFilter | None = None
+) -> dict:
     """``test.intervention``: per horizon h = 1 … H, the mean per-pixel squared error against
     the A = 0 truth of the model with its drive switched off (``mse_intervened``) and as
-    learned (``mse_not_intervened``)."""
-    truth, switched_off, as_learned = intervened_frames(model, guide, x, factors, physics, image_size, context, horizon, samples)
-    return per_horizon_errors(truth, context, samples, mse_intervened=switched_off, mse_not_intervened=as_learned)
+    learned (``mse_not_intervened``); and the filter."""
+    filter = filter or ContextFilter()
+    truth, switched_off, as_learned = intervened_frames(model, guide, x, factors, physics, image_size, context, horizon, samples, filter)
+    errors = per_horizon_errors(truth, context, samples, mse_intervened=switched_off, mse_not_intervened=as_learned)
+    return {**errors, **filter.description()}

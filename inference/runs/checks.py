@@ -64,7 +64,7 @@ def check_config(cfg) -> None:
     if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
         _fail("optim.lr", lr, "a positive number")
     for key in ("num_particles", "gap_points", "gap_particles", "ais_points", "ais_steps", "ais_leapfrog", "ais_chains",
-                "posterior_samples", "posterior_warmup", "posterior_chains", "forecast_context"):
+                "posterior_samples", "posterior_warmup", "posterior_chains", "forecast_context", "filter_particles"):
         _positive_int(f"evaluation.{key}", evaluation[key])
     _positive_int("evaluation.max_points", evaluation.max_points, allow_none=True)
     _positive_int("evaluation.chunk_size", evaluation.chunk_size, allow_none=True)

@@ -10,6 +10,7 @@ same settings give the same numbers, and merges the results into its ``metrics.j
 """
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from ..estimators import (
     posterior_mean,
 )
 from ..estimators.denoising import denoised, denoising_scores
-from ..estimators.forecast import forecast, forecast_errors
+from ..estimators.forecast import ContextFilter, forecast, forecast_errors
 from ..estimators.intervention import intervened_frames, intervention_errors
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from ..estimators.programs import rng_kept, sliced
@@ -52,6 +53,7 @@ from .rundir import fingerprints, locked, read_metrics, write_metrics, write_per
 __all__ = ["evaluate_run", "pass_size", "reevaluate", "skipped"]
 
 log = logging.getLogger(__name__)
+FEW_EFFECTIVE_PARTICLES = 30  # a filter's median effective sample size below which runs warn
 
 
 def evaluate_run(
@@ -138,8 +140,18 @@ def forecasts(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
     if not all(hasattr(model, part) for part in ("transition", "decoder", "likelihood")):
         return skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")
     start = time.perf_counter()
-    out = forecast_errors(model, guide, x, evaluation.forecast_context, evaluation.forecast_horizon)
+    out = forecast_errors(model, guide, x, evaluation.forecast_context, evaluation.forecast_horizon, filter=context_filter(evaluation))
+    if out.get("filter_ess_median", math.inf) < FEW_EFFECTIVE_PARTICLES:
+        log.warning(
+            f"the particle filter of the forecasts' context kept a median of {out['filter_ess_median']:.0f} effective particles "
+            f"of {out['filter_particles']}: its state is a few draws, and the forecast noisy; raise evaluation.filter_particles"
+        )
     return {**out, "seconds": time.perf_counter() - start}
+
+
+def context_filter(evaluation: DictConfig) -> ContextFilter:
+    """The filter of the state that forecasts and interventions start from."""
+    return ContextFilter(str(evaluation.forecast_filter), evaluation.filter_particles)
 
 
 def learned_physics(transition, physics: dict) -> dict:
@@ -153,7 +165,7 @@ def interventions(model, guide, x: torch.Tensor, factors: torch.Tensor, data: Da
     the simulator's A = 0 truth (:func:`~inference.estimators.intervention.intervention_errors`)."""
     start = time.perf_counter()
     context, horizon = evaluation.forecast_context, evaluation.forecast_horizon or data.frames - evaluation.forecast_context
-    out = intervention_errors(model, guide, x, factors, data.physics, data.image_shape[0], context, horizon)
+    out = intervention_errors(model, guide, x, factors, data.physics, data.image_shape[0], context, horizon, filter=context_filter(evaluation))
     return {**out, "seconds": time.perf_counter() - start}
 
 
@@ -234,7 +246,7 @@ def forecast_figures(model, guide, data: Dataset, results: dict, folder: Path) -
     if not entry or entry.get("skipped") or len(data.image_shape) != 2:
         return
     x, context, horizon = data.test[:4], entry["context"], len(entry["horizons"])
-    predicted = forecast(model, guide, x, context, horizon)
+    predicted = forecast(model, guide, x, context, horizon, filter=ContextFilter.of(entry))
     figures.forecast_frames(x[:, context : context + horizon], predicted, context, data.image_shape, folder / "forecast.png")
     figures.forecast_animation(x[0], predicted[0], context, data.image_shape, folder / "forecast.gif")
 
@@ -246,7 +258,8 @@ def intervention_figure(model, guide, data: Dataset, results: dict, folder: Path
     if not entry or len(data.image_shape) != 2:
         return
     context, horizon = entry["context"], len(entry["horizons"])
-    frames = intervened_frames(model, guide, data.test[:4], data.factors["test"][:4], data.physics, data.image_shape[0], context, horizon)
+    x, factors = data.test[:4], data.factors["test"][:4]
+    frames = intervened_frames(model, guide, x, factors, data.physics, data.image_shape[0], context, horizon, filter=ContextFilter.of(entry))
     figures.intervention_frames(*frames, context, data.image_shape, folder / "intervention.png")
 
 

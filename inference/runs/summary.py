@@ -53,14 +53,15 @@ def summary(metrics: dict, run_dir: Path) -> str:
         forecast = test.get("forecast")
         if forecast and not forecast.get("skipped"):
             pairs = ", ".join(f"{h}: {a:.4f}/{b:.4f}" for h, a, b in zip(forecast["horizons"], forecast["mse"], forecast["mse_repeat_last"]))
-            lines.append(f"test forecast after {forecast['context']} frames, MSE model/repeat-last by horizon: {pairs}")
+            lines.append(f"test forecast after {forecast['context']} frames{_filter_note(forecast)}, MSE model/repeat-last by horizon: {pairs}")
         if "physics" in test:
             constants = ", ".join(f"{name} {c['learned']:.3f} (true {c['true']:.3f})" for name, c in test["physics"].items())
             lines.append(f"learned physics: {constants}")
         intervention = test.get("intervention")
         if intervention:
             pairs = ", ".join(f"{h}: {a:.4f}/{b:.4f}" for h, a, b in zip(intervention["horizons"], intervention["mse_intervened"], intervention["mse_not_intervened"]))
-            lines.append(f"test drive switched off after {intervention['context']} frames, MSE to the A=0 truth, do(A=0)/as learned by horizon: {pairs}")
+            after = f"{intervention['context']} frames{_filter_note(intervention)}"
+            lines.append(f"test drive switched off after {after}, MSE to the A=0 truth, do(A=0)/as learned by horizon: {pairs}")
         denoise = test.get("denoise")
         if denoise and not denoise.get("skipped"):
             pairs = ", ".join(f"{level:g}: {a:.1f} → {b:.1f}" for level, a, b in zip(denoise["levels"], denoise["psnr_input"], denoise["psnr_denoised"]))
@@ -70,3 +71,10 @@ def summary(metrics: dict, run_dir: Path) -> str:
                 lines.append(f"skipped {key}: {entry['reason']}")
     lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
+
+
+def _filter_note(entry: dict) -> str:
+    """How the state a forecast starts from was filtered (entries from before the choice have no note)."""
+    if entry.get("filter") == "particles":
+        return f" (particle filter, ESS median {entry['filter_ess_median']:.0f} of {entry['filter_particles']})"
+    return " (the guide's filter)" if entry.get("filter") == "guide" else ""

@@ -139,6 +139,7 @@ def test_invalid_values_fail_at_start(tmp_path, override, message):
         ("train.epochs=ten", "Value 'ten' of type 'str' could not be converted to Integer"),
         ("train.on_nan=retry", r"Invalid value 'retry', expected one of \[stop, rollback\]"),
         ("evaluation.ais_start=middle", r"Invalid value 'middle', expected one of \[prior, guide\]"),
+        ("evaluation.forecast_filter=kalman", r"Invalid value 'kalman', expected one of \[particles, guide\]"),
         ("evaluation.prior_proposal=maybe", "Value 'maybe' is not a valid bool"),
         ("evaluation.max_points=some", "Value 'some' of type 'str' could not be converted to Integer"),
     ],

@@ -180,3 +180,30 @@ def test_a_physics_run_reports_the_learned_constants_and_the_intervention(tmp_pa
     assert all(math.isfinite(v) for v in intervention["mse_intervened"] + intervention["mse_not_intervened"])
     assert math.isfinite(test["log_px"]["mean"]) and test["elbo"] < test["log_px"]["mean"]
     assert (tmp_path / "plots" / "intervention.png").is_file()
+
+
+def test_the_particle_filter_finds_the_pendulums_state_from_its_frames():
+    """Forecasts start from the model's particle filter of the state after the context. On
+    frames that show (cos θ, sin θ) with noise 0.1, the filter of the law with the true constants
+    and the runs' process noise puts the state of frame 10 within 0.15 rad and 0.5 rad/s of the
+    truth on average over its draws, for each sequence (measured, seeds 0 to 2: at most 0.082 rad
+    and 0.37 rad/s), though it starts from a prior 2 rad and 2 rad/s wide and a phase drawn at
+    random (the drive's phase itself is barely seen in 10 frames, and not checked)."""
+    from models import LearnedNormal
+    from inference.estimators.filtering import particle_filter
+
+    states, _ = true_trajectories()
+    prior = LearnedNormal(2)
+    emission = nn.Linear(2, 2)
+    with torch.no_grad():
+        prior.z_log_scale.fill_(math.log(2.0))
+        emission.weight.copy_(torch.eye(2))
+        emission.bias.zero_()
+    model = StateSpaceModel(prior, PhysicsTransition(2, PHYSICS, initial=TRUE), emission, Gaussian(0.1, scale_mode="fixed"))
+    frames = torch.stack([states[..., 0].cos(), states[..., 0].sin()], -1)
+    k = 10
+    filtered = particle_filter(model, (frames + 0.1 * torch.randn_like(frames))[:, :k], particles=20000, draws=500)
+    angle_error = torch.remainder(filtered.z[..., 0] - states[:, k - 1, 0] + math.pi, 2 * math.pi) - math.pi
+    assert (angle_error.abs().mean(0) < 0.15).all()
+    assert ((filtered.z[..., 1] - states[:, k - 1, 1]).abs().mean(0) < 0.5).all()
+    assert filtered.latents["drive_phase_vector"].shape == (500, B, 2)
