@@ -16,6 +16,7 @@ from pyro import poutine
 
 from ..data.pendulum import render, simulate
 from .forecast import ContextFilter, per_horizon_errors
+from .programs import rng_kept
 
 __all__ = ["DRIVE_SITE", "intervened_frames", "intervention_errors"]
 
@@ -35,7 +36,8 @@ def intervened_frames(
     :param filter: how the state of frame k is filtered; the particle filter by default."""
     z, latents = (filter or ContextFilter())(model, guide, x, context, samples)
     off = {DRIVE_SITE: torch.zeros((), device=x.device)}
-    switched_off = poutine.do(model.roll_forward, data=off)(z, context - 1, horizon, latents)
+    with rng_kept(x.device):  # both rollouts draw the same process noise, so that they differ by the drive alone
+        switched_off = poutine.do(model.roll_forward, data=off)(z, context - 1, horizon, latents)
     as_learned = model.roll_forward(z, context - 1, horizon, latents)
     decoded = [torch.stack([model.frame(state).mean.mean(0) for state in states], 1) for states in (switched_off, as_learned)]
 
