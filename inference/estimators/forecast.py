@@ -15,6 +15,8 @@ of p(x_t | z_t). The forecast of frame k+h is the mean over the S draws, scored 
 squared error against the true frame, beside the naive forecast that repeats frame k.
 """
 
+from typing import NamedTuple
+
 import torch
 from pyro import poutine
 
@@ -23,12 +25,27 @@ import pyro
 from .filtering import particle_filter
 from .programs import PARTICLES, particle_dim
 
-__all__ = ["FILTERS", "FILTER_PAIRS", "ContextFilter", "filtered", "forecast", "forecast_errors", "per_horizon_errors"]
+__all__ = ["FILTERS", "FILTER_PAIRS", "ContextFilter", "ContextState", "filtered", "forecast", "forecast_errors", "per_horizon_errors"]
 
 FILTERS = ("particles", "guide")
 # particle × sequence pairs the particle filter holds at a time: about 34 MB of frames of 256
 # pixels, and as many for their likelihood's terms
 FILTER_PAIRS = 2**15
+
+
+class ContextState(NamedTuple):
+    """What :class:`ContextFilter` gives back: draws of the state at the end of each sequence's
+    first ``context`` frames, from which forecasts and interventions roll on."""
+
+    context: int  #: k, the frames seen
+    z: torch.Tensor  #: ``(samples, B, z_dim)``: draws of the state of frame k given x₁:k
+    latents: dict  #: the transition's sequence latents of those draws, name → ``(samples, B, size)``
+    ess: torch.Tensor | None  #: ``(B,)``: the particle filter's effective sample sizes (``None`` for the guide's)
+    description: dict  #: what ``test.forecast`` and ``test.intervention`` record of the filter
+
+    @property
+    def samples(self) -> int:
+        return self.z.shape[0]
 
 
 class ContextFilter:
@@ -41,34 +58,28 @@ class ContextFilter:
         if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
             raise ValueError(f"evaluation.filter_particles={particles!r}: the particle filter needs a positive number of particles")
         self.filter, self.particles = filter, particles
-        self.ess: torch.Tensor | None = None  # the particle filter's, per sequence, after a call
 
     @torch.no_grad()
-    def __call__(self, model, guide, x: torch.Tensor, context: int, samples: int) -> tuple[torch.Tensor, dict]:
-        """``samples`` draws of the state of frame k = ``context`` given x₁:k, a ``(samples, B,
-        z_dim)`` tensor, and the draws of the transition's sequence latents by name."""
+    def __call__(self, model, guide, x: torch.Tensor, context: int, samples: int = 32) -> ContextState:
+        """``samples`` draws of the state of frame k = ``context`` of each sequence of ``x`` given
+        x₁:k, and of the transition's sequence latents; with the particle filter's effective
+        sample sizes in the description."""
         if self.filter == "guide":
-            return filtered(guide, x, context, samples, model.transition.sequence_latents)
+            z, latents = filtered(guide, x, context, samples, model.transition.sequence_latents)
+            return ContextState(context, z, latents, None, {"filter": "guide"})
         block = max(1, FILTER_PAIRS // self.particles)
         parts = [particle_filter(model, x[start : start + block, :context], self.particles, samples) for start in range(0, x.shape[0], block)]
-        self.ess = torch.cat([part.ess for part in parts])
+        ess = torch.cat([part.ess for part in parts])
         latents = {name: torch.cat([part.latents[name] for part in parts], 1) for name in model.transition.sequence_latents}
-        return torch.cat([part.z for part in parts], 1), latents
+        description = {
+            "filter": "particles", "filter_particles": self.particles, "filter_ess_median": ess.median().item(), "filter_ess_min": ess.min().item()
+        }
+        return ContextState(context, torch.cat([part.z for part in parts], 1), latents, ess, description)
 
     @classmethod
     def of(cls, entry: dict) -> "ContextFilter":
         """The filter a ``test.forecast`` or ``test.intervention`` entry was computed with."""
         return cls(entry["filter"], entry.get("filter_particles", 1))
-
-    def description(self) -> dict:
-        """What ``test.forecast`` and ``test.intervention`` record of the filter."""
-        out = {"filter": self.filter}
-        if self.filter == "particles":
-            out["filter_particles"] = self.particles
-            if self.ess is not None:
-                out["filter_ess_median"] = self.ess.median().item()
-                out["filter_ess_min"] = self.ess.min().item()
-        return out
 
 
 @torch.no_grad()
@@ -83,27 +94,26 @@ def filtered(guide, x: torch.Tensor, context: int, samples: int, latent_names=()
 
 
 @torch.no_grad()
-def forecast(model, guide, x: torch.Tensor, context: int, horizon: int, samples: int = 32, filter: ContextFilter | None = None) -> torch.Tensor:
-    """The mean frames of p(x_{k+h} | x₁:k), h = 1 … ``horizon``, for k = ``context``: a
-    ``(B, horizon, x_dim)`` tensor, from ``samples`` draws of the filtered state per sequence.
+def forecast(model, start: ContextState, horizon: int) -> torch.Tensor:
+    """The mean frames of p(x_{k+h} | x₁:k), h = 1 … ``horizon``, from the filtered state of
+    frame k (``start``): a ``(B, horizon, x_dim)`` tensor, each the mean over the state's draws.
 
     :param model: a state-space model (:class:`~models.state_space.StateSpaceModel`).
-    :param guide: its guide, whose sites ``z_1 … z_T`` follow the frames it is given.
-    :param filter: how the state of frame k is filtered; the particle filter by default."""
-    z, latents = (filter or ContextFilter())(model, guide, x, context, samples)
-    states = model.roll_forward(z, context - 1, horizon, latents)
+    :param start: the state after the context, from a :class:`ContextFilter`."""
+    states = model.roll_forward(start.z, start.context - 1, horizon, start.latents)
     return torch.stack([model.frame(state).mean.mean(0) for state in states], 1)
 
 
-def forecast_errors(model, guide, x: torch.Tensor, context: int, horizon: int, samples: int = 32, filter: ContextFilter | None = None) -> dict:
-    """``test.forecast``: per horizon h = 1 … H, the mean per-pixel squared error of the
-    forecast frame (``mse``) and of the last seen frame repeated (``mse_repeat_last``); and the
-    filter, with the particle filter's effective sample sizes."""
-    filter = filter or ContextFilter()
-    truth = x[:, context : context + horizon]
-    predicted = forecast(model, guide, x, context, horizon, samples, filter)
-    repeated = x[:, context - 1 : context].expand_as(truth)
-    return {**per_horizon_errors(truth, context, samples, mse=predicted, mse_repeat_last=repeated), **filter.description()}
+def forecast_errors(model, x: torch.Tensor, start: ContextState, horizon: int) -> dict:
+    """``test.forecast``: per horizon h = 1 … H, the mean per-pixel squared error against the
+    frames of ``x`` after the context of the forecast frame (``mse``) and of the last seen frame
+    repeated (``mse_repeat_last``); and the filter, with the particle filter's effective sample
+    sizes."""
+    k = start.context
+    truth = x[:, k : k + horizon]
+    repeated = x[:, k - 1 : k].expand_as(truth)
+    errors = per_horizon_errors(truth, k, start.samples, mse=forecast(model, start, horizon), mse_repeat_last=repeated)
+    return {**errors, **start.description}
 
 
 def per_horizon_errors(truth: torch.Tensor, context: int, samples: int, **predictions: torch.Tensor) -> dict:

@@ -15,7 +15,7 @@ import torch
 from pyro import poutine
 
 from ..data.pendulum import render, simulate
-from .forecast import ContextFilter, per_horizon_errors
+from .forecast import ContextState, per_horizon_errors
 from .programs import rng_kept
 
 __all__ = ["DRIVE_SITE", "intervened_frames", "intervention_errors"]
@@ -24,41 +24,35 @@ DRIVE_SITE = "drive_amplitude"
 
 
 @torch.no_grad()
-def intervened_frames(
-    model, guide, x: torch.Tensor, factors: torch.Tensor, physics: dict, image_size: int, context: int, horizon: int, samples: int = 32,
-    filter: ContextFilter | None = None,
-):
-    """The frames k+1 … k+H (k = ``context``) of the A = 0 truth, of the model with its drive
-    switched off, and of the model as learned: three ``(B, H, x_dim)`` tensors.
+def intervened_frames(model, start: ContextState, factors: torch.Tensor, physics: dict, image_size: int, horizon: int):
+    """The frames k+1 … k+H after the context of ``start`` of the A = 0 truth, of the model with
+    its drive switched off, and of the model as learned: three ``(B, H, x_dim)`` tensors.
 
-    :param factors: the true (cos θ, sin θ, θ') of every frame of ``x``, ``(B, T, 3)``.
-    :param physics: the data's ``Dataset.physics`` (the constants, ``dt`` and ``stride``).
-    :param filter: how the state of frame k is filtered; the particle filter by default."""
-    z, latents = (filter or ContextFilter())(model, guide, x, context, samples)
-    off = {DRIVE_SITE: torch.zeros((), device=x.device)}
-    with rng_kept(x.device):  # both rollouts draw the same process noise, so that they differ by the drive alone
-        switched_off = poutine.do(model.roll_forward, data=off)(z, context - 1, horizon, latents)
-    as_learned = model.roll_forward(z, context - 1, horizon, latents)
+    :param start: the state after the context, from a :class:`~.forecast.ContextFilter`.
+    :param factors: the true (cos θ, sin θ, θ') of every frame of the sequences, ``(B, T, 3)``.
+    :param physics: the data's ``Dataset.physics`` (the constants, ``dt`` and ``stride``)."""
+    k, sequences = start.context, start.z.shape[1]
+    off = {DRIVE_SITE: torch.zeros((), device=start.z.device)}
+    with rng_kept(start.z.device):  # both rollouts draw the same process noise, so that they differ by the drive alone
+        switched_off = poutine.do(model.roll_forward, data=off)(start.z, k - 1, horizon, start.latents)
+    as_learned = model.roll_forward(start.z, k - 1, horizon, start.latents)
     decoded = [torch.stack([model.frame(state).mean.mean(0) for state in states], 1) for states in (switched_off, as_learned)]
 
-    start = factors[:, context - 1].double()
-    initial = torch.stack([torch.atan2(start[:, 1], start[:, 0]), start[:, 2]], -1)
+    initial = factors[:, k - 1].double()
+    initial = torch.stack([torch.atan2(initial[:, 1], initial[:, 0]), initial[:, 2]], -1)
     constants = {name: physics[name] for name in ("gravity_over_length", "damping", "drive_frequency")}
     truth_states = simulate(
-        x.shape[0], horizon + 1, stride=physics["stride"], dt=physics["dt"], drive_amplitude=0.0, initial=initial.cpu(),
-        start_time=(context - 1) * physics["frame_interval"], generator=torch.Generator().manual_seed(0), **constants,
+        sequences, horizon + 1, stride=physics["stride"], dt=physics["dt"], drive_amplitude=0.0, initial=initial.cpu(),
+        start_time=(k - 1) * physics["frame_interval"], generator=torch.Generator().manual_seed(0), **constants,
     )[:, 1:]  # the generator only draws the unused random start and phase, away from the global RNG
-    truth = render(truth_states[..., 0].reshape(-1), image_size).reshape(x.shape[0], horizon, -1).to(x)
+    truth = render(truth_states[..., 0].reshape(-1), image_size).reshape(sequences, horizon, -1).to(decoded[0])
     return truth, decoded[0], decoded[1]
 
 
-def intervention_errors(
-    model, guide, x, factors, physics, image_size, context: int, horizon: int, samples: int = 32, filter: ContextFilter | None = None
-) -> dict:
+def intervention_errors(model, start: ContextState, factors: torch.Tensor, physics: dict, image_size: int, horizon: int) -> dict:
     """``test.intervention``: per horizon h = 1 … H, the mean per-pixel squared error against
     the A = 0 truth of the model with its drive switched off (``mse_intervened``) and as
     learned (``mse_not_intervened``); and the filter."""
-    filter = filter or ContextFilter()
-    truth, switched_off, as_learned = intervened_frames(model, guide, x, factors, physics, image_size, context, horizon, samples, filter)
-    errors = per_horizon_errors(truth, context, samples, mse_intervened=switched_off, mse_not_intervened=as_learned)
-    return {**errors, **filter.description()}
+    truth, switched_off, as_learned = intervened_frames(model, start, factors, physics, image_size, horizon)
+    errors = per_horizon_errors(truth, start.context, start.samples, mse_intervened=switched_off, mse_not_intervened=as_learned)
+    return {**errors, **start.description}

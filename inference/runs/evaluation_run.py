@@ -105,13 +105,10 @@ def evaluate_run(
             results["test"]["gaps"]["seconds"] = time.perf_counter() - start
     if data.factors is not None and "test" in results:
         results["test"]["probe"] = probe(guide, data, evaluation, keys)
-    if data.frames and evaluation.forecast_horizon and "test" in results:
-        results["test"]["forecast"] = forecasts(model, guide, data.test[: evaluation.max_points], evaluation)
+    if data.frames and (evaluation.forecast_horizon or evaluation.intervene) and "test" in results:
+        results["test"].update(rollouts(model, guide, data, evaluation))
     if callable(getattr(getattr(model, "transition", None), "constants", None)) and data.physics and "test" in results:
         results["test"]["physics"] = learned_physics(model.transition, data.physics)
-    if evaluation.intervene and "test" in results:
-        n = evaluation.max_points
-        results["test"]["intervention"] = interventions(model, guide, data.test[:n], data.factors["test"][:n], data, evaluation)
     if evaluation.ais and "test" in results:
         if takes_keys:
             results["test"]["log_px_ais"] = skipped(f"AIS here anneals {takes_keys}")
@@ -134,19 +131,30 @@ def evaluate_run(
     return results
 
 
-def forecasts(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:
-    """``test.forecast`` of a state-space model, or why it was skipped (a program of sequences
-    that has no ``transition`` to roll forward)."""
+def rollouts(model, guide, data: Dataset, evaluation: DictConfig) -> dict:
+    """``test.forecast`` and, with ``evaluation.intervene``, ``test.intervention`` of a
+    state-space model, both from one filtering of the test sequences' context; or why the
+    forecast was skipped (a program of sequences that has no ``transition`` to roll forward)."""
     if not all(hasattr(model, part) for part in ("transition", "decoder", "likelihood")):
-        return skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")
-    start = time.perf_counter()
-    out = forecast_errors(model, guide, x, evaluation.forecast_context, evaluation.forecast_horizon, filter=context_filter(evaluation))
-    if out.get("filter_ess_median", math.inf) < FEW_EFFECTIVE_PARTICLES:
+        return {"forecast": skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")}
+    x, out = data.test[: evaluation.max_points], {}
+    start_time = time.perf_counter()
+    start = context_filter(evaluation)(model, guide, x, evaluation.forecast_context)
+    description = {**start.description, "filter_seconds": time.perf_counter() - start_time}
+    if description.get("filter_ess_median", math.inf) < FEW_EFFECTIVE_PARTICLES:
         log.warning(
-            f"the particle filter of the forecasts' context kept a median of {out['filter_ess_median']:.0f} effective particles "
-            f"of {out['filter_particles']}: its state is a few draws, and the forecast noisy; raise evaluation.filter_particles"
+            f"the particle filter of the forecasts' context kept a median of {description['filter_ess_median']:.0f} effective particles "
+            f"of {description['filter_particles']}: its state is a few draws, and the forecast noisy; raise evaluation.filter_particles"
         )
-    return {**out, "seconds": time.perf_counter() - start}
+    start = start._replace(description=description)
+    if evaluation.forecast_horizon:
+        start_time = time.perf_counter()
+        out["forecast"] = {**forecast_errors(model, x, start, evaluation.forecast_horizon), "seconds": time.perf_counter() - start_time}
+    if evaluation.intervene:
+        start_time, horizon = time.perf_counter(), evaluation.forecast_horizon or data.frames - evaluation.forecast_context
+        errors = intervention_errors(model, start, data.factors["test"][: evaluation.max_points], data.physics, data.image_shape[0], horizon)
+        out["intervention"] = {**errors, "seconds": time.perf_counter() - start_time}
+    return out
 
 
 def context_filter(evaluation: DictConfig) -> ContextFilter:
@@ -158,15 +166,6 @@ def learned_physics(transition, physics: dict) -> dict:
     """``test.physics``: each constant the transition learned beside the simulator's, by the
     simulator's names. Point estimates (maximum likelihood within the ELBO): no uncertainty."""
     return {name: {"true": physics[name], "learned": value} for name, value in transition.constants().items()}
-
-
-def interventions(model, guide, x: torch.Tensor, factors: torch.Tensor, data: Dataset, evaluation: DictConfig) -> dict:
-    """``test.intervention``: the rollouts with the drive switched off and as learned, against
-    the simulator's A = 0 truth (:func:`~inference.estimators.intervention.intervention_errors`)."""
-    start = time.perf_counter()
-    context, horizon = evaluation.forecast_context, evaluation.forecast_horizon or data.frames - evaluation.forecast_context
-    out = intervention_errors(model, guide, x, factors, data.physics, data.image_shape[0], context, horizon, filter=context_filter(evaluation))
-    return {**out, "seconds": time.perf_counter() - start}
 
 
 def gold_standard(model, guide, x: torch.Tensor, evaluation: DictConfig, run_dir: Path) -> dict:
@@ -219,8 +218,7 @@ def draw_figures(
         log.warning(f"skipped: the samples, reconstructions and latent figures, drawn here for {takes_keys}")
         return
     if data.frames:  # a point is a sequence: its figures are the forecasts'
-        forecast_figures(model, guide, data, results, folder)
-        intervention_figure(model, guide, data, results, folder)
+        rollout_figures(model, guide, data, results, folder)
         return
     vector = LatentVector.unsupported(model, guide, x) is None
     if len(data.image_shape) == 2:
@@ -239,28 +237,25 @@ def draw_figures(
         figures.denoising(clean, noisy, [denoised(model, guide, n) for n in noisy], denoise_levels, data.image_shape, folder / "denoising.png")
 
 
-def forecast_figures(model, guide, data: Dataset, results: dict, folder: Path) -> None:
-    """The true frames beside the forecast ones, and an animation of a test sequence beside the
-    model's (seen, then generated), for a run whose ``test.forecast`` was computed."""
-    entry = results.get("test", {}).get("forecast")
-    if not entry or entry.get("skipped") or len(data.image_shape) != 2:
+def rollout_figures(model, guide, data: Dataset, results: dict, folder: Path) -> None:
+    """For a run whose ``test.forecast`` was computed, the true frames beside the forecast ones
+    and an animation of a test sequence beside the model's (seen, then generated); for one whose
+    ``test.intervention`` was, the A = 0 truth, the model under do(A = 0) and the model as
+    learned. Both from four test sequences, filtered as the entries were."""
+    test = results.get("test", {})
+    entries = [entry for entry in (test.get("forecast"), test.get("intervention")) if entry and not entry.get("skipped")]
+    if not entries or len(data.image_shape) != 2:
         return
-    x, context, horizon = data.test[:4], entry["context"], len(entry["horizons"])
-    predicted = forecast(model, guide, x, context, horizon, filter=ContextFilter.of(entry))
-    figures.forecast_frames(x[:, context : context + horizon], predicted, context, data.image_shape, folder / "forecast.png")
-    figures.forecast_animation(x[0], predicted[0], context, data.image_shape, folder / "forecast.gif")
-
-
-def intervention_figure(model, guide, data: Dataset, results: dict, folder: Path) -> None:
-    """The A = 0 truth, the model under do(A = 0) and the model as learned, for a run whose
-    ``test.intervention`` was computed."""
-    entry = results.get("test", {}).get("intervention")
-    if not entry or len(data.image_shape) != 2:
-        return
-    context, horizon = entry["context"], len(entry["horizons"])
-    x, factors = data.test[:4], data.factors["test"][:4]
-    frames = intervened_frames(model, guide, x, factors, data.physics, data.image_shape[0], context, horizon, filter=ContextFilter.of(entry))
-    figures.intervention_frames(*frames, context, data.image_shape, folder / "intervention.png")
+    x, context = data.test[:4], entries[0]["context"]
+    start = ContextFilter.of(entries[0])(model, guide, x, context)
+    if entry := test.get("forecast"):
+        predicted = forecast(model, start, len(entry["horizons"]))
+        truth = x[:, context : context + predicted.shape[1]]
+        figures.forecast_frames(truth, predicted, context, data.image_shape, folder / "forecast.png")
+        figures.forecast_animation(x[0], predicted[0], context, data.image_shape, folder / "forecast.gif")
+    if entry := test.get("intervention"):
+        frames = intervened_frames(model, start, data.factors["test"][:4], data.physics, data.image_shape[0], len(entry["horizons"]))
+        figures.intervention_frames(*frames, context, data.image_shape, folder / "intervention.png")
 
 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:

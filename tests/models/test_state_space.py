@@ -240,15 +240,15 @@ def test_a_forecast_from_the_particle_filter_is_the_exact_predictive_mean():
     model = linear_gaussian_model()
     x = sequences(model, 30)
     k, draws = 4, 2000
-    particles = ContextFilter("particles", particles=20000)
-    predicted = forecast(model, None, x, k, 1, samples=draws, filter=particles)[:, 0].double()
+    start = ContextFilter("particles", particles=20000)(model, None, x, k, samples=draws)
+    predicted = forecast(model, start, 1)[:, 0].double()
     exact = model.exact_filter(x[:, :k])
     A, b = model.transition.linear.weight.double(), model.transition.linear.bias.double()
     W, c = model.decoder.weight.double(), model.decoder.bias.double()
     z_cov = A @ exact.cov @ A.T + torch.diag(model.transition.log_scale.exp().double() ** 2)
     sd = (W @ z_cov @ W.T).diagonal().sqrt()  # the mean frame varies with z_{k+1} alone
-    effective = particles.ess.double().clamp_max(draws)[:, None]
+    effective = start.ess.double().clamp_max(draws)[:, None]
     z_scores = (predicted - ((exact.mean @ A.T + b) @ W.T + c)) / (sd / effective.sqrt())
     assert z_scores.abs().max() < 4 and (z_scores**2).mean() < 1.6  # seeds 0 to 3: mean square 0.92 to 1.28
-    far = forecast(model, None, x, k, 1, samples=draws, filter=ContextFilter("particles", particles=1))[:, 0].double()
+    far = forecast(model, ContextFilter("particles", particles=1)(model, None, x, k, samples=draws), 1)[:, 0].double()
     assert ((far - ((exact.mean @ A.T + b) @ W.T + c)) / (sd / math.sqrt(draws))).abs().max() > 4  # one particle: the prior's guess
