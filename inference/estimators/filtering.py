@@ -10,7 +10,9 @@ rather than T. On the pendulum its angular velocity at frame 10 was off by 0.93 
 posterior scale of 0.075, its drive phase no better than chance at a scale of 0.05
 (BENCHMARKS.md, "Hypotheses compared"). The filter asks nothing of the guide: the particles of
 (z_1, the sequence latents) are drawn from the model's priors, moved by the transition, and
-weighed by each frame's likelihood, so that its draws approach the model's own posterior as the
+weighed by each frame's likelihood (a sequence's particles are resampled, systematically, when
+their effective sample size falls under half; the other sequences' keep their weights, and the
+noise of a resampling they do not need), so that its draws approach the model's own posterior as the
 particles grow, for any transition, and its normalizing constants give log p̂(x₁:k), unbiased
 in p (Del Moral 2004), which the tests check against a Kalman filter.
 
@@ -32,7 +34,7 @@ from .programs import PARTICLES
 
 __all__ = ["Filtered", "particle_filter", "systematic_resample"]
 
-RESAMPLE_BELOW = 0.5  # resample when the effective sample size falls under this share of the particles
+RESAMPLE_BELOW = 0.5  # a sequence is resampled when its effective sample size falls under this share of the particles
 
 
 class Filtered(NamedTuple):
@@ -85,13 +87,14 @@ def particle_filter(model, x: torch.Tensor, particles: int, draws: int) -> Filte
         if t:
             z = step(z, t - 1).sample()
         log_w = log_w + model.frame(z).log_prob(x[:, t])
-        if t < k - 1 and (_effective_size(log_w) < RESAMPLE_BELOW * S).any():
-            log_px = log_px + torch.logsumexp(log_w, 0) - math.log(S)
-            index = systematic_resample(log_w, S)
+        degenerate = _effective_size(log_w) < RESAMPLE_BELOW * S  # (B,): the sequences resampled now
+        if t < k - 1 and degenerate.any():
+            log_px = log_px + torch.where(degenerate, torch.logsumexp(log_w, 0) - math.log(S), 0.0)
+            index = torch.where(degenerate, systematic_resample(log_w, S), torch.arange(S, device=x.device)[:, None])
             z, latents = _gathered(z, index), {name: _gathered(value, index) for name, value in latents.items()}
             with poutine.condition(data=latents):
                 step = model.transition.begin()
-            log_w = torch.zeros_like(log_w)
+            log_w = torch.where(degenerate, 0.0, log_w)
     log_px = log_px + torch.logsumexp(log_w, 0) - math.log(S)
     index = systematic_resample(log_w, draws)
     return Filtered(_gathered(z, index), {name: _gathered(value, index) for name, value in latents.items()}, _effective_size(log_w), log_px)
