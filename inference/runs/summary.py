@@ -62,6 +62,11 @@ def summary(metrics: dict, run_dir: Path) -> str:
             pairs = ", ".join(f"{h}: {a:.4f}/{b:.4f}" for h, a, b in zip(intervention["horizons"], intervention["mse_intervened"], intervention["mse_not_intervened"]))
             after = f"{intervention['context']} frames{_filter_note(intervention)}"
             lines.append(f"test drive switched off after {after}, MSE to the A=0 truth, do(A=0)/as learned by horizon: {pairs}")
+            if intervention.get("mse_reduction_stderr"):
+                reductions = ", ".join(
+                    f"{h}: {r:+.1e} ± {s:.1e}" for h, r, s in zip(intervention["horizons"], intervention["mse_reduction"], intervention["mse_reduction_stderr"])
+                )
+                lines.append(f"  the MSE do(A=0) takes away, paired over the sequences, by horizon: {reductions}")
         denoise = test.get("denoise")
         if denoise and not denoise.get("skipped"):
             pairs = ", ".join(f"{level:g}: {a:.1f} → {b:.1f}" for level, a, b in zip(denoise["levels"], denoise["psnr_input"], denoise["psnr_denoised"]))

@@ -178,6 +178,10 @@ def test_a_physics_run_reports_the_learned_constants_and_the_intervention(tmp_pa
     intervention = test["intervention"]
     assert intervention["horizons"] == [1, 2, 3] and len(intervention["mse_intervened"]) == len(intervention["mse_not_intervened"]) == 3
     assert all(math.isfinite(v) for v in intervention["mse_intervened"] + intervention["mse_not_intervened"])
+    # the paired reduction is the gap of the two errors, sign and horizon aligned, with a spread over the sequences
+    gaps = [b - a for a, b in zip(intervention["mse_intervened"], intervention["mse_not_intervened"])]
+    assert intervention["mse_reduction"] == pytest.approx(gaps, abs=1e-7)
+    assert len(intervention["mse_reduction_stderr"]) == 3 and all(s > 0 for s in intervention["mse_reduction_stderr"])
     assert math.isfinite(test["log_px"]["mean"]) and test["elbo"] < test["log_px"]["mean"]
     assert (tmp_path / "plots" / "intervention.png").is_file()
 
