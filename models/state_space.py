@@ -3,11 +3,13 @@ Shalit & Sontag (2017) with swappable parts, after Pyro's ``dmm`` example.
 
     z_1 ~ p(z)                                the ``prior`` group
     z_t ~ p(z_t | z_{t−1})                    the ``transition`` group (t = 2 … T)
-    x_t ~ p(x_t | decoder(emission(z_t)))     the ``decoder`` and ``likelihood`` groups, frame by frame
+    x_t ~ p(x_t | decoder(emission(z_t)))     the ``decoder`` and ``likelihood`` groups, all frames at once
 
 All under ``pyro.plate("data", B)``, a data point being a whole sequence ``x`` of shape
-``(B, T, x_dim)``; the sites are ``z_1 … z_T`` and ``x_1 … x_T``, the time steps under
-``pyro.markov``, and whatever the transition keeps per sequence (``transition=physics``: the
+``(B, T, x_dim)``; the sites are ``z_1 … z_T``, the time steps under ``pyro.markov``, one
+site ``x`` of all the frames given their states (the decoder and likelihood run once on the
+``(B, T)`` states, not once a frame: a training step of the pendulum's physics preset takes half
+the time on one thread, BENCHMARKS.md), and whatever the transition keeps per sequence (``transition=physics``: the
 drive's phase and amplitude). The decoder reads what the transition's ``emission`` makes of a
 state (all of it, but for the physics transition's (cos θ, sin θ)). With every part
 linear-Gaussian (``prior=standard_normal transition=linear decoder=linear likelihood=gaussian``
@@ -69,11 +71,10 @@ class StateSpaceModel(WithLikelihood, nn.Module):
         B, T = x.shape[:2]
         with pyro.plate("data", B):
             step = self.transition.begin()
-            z = pyro.sample("z_1", self.prior(B))
-            pyro.sample("x_1", self.frame(z), obs=x[:, 0])
+            states = [pyro.sample("z_1", self.prior(B))]
             for t in pyro.markov(range(1, T)):
-                z = pyro.sample(f"z_{t + 1}", step(z, t - 1))
-                pyro.sample(f"x_{t + 1}", self.frame(z), obs=x[:, t])
+                states.append(pyro.sample(f"z_{t + 1}", step(states[-1], t - 1)))
+            pyro.sample("x", self.frame(torch.stack(states, -2)).to_event(1), obs=x)
 
     def frame(self, z: torch.Tensor):
         """p(x_t | z_t), the distribution of the frame of state ``z``."""
