@@ -15,6 +15,7 @@ of p(x_t | z_t). The forecast of frame k+h is the mean over the S draws, scored 
 squared error against the true frame, beside the naive forecast that repeats frame k.
 """
 
+import time
 from typing import NamedTuple
 
 import torch
@@ -40,12 +41,23 @@ class ContextState(NamedTuple):
     context: int  #: k, the frames seen
     z: torch.Tensor  #: ``(samples, B, z_dim)``: draws of the state of frame k given x₁:k
     latents: dict  #: the transition's sequence latents of those draws, name → ``(samples, B, size)``
-    ess: torch.Tensor | None  #: ``(B,)``: the particle filter's effective sample sizes (``None`` for the guide's)
-    description: dict  #: what ``test.forecast`` and ``test.intervention`` record of the filter
+    particles: int | None  #: the particle filter's particles per sequence (``None``: the guide's filter)
+    ess: torch.Tensor | None  #: ``(B,)``: the particle filter's effective sample sizes
+    seconds: float  #: the filter's time
 
     @property
     def samples(self) -> int:
         return self.z.shape[0]
+
+    @property
+    def description(self) -> dict:
+        """What ``test.forecast`` and ``test.intervention`` record of the filter."""
+        if self.particles is None:
+            return {"filter": "guide", "filter_seconds": self.seconds}
+        return {
+            "filter": "particles", "filter_particles": self.particles, "filter_ess_median": self.ess.median().item(),
+            "filter_ess_min": self.ess.min().item(), "filter_seconds": self.seconds,
+        }
 
 
 class ContextFilter:
@@ -63,18 +75,16 @@ class ContextFilter:
     def __call__(self, model, guide, x: torch.Tensor, context: int, samples: int = 32) -> ContextState:
         """``samples`` draws of the state of frame k = ``context`` of each sequence of ``x`` given
         x₁:k, and of the transition's sequence latents; with the particle filter's effective
-        sample sizes in the description."""
+        sample sizes."""
+        begun = time.perf_counter()
         if self.filter == "guide":
             z, latents = filtered(guide, x, context, samples, model.transition.sequence_latents)
-            return ContextState(context, z, latents, None, {"filter": "guide"})
+            return ContextState(context, z, latents, None, None, time.perf_counter() - begun)
         block = max(1, FILTER_PAIRS // self.particles)
         parts = [particle_filter(model, x[start : start + block, :context], self.particles, samples) for start in range(0, x.shape[0], block)]
-        ess = torch.cat([part.ess for part in parts])
         latents = {name: torch.cat([part.latents[name] for part in parts], 1) for name in model.transition.sequence_latents}
-        description = {
-            "filter": "particles", "filter_particles": self.particles, "filter_ess_median": ess.median().item(), "filter_ess_min": ess.min().item()
-        }
-        return ContextState(context, torch.cat([part.z for part in parts], 1), latents, ess, description)
+        z, ess = torch.cat([part.z for part in parts], 1), torch.cat([part.ess for part in parts])
+        return ContextState(context, z, latents, self.particles, ess, time.perf_counter() - begun)
 
     @classmethod
     def of(cls, entry: dict) -> "ContextFilter":

@@ -10,7 +10,6 @@ same settings give the same numbers, and merges the results into its ``metrics.j
 """
 
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -138,15 +137,12 @@ def rollouts(model, guide, data: Dataset, evaluation: DictConfig) -> dict:
     if not all(hasattr(model, part) for part in ("transition", "decoder", "likelihood")):
         return {"forecast": skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")}
     x, out = data.test[: evaluation.max_points], {}
-    start_time = time.perf_counter()
     start = context_filter(evaluation)(model, guide, x, evaluation.forecast_context)
-    description = {**start.description, "filter_seconds": time.perf_counter() - start_time}
-    if description.get("filter_ess_median", math.inf) < FEW_EFFECTIVE_PARTICLES:
+    if start.ess is not None and start.ess.median() < FEW_EFFECTIVE_PARTICLES:
         log.warning(
-            f"the particle filter of the forecasts' context kept a median of {description['filter_ess_median']:.0f} effective particles "
-            f"of {description['filter_particles']}: its state is a few draws, and the forecast noisy; raise evaluation.filter_particles"
+            f"the particle filter of the forecasts' context kept a median of {start.ess.median().item():.0f} effective particles "
+            f"of {start.particles}: its state is a few draws, and the forecast noisy; raise evaluation.filter_particles"
         )
-    start = start._replace(description=description)
     if evaluation.forecast_horizon:
         start_time = time.perf_counter()
         out["forecast"] = {**forecast_errors(model, x, start, evaluation.forecast_horizon), "seconds": time.perf_counter() - start_time}
@@ -243,18 +239,20 @@ def rollout_figures(model, guide, data: Dataset, results: dict, folder: Path) ->
     ``test.intervention`` was, the A = 0 truth, the model under do(A = 0) and the model as
     learned. Both from four test sequences, filtered as the entries were."""
     test = results.get("test", {})
-    entries = [entry for entry in (test.get("forecast"), test.get("intervention")) if entry and not entry.get("skipped")]
+    entries = {name: test[name] for name in ("forecast", "intervention") if test.get(name) and not test[name].get("skipped")}
     if not entries or len(data.image_shape) != 2:
         return
-    x, context = data.test[:4], entries[0]["context"]
-    start = ContextFilter.of(entries[0])(model, guide, x, context)
-    if entry := test.get("forecast"):
-        predicted = forecast(model, start, len(entry["horizons"]))
+    first = next(iter(entries.values()))
+    x, context = data.test[:4], first["context"]
+    start = ContextFilter.of(first)(model, guide, x, context)
+    if "forecast" in entries:
+        predicted = forecast(model, start, len(entries["forecast"]["horizons"]))
         truth = x[:, context : context + predicted.shape[1]]
         figures.forecast_frames(truth, predicted, context, data.image_shape, folder / "forecast.png")
         figures.forecast_animation(x[0], predicted[0], context, data.image_shape, folder / "forecast.gif")
-    if entry := test.get("intervention"):
-        frames = intervened_frames(model, start, data.factors["test"][:4], data.physics, data.image_shape[0], len(entry["horizons"]))
+    if "intervention" in entries:
+        horizon = len(entries["intervention"]["horizons"])
+        frames = intervened_frames(model, start, data.factors["test"][:4], data.physics, data.image_shape[0], horizon)
         figures.intervention_frames(*frames, context, data.image_shape, folder / "intervention.png")
 
 
