@@ -16,7 +16,7 @@ from torch import nn
 
 import pyro.distributions as dist
 
-from .distributions import DiscretizedLogistic, LogitBernoulli
+from .distributions import DiscretizedLogistic, LogitBernoulli, LogitContinuousBernoulli
 
 __all__ = [
     "Likelihood",
@@ -88,7 +88,7 @@ class ContinuousBernoulli(Likelihood):
     (Loaiza-Ganem & Cunningham 2019): the proper likelihood for gray values in [0, 1]."""
 
     def forward(self, x_logits: torch.Tensor) -> dist.TorchDistribution:
-        return dist.ContinuousBernoulli(logits=x_logits, validate_args=False).to_event(1)
+        return LogitContinuousBernoulli(logits=x_logits, validate_args=False).to_event(1)
 
     def check_support(self, x: torch.Tensor) -> None:
         super().check_support(x)
