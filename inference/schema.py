@@ -98,6 +98,7 @@ class EvaluationSchema:
     forecast_filter: ForecastFilter = ForecastFilter.particles
     filter_particles: int = 4000
     intervene: bool = False
+    intervention_context: int | None = None
     supervised_only_steps: int = 2000
     figures: bool = True
     posterior_points: int = 0

@@ -101,6 +101,12 @@ def check_sequences(cfg: DictConfig, data: Dataset, model: torch.nn.Module, guid
         )
 
 
+def intervention_context(evaluation: DictConfig) -> int:
+    """The frames seen before the drive is switched off: ``evaluation.intervention_context``,
+    or the forecast's where that is null."""
+    return evaluation.get("intervention_context") or evaluation.forecast_context
+
+
 def check_intervention(cfg: DictConfig, data: Dataset, model: torch.nn.Module) -> None:
     """``evaluation.intervene=true`` needs a transition with a drive to switch off and data
     whose simulator can run without it."""
@@ -112,6 +118,12 @@ def check_intervention(cfg: DictConfig, data: Dataset, model: torch.nn.Module) -
         )
     if not data.physics or data.factors is None:
         raise ValueError(f"evaluation.intervene=true compares with the pendulum simulator, which data={data.name} has not; use data=pendulum_sequences")
+    context = intervention_context(cfg.evaluation)
+    if context >= data.frames:
+        raise ValueError(
+            f"evaluation.intervention_context={context} leaves none of data={data.name}'s {data.frames} frames to switch the drive "
+            f"off in; keep it under {data.frames} (null: evaluation.forecast_context)"
+        )
 
 
 def corrupted(cfg: DictConfig, guide: torch.nn.Module) -> torch.nn.Module:

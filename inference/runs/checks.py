@@ -67,6 +67,7 @@ def check_config(cfg) -> None:
                 "posterior_samples", "posterior_warmup", "posterior_chains", "forecast_context", "filter_particles"):
         _positive_int(f"evaluation.{key}", evaluation[key])
     _positive_int("evaluation.max_points", evaluation.max_points, allow_none=True)
+    _positive_int("evaluation.intervention_context", evaluation.intervention_context, allow_none=True)
     _positive_int("evaluation.chunk_size", evaluation.chunk_size, allow_none=True)
     if not evaluation.memory_budget_mb > 0:
         _fail("evaluation.memory_budget_mb", evaluation.memory_budget_mb, "a positive number of megabytes")

@@ -37,7 +37,7 @@ from ..estimators import (
     posterior_mean,
 )
 from ..estimators.denoising import denoised, denoising_scores
-from ..estimators.forecast import ContextFilter, forecast, forecast_errors
+from ..estimators.forecast import ContextFilter, ContextState, forecast, forecast_errors
 from ..estimators.intervention import intervened_frames, intervention_errors
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from ..estimators.programs import rng_kept, sliced
@@ -45,7 +45,7 @@ from ..schema import typed
 from ..training.checkpoint import load_checkpoint, set_rng_state
 from ..training.supervised import supervised_only
 from . import figures
-from .build import batch_keys, instantiate, prepared, trackers_of
+from .build import batch_keys, instantiate, intervention_context, prepared, trackers_of
 from .checks import check_config, resolve_device
 from .rundir import fingerprints, locked, read_metrics, write_metrics, write_per_point
 
@@ -132,30 +132,41 @@ def evaluate_run(
 
 def rollouts(model, guide, data: Dataset, evaluation: DictConfig) -> dict:
     """``test.forecast`` and, with ``evaluation.intervene``, ``test.intervention`` of a
-    state-space model, both from one filtering of the test sequences' context; or why the
-    forecast was skipped (a program of sequences that has no ``transition`` to roll forward)."""
+    state-space model, from one filtering of the test sequences' context where both have the
+    same (``evaluation.intervention_context`` null); or why the forecast was skipped (a program
+    of sequences that has no ``transition`` to roll forward)."""
     if not all(hasattr(model, part) for part in ("transition", "decoder", "likelihood")):
         return {"forecast": skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")}
-    x, out = data.test[: evaluation.max_points], {}
-    start = context_filter(evaluation)(model, guide, x, evaluation.forecast_context)
-    if start.ess is not None and start.ess.median() < FEW_EFFECTIVE_PARTICLES:
-        log.warning(
-            f"the particle filter of the forecasts' context kept a median of {start.ess.median().item():.0f} effective particles "
-            f"of {start.particles}: its state is a few draws, and the forecast noisy; raise evaluation.filter_particles"
-        )
+    x, out, starts = data.test[: evaluation.max_points], {}, {}
+
+    def start(context: int) -> ContextState:
+        if context not in starts:
+            starts[context] = filtered_context(model, guide, x, context, evaluation)
+        return starts[context]
+
     if evaluation.forecast_horizon:
+        filtered = start(evaluation.forecast_context)
         start_time = time.perf_counter()
-        out["forecast"] = {**forecast_errors(model, x, start, evaluation.forecast_horizon), "seconds": time.perf_counter() - start_time}
+        out["forecast"] = {**forecast_errors(model, x, filtered, evaluation.forecast_horizon), "seconds": time.perf_counter() - start_time}
     if evaluation.intervene:
-        start_time, horizon = time.perf_counter(), evaluation.forecast_horizon or data.frames - evaluation.forecast_context
-        errors = intervention_errors(model, start, data.factors["test"][: evaluation.max_points], data.physics, data.image_shape[0], horizon)
+        context = intervention_context(evaluation)
+        filtered = start(context)
+        start_time, horizon = time.perf_counter(), evaluation.forecast_horizon or data.frames - context
+        errors = intervention_errors(model, filtered, data.factors["test"][: evaluation.max_points], data.physics, data.image_shape[0], horizon)
         out["intervention"] = {**errors, "seconds": time.perf_counter() - start_time}
     return out
 
 
-def context_filter(evaluation: DictConfig) -> ContextFilter:
-    """The filter of the state that forecasts and interventions start from."""
-    return ContextFilter(str(evaluation.forecast_filter), evaluation.filter_particles)
+def filtered_context(model, guide, x: torch.Tensor, context: int, evaluation: DictConfig) -> ContextState:
+    """The state after the first ``context`` frames of the sequences ``x``, filtered as
+    ``evaluation`` says; with a warning where the particle filter kept few effective particles."""
+    start = ContextFilter(str(evaluation.forecast_filter), evaluation.filter_particles)(model, guide, x, context)
+    if start.ess is not None and start.ess.median() < FEW_EFFECTIVE_PARTICLES:
+        log.warning(
+            f"the particle filter of the first {context} frames kept a median of {start.ess.median().item():.0f} effective particles "
+            f"of {start.particles}: its state is a few draws, and the rollouts noisy; raise evaluation.filter_particles"
+        )
+    return start
 
 
 def learned_physics(transition, physics: dict) -> dict:
@@ -242,18 +253,23 @@ def rollout_figures(model, guide, data: Dataset, results: dict, folder: Path) ->
     entries = {name: test[name] for name in ("forecast", "intervention") if test.get(name) and not test[name].get("skipped")}
     if not entries or len(data.image_shape) != 2:
         return
-    first = next(iter(entries.values()))
-    x, context = data.test[:4], first["context"]
-    start = ContextFilter.of(first)(model, guide, x, context)
+    x, starts = data.test[:4], {}
+
+    def start(entry: dict) -> ContextState:  # entries of one context share its filtering
+        if entry["context"] not in starts:
+            starts[entry["context"]] = ContextFilter.of(entry)(model, guide, x, entry["context"])
+        return starts[entry["context"]]
+
     if "forecast" in entries:
-        predicted = forecast(model, start, len(entries["forecast"]["horizons"]))
+        context = entries["forecast"]["context"]
+        predicted = forecast(model, start(entries["forecast"]), len(entries["forecast"]["horizons"]))
         truth = x[:, context : context + predicted.shape[1]]
         figures.forecast_frames(truth, predicted, context, data.image_shape, folder / "forecast.png")
         figures.forecast_animation(x[0], predicted[0], context, data.image_shape, folder / "forecast.gif")
     if "intervention" in entries:
-        horizon = len(entries["intervention"]["horizons"])
-        frames = intervened_frames(model, start, data.factors["test"][:4], data.physics, data.image_shape[0], horizon)
-        figures.intervention_frames(*frames, context, data.image_shape, folder / "intervention.png")
+        entry = entries["intervention"]
+        frames = intervened_frames(model, start(entry), data.factors["test"][:4], data.physics, data.image_shape[0], len(entry["horizons"]))
+        figures.intervention_frames(*frames, entry["context"], data.image_shape, folder / "intervention.png")
 
 
 def annealed(model, guide, x: torch.Tensor, evaluation: DictConfig) -> dict:

@@ -18,7 +18,8 @@ PHYSICS = pendulum_sequences(num_train=1, num_valid=0, num_test=1, frames=2, siz
 TRUE = {name: PHYSICS[name] for name in CONSTANTS}
 B, FRAMES = 6, 25
 # the preset on short sequences of small frames (its decoder, decoder=rotating, has no hidden layers to shrink)
-PHYSICS_RUN = ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2", "guide.rnn_hidden=16"]
+# the drive switched off after 3 frames: one more than the forecast's context (a second filtering), and 3 + 3 frames beyond the 5 seen
+PHYSICS_RUN = ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2", "guide.rnn_hidden=16", "evaluation.intervention_context=3"]
 
 
 def true_trajectories(drive_amplitude: float = TRUE["drive_amplitude"], seed: int = 0):
@@ -149,6 +150,8 @@ def test_the_guide_reads_every_angle_from_its_frame_next_to_the_angle_the_law_pr
     [
         (["transition=physics", "z_dim=3"], "z_dim must be 2"),
         (["transition=neural"], "evaluation.intervene=true switches off the drive at the site 'drive_amplitude'"),
+        (["evaluation.intervention_context=5"], "evaluation.intervention_context=5 leaves none of .* 5 frames .* keep it under 5"),
+        (["evaluation.intervention_context=0"], "evaluation.intervention_context=0 .* a positive integer or null"),
     ],
 )
 def test_physics_runs_refuse_what_does_not_fit(overrides, message, tmp_path):
@@ -176,6 +179,7 @@ def test_a_physics_run_reports_the_learned_constants_and_the_intervention(tmp_pa
     for name in CONSTANTS:
         assert test["physics"][name]["true"] == TRUE[name] and math.isfinite(test["physics"][name]["learned"])
     intervention = test["intervention"]
+    assert test["forecast"]["context"] == 2 and intervention["context"] == 3
     assert intervention["horizons"] == [1, 2, 3] and len(intervention["mse_intervened"]) == len(intervention["mse_not_intervened"]) == 3
     assert all(math.isfinite(v) for v in intervention["mse_intervened"] + intervention["mse_not_intervened"])
     # the paired reduction is the gap of the two errors, sign and horizon aligned, with a spread over the sequences
