@@ -29,6 +29,7 @@ bench: setup  ## the benchmarks of BENCHMARKS.md
 	$(BIN)/python -m bench.train_step
 	$(BIN)/python -m bench.estimator
 	$(BIN)/python -m bench.ss_step
+	$(BIN)/python -m bench.likelihood
 
 bench-end-to-end: setup  ## iwae_mnist_1layer, 10 epochs and K=5000 on the test set, beside hand-written PyTorch (needs $$VAE_DATA; about half an hour)
 	$(BIN)/python -m bench.end_to_end
