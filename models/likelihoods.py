@@ -85,7 +85,9 @@ class Bernoulli(Likelihood):
 
 class ContinuousBernoulli(Likelihood):
     """x_d ~ CB(logits = decoder output) on [0, 1], with its normalizing constant
-    (Loaiza-Ganem & Cunningham 2019): the proper likelihood for gray values in [0, 1]."""
+    (Loaiza-Ganem & Cunningham 2019): the proper likelihood for gray values in [0, 1]. Computed
+    from the logits (:class:`~models.distributions.LogitContinuousBernoulli`), not from torch's
+    probabilities, which float32 saturates at the crisp pixels a decoder draws."""
 
     def forward(self, x_logits: torch.Tensor) -> dist.TorchDistribution:
         return LogitContinuousBernoulli(logits=x_logits, validate_args=False).to_event(1)
