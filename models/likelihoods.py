@@ -85,12 +85,26 @@ class Bernoulli(Likelihood):
 
 class ContinuousBernoulli(Likelihood):
     """x_d ~ CB(logits = decoder output) on [0, 1], with its normalizing constant
-    (Loaiza-Ganem & Cunningham 2019): the proper likelihood for gray values in [0, 1]. Computed
-    from the logits (:class:`~models.distributions.LogitContinuousBernoulli`), not from torch's
-    probabilities, which float32 saturates at the crisp pixels a decoder draws."""
+    (Loaiza-Ganem & Cunningham 2019): the proper likelihood for gray values in [0, 1].
+
+    :param bool exact: compute it from the logits
+        (:class:`~models.distributions.LogitContinuousBernoulli`), exact at any logit. Off by
+        default: torch's form, from probabilities that float32 saturates beyond |l| ≈ 16, reads
+        such pixels low (0.23 nats at l = −20) but also stops their logits there, and on data
+        with pixels at exactly 0 the exact density's optimum runs off (its density at 0 grows
+        as log|l|); the presets other than the pendulum's were measured with torch's form, and
+        the digits' denoiser lost 1.3 dB with the exact one (BENCHMARKS.md, "The continuous
+        Bernoulli in its logits")."""
+
+    def __init__(self, exact: bool = False):
+        super().__init__()
+        if not isinstance(exact, bool):
+            raise ValueError(f"likelihood.exact must be true or false, got {exact!r}")
+        self.exact = exact
 
     def forward(self, x_logits: torch.Tensor) -> dist.TorchDistribution:
-        return LogitContinuousBernoulli(logits=x_logits, validate_args=False).to_event(1)
+        kind = LogitContinuousBernoulli if self.exact else dist.ContinuousBernoulli
+        return kind(logits=x_logits, validate_args=False).to_event(1)
 
     def check_support(self, x: torch.Tensor) -> None:
         super().check_support(x)

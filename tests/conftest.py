@@ -54,7 +54,9 @@ TINY = [
 ]
 SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]
 # Pendulum sequences of 5 frames of 8 × 8 pixels, forecast 3 frames after 2 (with experiment=pendulum_sequences).
-SHORT_SEQUENCES = ["data.num_train=8", "data.num_valid=2", "data.num_test=4", "data.frames=5", "data.size=8", "evaluation.forecast_context=2", "evaluation.forecast_horizon=3"]
+# the drive switched off (evaluation.intervene, pendulum_dynamics) after 3 frames: one more than the forecast's context, a second filtering
+SHORT_SEQUENCES = ["data.num_train=8", "data.num_valid=2", "data.num_test=4", "data.frames=5", "data.size=8", "evaluation.forecast_context=2", "evaluation.forecast_horizon=3",
+                   "evaluation.intervention_context=3"]
 
 
 def without_timings(value):

@@ -18,8 +18,7 @@ PHYSICS = pendulum_sequences(num_train=1, num_valid=0, num_test=1, frames=2, siz
 TRUE = {name: PHYSICS[name] for name in CONSTANTS}
 B, FRAMES = 6, 25
 # the preset on short sequences of small frames (its decoder, decoder=rotating, has no hidden layers to shrink)
-# the drive switched off after 3 frames: one more than the forecast's context (a second filtering), and 3 + 3 frames beyond the 5 seen
-PHYSICS_RUN = ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2", "guide.rnn_hidden=16", "evaluation.intervention_context=3"]
+PHYSICS_RUN = ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2", "guide.rnn_hidden=16"]
 
 
 def true_trajectories(drive_amplitude: float = TRUE["drive_amplitude"], seed: int = 0):
