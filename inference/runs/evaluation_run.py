@@ -9,6 +9,7 @@ re-runs the estimators with the RNG state the run had when its training ended, s
 same settings give the same numbers, and merges the results into its ``metrics.json``.
 """
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -137,12 +138,8 @@ def rollouts(model, guide, data: Dataset, evaluation: DictConfig) -> dict:
     of sequences that has no ``transition`` to roll forward)."""
     if not all(hasattr(model, part) for part in ("transition", "decoder", "likelihood")):
         return {"forecast": skipped(f"forecasts roll the model's transition forward, and {type(model).__name__} has none (model=state_space has)")}
-    x, out, starts = data.test[: evaluation.max_points], {}, {}
-
-    def start(context: int) -> ContextState:
-        if context not in starts:
-            starts[context] = filtered_context(model, guide, x, context, evaluation)
-        return starts[context]
+    x, out = data.test[: evaluation.max_points], {}
+    start = functools.cache(lambda context: filtered_context(model, guide, x, context, evaluation))  # one filtering a context
 
     if evaluation.forecast_horizon:
         filtered = start(evaluation.forecast_context)
