@@ -61,10 +61,20 @@ def main(cfg: DictConfig) -> float | None:
             remove_if_only_hydra_files(run_dir)  # a sweep's jobs keep theirs, for compare to report
         if direction is None:
             raise
-        # Optuna's sweeper ends the whole study on a trial that raises (and on a NaN value): the
-        # failure is in the job's log, and the worst value lets the study go on.
-        return float("-inf") if direction == "maximize" else float("inf")
-    return metrics.get("valid", {}).get("log_px", {}).get("mean")
+        return _worst(direction)
+    value = metrics.get("valid", {}).get("log_px", {}).get("mean")
+    if direction is not None and value is None:
+        # metrics.json writes a non-finite estimate as null; Optuna fails a trial that returns
+        # None, and its sweeper then ends the study
+        log.warning(f"the validation log p-hat(x) of {run_dir} is null or absent: the study counts the trial as its worst value")
+        return _worst(direction)
+    return value
+
+
+def _worst(direction: str) -> float:
+    """The value an optimizing sweeper ranks last. Optuna's sweeper ends the whole study on a
+    trial that raises, returns None or returns NaN; the worst value lets the study go on."""
+    return float("-inf") if direction == "maximize" else float("inf")
 
 
 def _optimized_direction() -> str | None:

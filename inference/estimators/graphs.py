@@ -24,11 +24,25 @@ import torch
 
 from .programs import Extra
 
-__all__ = ["SeededGroups", "side_stream"]
+__all__ = ["SeededGroups", "cannot_capture", "side_stream"]
 
 log = logging.getLogger(__name__)
 
 GroupFn = Callable[[torch.Tensor, Extra], torch.Tensor]
+
+
+# What CUDA and torch say of an operation that a stream capture does not allow (a read back to
+# the host, a synchronization, a generator query, a blocking copy): the program runs, only not
+# inside a graph. Any other error, out of memory first of all, is not about capture.
+_CAPTURE_REFUSALS = ("captur", "cudaErrorStreamCapture")
+
+
+def cannot_capture(error: RuntimeError) -> bool:
+    """Whether ``error``, raised inside ``torch.cuda.graph``, says that the operations cannot be
+    captured (so that running them eagerly gives the same numbers), rather than that they failed."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return False
+    return any(word in str(error) for word in _CAPTURE_REFUSALS)
 
 
 @contextmanager
@@ -86,6 +100,8 @@ class SeededGroups:
             with torch.cuda.graph(graph):
                 entry["out"] = self.fn(entry["x"], entry["extra"])
         except RuntimeError as error:
+            if not cannot_capture(error):  # out of memory, a bug of the programs: the user's to see
+                raise
             log.info(f"the estimator runs without CUDA graphs: the programs cannot be captured ({str(error).splitlines()[0]})")
             self.cuda_graphs = False
             self.entries.clear()

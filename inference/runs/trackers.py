@@ -11,6 +11,7 @@ epoch trained again after a resume appears twice in the metric's history.
 
 import csv
 import json
+import logging
 import math
 import time
 import warnings
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["CURVE_KEYS", "CsvTracker", "MlflowTracker", "TensorBoardTracker", "Trackers", "flat_numbers"]
+
+log = logging.getLogger(__name__)
 
 # The columns of a training-curve row that trackers receive, under these names (curve/<key> in
 # TensorBoard and MLflow), indexed by the epoch.
@@ -225,29 +228,36 @@ class MlflowTracker:
 
 class Trackers:
     """The run's trackers as one: :meth:`run` starts them, and finishes them as ``FINISHED``,
-    or as ``FAILED`` when the run raises."""
+    or as ``FAILED`` when the run raises.
+
+    A tracker watches the run and must not end it: one that raises (an MLflow store that
+    became unwritable, a full disk under the event files) is warned about once, with its
+    error, and left out for the rest of the run, which goes on and writes its ``metrics.json``."""
 
     def __init__(self, trackers: list):
         self.trackers = trackers
 
+    def _each(self, call: str, *args) -> None:
+        """``tracker.call(*args)`` for every tracker still working; a failing one is dropped."""
+        for tracker in list(self.trackers):
+            try:
+                getattr(tracker, call)(*args)
+            except Exception as e:
+                self.trackers.remove(tracker)
+                log.warning(f"the {type(tracker).__name__} stopped working ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); the run goes on without it")
+
     @contextmanager
     def run(self, run_dir: Path, config: dict, resumed_at: int | None, sweep: str | None):
-        for tracker in self.trackers:
-            tracker.start(run_dir, config, resumed_at, sweep)
+        self._each("start", run_dir, config, resumed_at, sweep)
         try:
             yield self
         except BaseException as e:
-            for tracker in self.trackers:
-                tracker.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            self._each("finish", "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
             raise
-        for tracker in self.trackers:
-            tracker.finish("FINISHED")
+        self._each("finish", "FINISHED")
 
     def epoch(self, row: dict) -> None:
-        for tracker in self.trackers:
-            tracker.epoch(row)
+        self._each("epoch", row)
 
     def results(self, metrics: dict, run_dir: Path) -> None:
-        figures = _figures(run_dir)
-        for tracker in self.trackers:
-            tracker.results(metrics, figures)
+        self._each("results", metrics, _figures(run_dir))

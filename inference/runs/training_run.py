@@ -194,6 +194,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             deferred_check={"auto": None, "every_step": False, "deferred": True}[cfg.train.finite_check],
             cuda_graphs=cuda_graphs,
         )}
+        checkpoints.require_saved()
         metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
         write_metrics(run_dir, metrics)
         trackers.results(metrics, run_dir)

@@ -8,6 +8,7 @@ makes the epochs after it draw the same batches and noise as an uninterrupted ru
 """
 
 import copy
+import logging
 import os
 import pickle
 import random
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.pt"
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -160,11 +163,35 @@ class Checkpoints:
     def __init__(self, run_dir, objects: tuple, config: dict, on_nan: str = "stop", lr_factor: float = 0.5, max_rollbacks: int = 3):
         self.run_dir, self.objects, self.config = run_dir, objects, config
         self.on_nan, self.lr_factor, self.max_rollbacks = on_nan, lr_factor, max_rollbacks
+        self.path = Path(run_dir) / CHECKPOINT
         self.last = None
+        self.unsaved: OSError | None = None  # why the last state is not on disk, if it is not
+        self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk
 
     def save(self, progress: dict) -> None:
+        """Keep the run's state in memory and write it. A write that fails (a full disk, a
+        store gone away) leaves the previous file whole (:func:`atomic_write`) and training
+        going on from the state in memory, with a warning; :meth:`require_saved` raises it at
+        the end."""
         self.last = capture(*self.objects, progress, self.config)
-        self.path = save_checkpoint(self.run_dir, self.last)
+        try:
+            save_checkpoint(self.run_dir, self.last)
+        except OSError as e:
+            self.unsaved = e
+            kept = f"{self.path} still holds epoch {self.saved_epoch}" if self.saved_epoch is not None else f"no checkpoint was written to {self.path}"
+            log.warning(f"could not write the checkpoint of epoch {progress['epoch']} ({e}); {kept}, and training goes on")
+            return
+        self.unsaved, self.saved_epoch = None, progress["epoch"]
+
+    def require_saved(self) -> None:
+        """Raise if the last state saved did not reach the disk: a run whose final checkpoint
+        is missing must not look finished (re-evaluation and resume read that file)."""
+        if self.unsaved is not None:
+            kept = f"it still holds epoch {self.saved_epoch}" if self.saved_epoch is not None else "none was written"
+            raise OSError(
+                f"could not write the final checkpoint {self.path} ({self.unsaved}); {kept}. "
+                "Make room or fix the folder's permissions, then continue the run with train.resume=true"
+            ) from self.unsaved
 
     def on_non_finite(self, error: FloatingPointError) -> dict:
         """Roll back to the last good state with a lower learning rate; or raise, naming it."""
@@ -172,8 +199,9 @@ class Checkpoints:
         rollbacks = self.last["progress"]["rollbacks"]
         if self.on_nan != "rollback" or len(rollbacks) >= self.max_rollbacks:
             tried = f" after {len(rollbacks)} rollbacks (train.max_rollbacks={self.max_rollbacks})" if self.on_nan == "rollback" else ""
+            kept = f"the last good checkpoint is {self.path} (epoch {self.saved_epoch})" if self.saved_epoch is not None else f"no checkpoint could be written to {self.path}"
             raise type(error)(
-                f"{error}. Training stopped{tried}; the last good checkpoint is {self.path} (epoch {epoch}). "
+                f"{error}. Training stopped{tried}; {kept}. "
                 "Lower the learning rate (optim.lr=...), or set train.on_nan=rollback to go on from the last good "
                 "state with a lower one"
             ) from None

@@ -14,11 +14,10 @@ from conftest import SMALL_NETS, TINY
 from inference.compare import main as compare
 from inference.runs import FAILURE_MARK
 
-pytestmark = pytest.mark.slow  # an Optuna sweep of three trials
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # an Optuna sweep of three trials, in a subprocess
 def test_an_optuna_study_maximizes_the_validation_log_px_and_survives_a_failed_trial(tmp_path, capsys):
     sweep = tmp_path / "study"
     # train.max_rollbacks=-1 is refused at start: with the sampler's seed, trials 0 and 2 draw it
@@ -44,3 +43,25 @@ def test_an_optuna_study_maximizes_the_validation_log_px_and_survives_a_failed_t
     compare([str(sweep)])
     table = capsys.readouterr().out
     assert table.count("| failed (ValueError") == len(failed) and table.count("| complete |") == len(finished)
+
+
+def test_a_trial_whose_validation_value_is_null_or_absent_counts_as_the_worst_and_the_study_goes_on(tmp_path, monkeypatch):
+    """metrics.json writes a non-finite estimate as null, and a run that did not reach the
+    validation split has none: Optuna would fail such a trial, and its sweeper end the study."""
+    import logging
+
+    import inference.train as entry
+
+    values = iter([{"valid": {"log_px": {"mean": None}}}, {"test": {}}, {"valid": {"log_px": {"mean": -30.5}}}, {"valid": {"log_px": {"mean": -31.0}}}])
+    monkeypatch.setattr(entry, "train", lambda cfg, run_dir: next(values))
+    sweep = tmp_path / "study"
+    monkeypatch.setattr(sys, "argv", ["inference.train", "--multirun", "experiment=tune_digits", "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep}"])
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        entry.main()
+    finally:  # Hydra configures the root logger for its jobs
+        root.handlers[:], root.level = handlers, level
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_value"] == -30.5  # all four trials ran, the null and the absent ones ranked last
+    assert sum("null or absent: the study counts the trial as its worst value" in (job / "train.log").read_text() for job in sweep.iterdir() if job.is_dir()) == 2

@@ -91,3 +91,24 @@ def test_a_process_that_loses_arviz_daily_stamp_race_still_imports_the_suite(tmp
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "arviz" / "daily_warning").read_text() == datetime.date.today().isoformat()
     assert [p.name for p in (tmp_path / "arviz").iterdir()] == ["daily_warning"]  # no temporary left
+
+
+def test_the_arviz_import_hides_its_announcement_and_no_other_warning(tmp_path, monkeypatch):
+    """ArviZ's own once-a-day announcement, made for real in a fresh cache, is hidden; another
+    warning raised alongside it is not, and outside the block the announcement shows."""
+    import re
+    import warnings
+
+    from inference.estimators.arviz_import import announcement_hidden, az
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no stamp of today: ArviZ announces
+    monkeypatch.setitem(vars(az), "re", re)  # the announcing function's import, which ArviZ deletes once it has run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with announcement_hidden():
+            az._warn_once_per_day()
+            warnings.warn("a dependency's own deprecation", FutureWarning, stacklevel=1)
+        (tmp_path / "arviz" / "daily_warning").unlink()
+        az._warn_once_per_day()
+    shown = [str(w.message).strip().splitlines()[0] for w in caught]
+    assert shown == ["a dependency's own deprecation", "ArviZ is undergoing a major refactor to improve flexibility and extensibility while maintaining a user-friendly interface."]

@@ -4,6 +4,7 @@ captured run eagerly with the same numbers, and the memory budget kept."""
 
 import copy
 import logging
+import re
 
 import pytest
 import torch
@@ -93,3 +94,48 @@ def test_on_cuda_a_seeded_captured_estimate_keeps_the_memory_budget(mnist_sized)
     torch.cuda.synchronize()
     assert torch.isfinite(estimate.log_px).all()
     assert torch.cuda.max_memory_allocated() - before < budget_mb * 2**20
+
+
+class _Capture:
+    """``torch.cuda.graph`` on a machine without CUDA: the block runs as it is."""
+
+    def __init__(self, graph):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize(
+    "error, falls_back",
+    [
+        (RuntimeError("CUDA error: operation not permitted when stream is capturing"), True),
+        (RuntimeError("CUDA error: operation failed due to a previous error during capture (cudaErrorStreamCaptureInvalidated)"), True),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), False),
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 5x2)"), False),
+    ],
+    ids=["capture-refused", "capture-invalidated", "out-of-memory", "a-bug"],
+)
+def test_only_an_error_of_capture_falls_back_to_eager(monkeypatch, caplog, error, falls_back):
+    """Capture fails in the programs: a refusal of capture runs them eagerly, with one log line;
+    out of memory (a RuntimeError too) or a bug reaches the user with its own message."""
+    from inference.estimators.graphs import SeededGroups
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", _Capture)
+
+    def fn(x, extra):
+        raise error
+
+    groups = SeededGroups(fn, cuda_graphs=True)
+    with caplog.at_level(logging.INFO):
+        if falls_back:
+            assert groups._capture({}, torch.zeros(2, 3), {}) is False
+        else:
+            with pytest.raises(type(error), match=re.escape(str(error))):
+                groups._capture({}, torch.zeros(2, 3), {})
+    assert groups.cuda_graphs is not falls_back
+    assert ("the programs cannot be captured" in caplog.text) is falls_back

@@ -226,3 +226,44 @@ def test_a_crafted_checkpoint_is_refused_and_its_code_never_runs(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint.pt was refused: it holds pickled objects other than tensors .*\(it refers to [\w.]+\)"):
         train(compose_config(*TINY, *SMALL_NETS, "train.resume=true"), tmp_path)
     assert not marker.exists()
+
+
+def failing_writes(monkeypatch, fail) -> list[int]:
+    """``torch.save`` into checkpoint files fails half-way, as on a full disk, for the calls
+    (counted from 1) for which ``fail(call)`` is true: some bytes written, then an OSError."""
+    calls, save = [], torch.save
+
+    def writer(obj, f, *args, **kwargs):
+        calls.append(len(calls) + 1)
+        if fail(calls[-1]):
+            f.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError(28, "No space left on device")
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", writer)
+    return calls
+
+
+def test_a_checkpoint_write_that_fails_half_way_keeps_the_last_one_and_training_goes_on(tmp_path, monkeypatch, caplog):
+    # writes: before training (epoch 0), then after epochs 1, 2, 3, 4; the writes of epochs 2 and 3 fail
+    failing_writes(monkeypatch, lambda call: call in (3, 4))
+    with caplog.at_level("WARNING"):
+        metrics = train(compose_config(*TINY, *SMALL_NETS, "train.epochs=4", "train.checkpoint_every=1"), tmp_path)
+    warned = [r.getMessage() for r in caplog.records if "could not write the checkpoint" in r.getMessage()]
+    assert len(warned) == 2 and "epoch 3 (" in warned[1] and f"{tmp_path / 'checkpoint.pt'} still holds epoch 1" in warned[1]
+    assert "No space left on device" in warned[0]
+    assert metrics["train"]["epochs"] == 4 and (tmp_path / "metrics.json").is_file()
+    assert load_checkpoint(tmp_path)["progress"]["epoch"] == 4  # the last write went through
+    assert not list(tmp_path.glob(".checkpoint.pt.*"))  # no half-written temporary left
+
+
+def test_a_failed_final_checkpoint_write_fails_the_run_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    failing_writes(monkeypatch, lambda call: call == 4)  # epoch 0, 1, 2 written; epoch 3, the last, fails
+    with pytest.raises(OSError, match=r"could not write the final checkpoint .*No space left on device.*it still holds epoch 2.*train.resume=true"):
+        train(compose_config(*TINY, *SMALL_NETS, "train.epochs=3", "train.checkpoint_every=1"), tmp_path)
+    assert load_checkpoint(tmp_path)["progress"]["epoch"] == 2
+    assert not (tmp_path / "metrics.json").exists()  # not finished: train.resume=auto continues it
+    monkeypatch.undo()
+    resumed = train(compose_config(*TINY, *SMALL_NETS, "train.epochs=3", "train.checkpoint_every=1", "train.resume=true"), tmp_path)
+    whole = train(compose_config(*TINY, *SMALL_NETS, "train.epochs=3", "train.checkpoint_every=1"), tmp_path / "whole")
+    assert without_timings(resumed) == without_timings(whole)

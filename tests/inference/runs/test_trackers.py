@@ -156,3 +156,28 @@ def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(tmp_path):
         metrics = json.loads((sweep / run.info.run_name / "metrics.json").read_text())
         assert run.data.metrics["test.log_px.mean"] == pytest.approx(metrics["test"]["log_px"]["mean"])
         assert run.data.params["train.seed"] == run.info.run_name
+
+
+def test_a_tracker_that_fails_mid_run_is_warned_about_once_and_the_run_finishes(tmp_path, monkeypatch, caplog):
+    """The MLflow store becomes unwritable after the run started: every later write of MLflow
+    fails as SQLite says it then; the run warns once, the other trackers and metrics.json go on."""
+    from mlflow.exceptions import MlflowException
+
+    calls, log_batch = [], MlflowClient.log_batch
+
+    def unwritable(self, run_id, *args, **kwargs):
+        calls.append(1)
+        if kwargs.get("metrics"):  # the parameters went in at the start; the curve's rows do not
+            raise MlflowException("(sqlite3.OperationalError) attempt to write a readonly database")
+        return log_batch(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", unwritable)
+    run_dir = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        metrics = train(compose_config(*RUN, "logger=[mlflow,csv]", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"), run_dir)
+    warned = [r.getMessage() for r in caplog.records if "stopped working" in r.getMessage()]
+    assert warned == ["the MlflowTracker stopped working (MlflowException: (sqlite3.OperationalError) attempt to write a readonly database); the run goes on without it"]
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    with (run_dir / "csv" / "curve.csv").open() as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2]  # the other tracker kept every epoch
+    assert sum(calls) == 2  # the parameters, then the first epoch's row: nothing after the failure
