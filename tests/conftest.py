@@ -68,6 +68,63 @@ def without_timings(value):
     return value
 
 
+def fresh_estimate(cfg, run_dir: Path, num_particles: int, split: str = "test", seed: int = 987_654_321):
+    """The run's programs rebuilt from its checkpoint and estimated anew on the points its
+    evaluation used, with draws of their own (``seed``): ``(x, estimate)``."""
+    from inference.estimators import importance_sampling
+    from inference.estimators.programs import sliced
+    from inference.runs import instantiate
+    from inference.runs.build import batch_keys, prepared
+    from inference.runs.rundir import fingerprints, read_per_point
+    from inference.training.checkpoint import load_checkpoint
+
+    data = instantiate(cfg.data)
+    model, guide = prepared(cfg, data, torch.device("cpu"))
+    state = load_checkpoint(run_dir)
+    model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+    points = slice(0, cfg.evaluation.max_points)
+    x, extra = data.split(split)[points], sliced(data.batch_extra(split, batch_keys(model, guide)), points)
+    assert np.array_equal(fingerprints(x), read_per_point(run_dir)[f"{split}.fingerprint"])  # the points the run evaluated
+    with torch.no_grad():
+        return x, importance_sampling(model.eval(), guide.eval(), x, num_particles=num_particles, extra=extra, seed=seed)
+
+
+def assert_same_within_monte_carlo(a, b, what: str, sigmas: float = 4.0) -> None:
+    """Two per-point estimates of the same per-point quantities with independent draws: the
+    mean of their paired difference is within ``sigmas`` standard errors of zero."""
+    difference = torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)
+    bound = sigmas * difference.std().item() / len(difference) ** 0.5 + 1e-6
+    assert abs(difference.mean().item()) < bound, f"{what}: paired difference {difference.mean().item():.4f} beyond {bound:.4f}"
+
+
+def assert_run_estimates_its_programs(cfg, run_dir: Path, split: str = "test") -> None:
+    """The run's per-point log p̂(x) and ELBO (``per_point.npz``, whose means are in
+    ``metrics.json``) are those of its checkpoint's programs on its points: a fresh estimate at
+    the run's K, with draws of its own, agrees with each within Monte Carlo error. Fails where
+    the run evaluated other programs (untrained ones, another epoch's), other points, or wrote
+    one number under the other's name."""
+    import json
+
+    from inference.runs.rundir import read_per_point
+
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())[split]
+    per_point = read_per_point(run_dir)
+    assert metrics["log_px"]["mean"] == pytest.approx(float(per_point[f"{split}.log_px"].mean()), rel=1e-5)
+    assert metrics["elbo"] == pytest.approx(float(per_point[f"{split}.elbo"].mean()), rel=1e-5)
+    _, fresh = fresh_estimate(cfg, run_dir, metrics["log_px"]["num_particles"], split)
+    assert_same_within_monte_carlo(per_point[f"{split}.log_px"], fresh.log_px, "log p-hat(x), the run's against fresh draws")
+    assert_same_within_monte_carlo(per_point[f"{split}.elbo"], fresh.elbo, "ELBO, the run's against fresh draws")
+
+
+def assert_drawn(path: Path) -> None:
+    """``path`` is a PNG figure with something drawn on it: not blank, not a single colour."""
+    from matplotlib.image import imread
+
+    image = imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) >= 100, image.shape
+    assert image[..., :3].std() > 0.02, f"{path.name} is blank"
+
+
 # Strongly correlated columns: the posterior of z is correlated, so a diagonal q cannot match it.
 CORRELATED_W = torch.tensor([[1.0, 0.9], [0.8, 1.0], [1.0, 1.1], [0.5, 0.4], [1.2, 1.0], [0.3, 0.5]])
 X_SCALE = 0.5
