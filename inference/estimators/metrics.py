@@ -105,5 +105,8 @@ def evaluate(
             if proposal is not None:
                 per_point.update(elbo=estimate.elbo.cpu().numpy(), pareto_k=estimate.pareto_k.cpu().numpy(), ess=estimate.ess.cpu().numpy())
     if capabilities_of(model).exact_log_px:
-        metrics["log_px_exact"] = mean_and_stderr(model.exact_log_px(x))
+        exact = model.exact_log_px(x)
+        metrics["log_px_exact"] = mean_and_stderr(exact)
+        if per_point is not None:
+            per_point["log_px_exact"] = exact.cpu().numpy()
     return metrics
