@@ -38,11 +38,23 @@ def test_the_handwritten_training_loss_is_the_suites():
     assert torch.allclose(hand, suite, rtol=1e-5)
 
 
-def test_the_handwritten_preset_trains_a_given_number_of_epochs():
+def test_the_handwritten_preset_trains_a_given_number_of_epochs_or_seconds():
+    """Whole epochs until the count or the time budget is spent, each timed inside the call
+    (so the seconds reported are at most the call's own), and the parameters move."""
+    import time
+
     pyro.set_rng_seed(0)
     model = HandVAE(x_dim=16, hidden=(8,), z_dim=2)
+    before = [p.detach().clone() for p in model.parameters()]
+    start = time.perf_counter()
     epochs, seconds = train_budgeted(model, torch.rand(30, 16), lr=1e-3, batch_size=10, max_epochs=3)
-    assert epochs == 3 and seconds > 0
+    assert epochs == 3 and 0 < seconds <= time.perf_counter() - start
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    # a budget: whole epochs until the time spent reaches it
+    start = time.perf_counter()
+    epochs, seconds = train_budgeted(model, torch.rand(300, 16), lr=1e-3, batch_size=10, max_seconds=0.2)
+    elapsed = time.perf_counter() - start
+    assert epochs >= 1 and 0.2 <= seconds <= elapsed
 
 
 def test_slices_pool_into_the_mean_and_standard_error_of_all_points():

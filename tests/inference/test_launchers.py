@@ -12,9 +12,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF, SMALL_NETS, TINY
+from conftest import CONF, SMALL_NETS, TINY, assert_run_estimates_its_programs
 from inference.compare import main as compare
 from inference.runs.checks import pinned_device, thread_count
+from inference.schema import typed
 
 pytestmark = pytest.mark.slow  # two sweeps in subprocesses, one per launcher
 
@@ -39,8 +40,13 @@ def sweeps(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_each_job_of_the_sweep_writes_its_own_run_directory(sweeps, launcher):
-    for job in ("0", "1"):
-        assert (sweeps[launcher] / job / "metrics.json").is_file() and (sweeps[launcher] / job / ".hydra" / "overrides.yaml").is_file()
+    """Job N ran the Nth value of the sweep, and its metrics are those of its own checkpoint's
+    programs (not another job's: the two guides estimate differently)."""
+    for job, guide in (("0", "AmortizedNormal"), ("1", "AmortizedFullRank")):
+        run_dir = sweeps[launcher] / job
+        cfg = typed(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+        assert cfg.guide._target_ == f"guides.{guide}"
+        assert_run_estimates_its_programs(cfg, run_dir)
 
 
 def test_joblib_jobs_share_out_the_cores(sweeps):

@@ -9,6 +9,7 @@ import torch
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
 from inference.runs import figures
 from inference.estimators import posterior
+from inference.estimators.arviz_import import az
 from inference.estimators.posterior import nuts
 from inference.train import train
 from models import LinearGaussian
@@ -41,8 +42,14 @@ def test_a_tiny_run_draws_every_figure_and_its_posterior_files(tmp_path):
         assert path.stat().st_size > 5_000, name
         assert png_size(path) == (figures.SIZE[0] * figures.DPI, figures.SIZE[1] * figures.DPI), name
     posterior = metrics["test"]["posterior"]
-    assert posterior["points"] == 2 and posterior["scale_ratio"] > 0 and posterior["nuts_r_hat_max"] < 1.5
-    assert (tmp_path / "posterior.nc").stat().st_size > 1_000
+    assert posterior["points"] == 2 and posterior["scale_ratio"] > 0
+    # R̂ and ESS are those of the draws in posterior.nc (which az.summary rounds to 2 digits), and
+    # the chains of a 2-dim posterior mix, if not to the < 1.01 that Vehtari et al. (2021) ask
+    # of long chains: these are 50 draws after 50 of warm-up
+    draws = az.from_netcdf(tmp_path / "posterior.nc")
+    r_hat, ess = az.rhat(draws.posterior)["z"].max().item(), az.ess(draws.posterior, method="bulk")["z"].min().item()
+    assert posterior["nuts_r_hat_max"] == pytest.approx(r_hat, abs=0.0051) and r_hat < 1.2
+    assert posterior["nuts_ess_bulk_min"] == pytest.approx(ess, abs=0.51) and ess > 20  # of 4 × 50 draws
     for name in ("nuts", "guide"):
         assert (tmp_path / f"posterior_summary_{name}.csv").read_text().startswith(",mean,sd")
 

@@ -2,6 +2,7 @@
 checkpointed and resumed like the shipped ones; its pyro.param tensors trained; bad programs
 refused at start, naming what is wrong."""
 
+import json
 import math
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pyro
 import pytest
 import torch
 
-from conftest import TINY, assert_run_estimates_its_programs, compose_config, without_timings
+from conftest import TINY, assert_drawn, assert_run_estimates_its_programs, compose_config, without_timings
 from inference.runs import train
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -95,7 +96,8 @@ def test_the_command_line_runs_a_program_and_refuses_a_bad_one(tmp_path):
     run = [sys.executable, "-m", "inference.train", *PROGRAM, "model.program=user_programs.PyroExampleVAE", "data.binarize=fixed", "evaluation.figures=true"]
     done = subprocess.run([*run, f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "plots" / "prior_samples.png").is_file()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["epochs"] == 2
+    assert_drawn(tmp_path / "run" / "plots" / "prior_samples.png")
     bad = subprocess.run([*run, "prior=vamp", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "prior=... does not apply" in bad.stderr
     assert not (tmp_path / "bad").exists()

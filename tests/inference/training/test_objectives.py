@@ -68,8 +68,23 @@ def test_iwae_objective_trains_through_loss_and_grads(pair):
     model, guide, x = pair
     objective = KLWeighted(partial(RenyiELBO, alpha=0), num_particles=5)
     assert not hasattr(objective, "differentiable_loss")  # the training step takes the other way
-    objective.loss_and_grads(model, guide, x)
-    assert all(p.grad is not None for p in guide.parameters())
+    parameters = [*model.parameters(), *guide.parameters()]
+    objective.loss_and_grads(model, guide, x)  # a first call traces the programs once more, to find their plates
+    for p in parameters:
+        p.grad = None
+    pyro.set_rng_seed(1)
+    before = objective.loss_and_grads(model, guide, x)
+    grads = [p.grad.clone() for p in parameters]
+    # a small step down the gradients it left, then the same draws again (common random numbers):
+    # the loss falls by about step·|grad|², which zero, random or sign-flipped gradients do not do
+    step = 1e-3
+    with torch.no_grad():
+        for p, g in zip(parameters, grads):
+            p -= step * g
+    pyro.set_rng_seed(1)
+    after = objective.loss.loss(model, guide, x)  # the wrapped RenyiELBO's estimate, weight 1
+    squared = sum((g**2).sum() for g in grads).item()
+    assert squared > 0 and before - after > 0.5 * step * squared
 
 
 def test_bad_settings_are_refused():
@@ -112,11 +127,15 @@ def test_the_lean_path_leaves_the_param_store_alone(pair):
     model, guide, x = pair
     pyro.clear_param_store()
     with pyro.validation_enabled(False):
+        pyro.set_rng_seed(0)
         loss = LeanTrace_ELBO().differentiable_loss(model, guide, x)
         assert len(pyro.get_param_store()) == 0
-        loss.backward()  # the gradients reach the modules all the same
-        assert all(p.grad is not None for p in [*model.parameters(), *guide.parameters()])
-        Trace_ELBO().differentiable_loss(model, guide, x)
+        loss.backward()  # the gradients reach the modules all the same: Trace_ELBO's, from the same draws
+        parameters = [*model.parameters(), *guide.parameters()]
+        lean = [p.grad.clone() for p in parameters]
+        pyro.set_rng_seed(0)
+        grads = torch.autograd.grad(Trace_ELBO().differentiable_loss(model, guide, x), parameters)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(lean, grads))
         assert "model$$$decoder.0.weight" in pyro.get_param_store() and "guide$$$encoder.0.weight" in pyro.get_param_store()
     pyro.clear_param_store()
     with pyro.validation_enabled(True):  # the fallback is Trace_ELBO as it is
