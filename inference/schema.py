@@ -120,5 +120,21 @@ def typed(cfg: DictConfig) -> DictConfig:
     checked alike. Keys that an older run lacks get the schemas' defaults."""
     schemas = OmegaConf.create({"train": OmegaConf.structured(TrainSchema), "evaluation": OmegaConf.structured(EvaluationSchema)})
     cfg = OmegaConf.merge(schemas, cfg)
+    _as_trained(cfg)
     OmegaConf.set_struct(cfg, True)  # a misspelled key is an error, not a new key
     return cfg
+
+
+# Component keys whose default changed: a run that predates a key was trained with the value
+# it had then, which its config does not say. The continuous Bernoulli became exact and its
+# logits bounded by default; an older run's density was torch's form, unbounded.
+_DEFAULTS_BEFORE = {"models.ContinuousBernoulli": {"exact": False, "logit_bound": None}}
+
+
+def _as_trained(cfg: DictConfig) -> None:
+    """Give an older run's components the values they were trained with, for keys its config lacks."""
+    likelihood = cfg.get("likelihood")
+    before = _DEFAULTS_BEFORE.get(likelihood.get("_target_")) if isinstance(likelihood, DictConfig) else None
+    for key, value in (before or {}).items():
+        if key not in likelihood:
+            likelihood[key] = value

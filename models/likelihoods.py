@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 SCALE_MODES = ("fixed", "shared", "decoder")
+DEFAULT_LOGIT_BOUND = 48.0  # the continuous Bernoulli's b (likelihood.logit_bound)
 
 
 class Likelihood(nn.Module):
@@ -84,25 +85,36 @@ class Bernoulli(Likelihood):
 
 
 class ContinuousBernoulli(Likelihood):
-    """x_d ~ CB(logits = decoder output) on [0, 1], with its normalizing constant
-    (Loaiza-Ganem & Cunningham 2019): the proper likelihood for gray values in [0, 1].
+    """x_d ~ CB(logits = l_d) on [0, 1], with its normalizing constant (Loaiza-Ganem &
+    Cunningham 2019): the proper likelihood for gray values in [0, 1].
 
-    :param bool exact: compute it from the logits
-        (:class:`~models.distributions.LogitContinuousBernoulli`), exact at any logit. Off by
-        default: torch's form, from probabilities that float32 saturates beyond |l| ≈ 16, reads
-        such pixels low (0.23 nats at l = −20) but also stops their logits there, and on data
-        with pixels at exactly 0 the exact density's optimum runs off (its density at 0 grows
-        as log|l|); the presets other than the pendulum's were measured with torch's form, and
-        the digits' denoiser lost 1.3 dB with the exact one (BENCHMARKS.md, "The continuous
-        Bernoulli in its logits")."""
+    The logits are the decoder's outputs o_d bounded smoothly, l_d = b·tanh(o_d / b), for
+    ``logit_bound`` b (the identity where |o_d| ≪ b). The bound is part of the model: on data
+    with pixels at exactly 0 (or 1), the density there grows as log|l| without bound as l runs
+    to −∞ (+∞), so an unbounded decoder can keep sharpening those pixels, and gains log p(x)
+    while its mean image, which denoising and reconstructions use, moves towards 0. Training
+    and evaluation use the same bounded density; ``logit_bound=None`` leaves the logits free.
 
-    def __init__(self, exact: bool = False):
+    :param bool exact: compute the density from the logits
+        (:class:`~models.distributions.LogitContinuousBernoulli`), exact to float32 rounding at
+        any logit. ``False`` is torch's form, computed from the probability sigmoid(l), which
+        float32 rounds to 0 or 1 beyond |l| ≈ 16 and which torch then clamps, so that its
+        log-density is wrong there; kept so that runs trained with it re-evaluate as they were.
+    :param float logit_bound: b above, a positive number, or None.
+    """
+
+    def __init__(self, exact: bool = True, logit_bound: float | None = DEFAULT_LOGIT_BOUND):
         super().__init__()
         if not isinstance(exact, bool):
             raise ValueError(f"likelihood.exact must be true or false, got {exact!r}")
+        if logit_bound is not None and not (isinstance(logit_bound, (int, float)) and not isinstance(logit_bound, bool) and logit_bound > 0):
+            raise ValueError(f"likelihood.logit_bound must be a positive number or null (no bound), got {logit_bound!r}")
         self.exact = exact
+        self.logit_bound = None if logit_bound is None else float(logit_bound)
 
     def forward(self, x_logits: torch.Tensor) -> dist.TorchDistribution:
+        if self.logit_bound is not None:
+            x_logits = self.logit_bound * torch.tanh(x_logits / self.logit_bound)
         kind = LogitContinuousBernoulli if self.exact else dist.ContinuousBernoulli
         return kind(logits=x_logits, validate_args=False).to_event(1)
 

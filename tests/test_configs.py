@@ -90,3 +90,27 @@ def test_runs_and_sweeps_write_under_runs_and_multirun():
         cfg = compose("train", return_hydra_config=True)
     assert cfg.hydra.run.dir.startswith("runs/") and cfg.hydra.sweep.dir.startswith("multirun/")
     assert cfg.hydra.job.chdir is False  # relative data.root paths stay relative to where you run
+
+
+@pytest.mark.parametrize(
+    "saved, expected",
+    [
+        ({}, {"exact": False, "logit_bound": None}),  # before likelihood.exact: torch's form, unbounded
+        ({"exact": True}, {"exact": True, "logit_bound": None}),  # before likelihood.logit_bound: unbounded
+        ({"exact": True, "logit_bound": 48.0}, {"exact": True, "logit_bound": 48.0}),
+    ],
+)
+def test_an_older_runs_continuous_bernoulli_is_rebuilt_as_it_was_trained(saved, expected):
+    """Re-evaluation reads a run's config back (inference.schema.typed): a key of the
+    continuous Bernoulli that the run predates takes the value the run was trained with, not
+    today's default, so that its density is the one it was trained and evaluated with."""
+    from omegaconf import OmegaConf
+
+    from inference.schema import typed
+
+    cfg = OmegaConf.to_container(compose_config("experiment=denoise_digits"), resolve=True)
+    cfg["likelihood"] = {"_target_": "models.ContinuousBernoulli", **saved}
+    likelihood = instantiate(typed(OmegaConf.create(cfg)).likelihood)
+    assert {"exact": likelihood.exact, "logit_bound": likelihood.logit_bound} == expected
+    today = instantiate(compose_config("experiment=denoise_digits").likelihood)
+    assert (today.exact, today.logit_bound) == (True, 48.0)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy import integrate
@@ -33,8 +34,8 @@ def test_continuous_bernoulli_is_the_textbook_formula_and_normalized():
     lam = torch.sigmoid(x_logits)
     log_norm = torch.tensor([[continuous_bernoulli_log_norm(v) for v in lam[0].tolist()]], dtype=torch.float64)
     expected = (x * lam.log() + (1 - x) * (1 - lam).log() + log_norm).sum(-1)
-    assert torch.allclose(ContinuousBernoulli()(x_logits).log_prob(x), expected, atol=1e-6)
-    assert torch.allclose(ContinuousBernoulli(exact=True)(x_logits).log_prob(x), expected, atol=1e-6)
+    assert torch.allclose(ContinuousBernoulli(logit_bound=None)(x_logits).log_prob(x), expected, atol=1e-6)
+    assert torch.allclose(ContinuousBernoulli(exact=False, logit_bound=None)(x_logits).log_prob(x), expected, atol=1e-6)
     # the normalizer by quadrature: ∫₀¹ λ^x (1−λ)^(1−x) dx = 1 / C(λ)
     for v in lam[0].tolist():
         area, _ = integrate.quad(lambda t, v=v: v**t * (1 - v) ** (1 - t), 0, 1)
@@ -137,11 +138,34 @@ def test_bad_settings_are_refused():
 
 
 def test_the_exact_continuous_bernoulli_reads_saturated_pixels_as_float64_does():
-    """likelihood.exact=true: at the pendulum decoder's background (l = −23.7) a float32 pixel
-    gets its float64 log-density; torch's form, the default, reads it 0.4 nats low."""
+    """likelihood.exact=true, the default: at the pendulum decoder's background (l = −23.7) a
+    float32 pixel gets its float64 log-density; torch's form (exact=false) reads it 0.4 nats low."""
     logits, x = torch.full((1, 4), -23.7), torch.tensor([[0.0, 0.01, 0.05, 0.3]])
-    exact = ContinuousBernoulli()(logits.double()).log_prob(x.double())
-    assert ContinuousBernoulli(exact=True)(logits).log_prob(x).double().item() == pytest.approx(exact.item(), abs=1e-4)
-    assert ContinuousBernoulli()(logits).log_prob(x).double().item() < exact.item() - 1.0  # 4 pixels, 0.4 nats each
+    exact = ContinuousBernoulli(logit_bound=None)(logits.double()).log_prob(x.double())
+    assert ContinuousBernoulli(logit_bound=None)(logits).log_prob(x).double().item() == pytest.approx(exact.item(), abs=1e-4)
+    assert ContinuousBernoulli(exact=False, logit_bound=None)(logits).log_prob(x).double().item() < exact.item() - 1.0  # 4 pixels, 0.4 nats each
     with pytest.raises(ValueError, match="likelihood.exact must be true or false"):
         ContinuousBernoulli(exact="yes")
+
+
+@pytest.mark.parametrize("bound", [4.0, 16.0, 60.0])
+def test_the_bounded_continuous_bernoulli_is_a_density_on_its_bounded_logits(bound):
+    """likelihood.logit_bound=b: the logits are b·tanh(o/b) of the decoder's outputs o, so that
+    however far o runs, the density is the continuous Bernoulli's at a logit inside (−b, b),
+    computed in float32 as float64 computes it, and it integrates to 1 over [0, 1]."""
+    outputs = torch.tensor([[-1e4, -3 * bound, -bound, -1.0, 0.0, 0.5, bound, 1e4]])
+    likelihood = ContinuousBernoulli(logit_bound=bound)
+    logits = likelihood(outputs).base_dist.logits
+    assert (logits.abs() <= bound).all() and torch.allclose(logits, bound * torch.tanh(outputs / bound))
+    assert logits[0, 3].item() == pytest.approx(-1.0, abs=2 / bound**2)  # the identity where |o| ≪ b
+    grid = torch.linspace(0, 1, 2001)[:, None].expand(-1, outputs.shape[1])
+    density32 = ContinuousBernoulli(logit_bound=None).forward(logits).base_dist.log_prob(grid)
+    density64 = ContinuousBernoulli(logit_bound=None).forward(logits.double()).base_dist.log_prob(grid.double())
+    assert torch.allclose(density32.double(), density64, rtol=1e-5, atol=1e-5)
+    mass = integrate.simpson(density64.exp().numpy(), x=grid[:, 0].double().numpy(), axis=0)
+    assert mass == pytest.approx(np.ones(outputs.shape[1]), abs=1e-4)
+    for bad in (0, -1.0, "big", True):
+        with pytest.raises(ValueError, match="likelihood.logit_bound must be a positive number or null"):
+            ContinuousBernoulli(logit_bound=bad)
+
+
