@@ -13,12 +13,15 @@ Two measurements:
    checkpoints, results). Absolute figures, for the 8-minute target; on shared machines they
    drift by up to 2× over minutes.
 2. interleaved: the same work beside ``bench/handwritten_vae.py`` (the same architecture,
-   optimizer, learning-rate schedule, data and epochs, then the IWAE estimate with the same K
-   in passes of the same size), in one process, taking turns: an epoch of the suite's training
-   loop (``inference.training.fit`` continuing from its progress), an epoch of the hand-written
-   one; then the test set in slices of ``--slice`` points, each estimated by the suite's
-   ``evaluate`` (diagnostics and curve included) and by the hand-written estimate. Drift hits
-   both alike, so the ratios can be read.
+   learning rate and schedule, data and epochs, then the IWAE estimate with the same K in
+   passes of the same size), in one process, taking turns: an epoch of the suite's training
+   loop (``inference.training.fit`` continuing from its progress, with the preset's optimizer:
+   fused Adam, ``optim.fused=true``, by default), an epoch of the hand-written script with plain
+   Adam (what a researcher writes), and one with fused Adam (the suite's default optimizer,
+   so that the ratio against it is the suite's own overhead); then the test set in slices of
+   ``--slice`` points, each estimated by the suite's ``evaluate`` (diagnostics and curve
+   included) and by the hand-written estimate of each hand-written model. Drift hits all three
+   alike, so the ratios can be read.
 
 Needs the benchmark data in --data DIR (or $VAE_DATA). Run it alone: a second torch process on
 the same cores slows both many times over.
@@ -43,6 +46,10 @@ from inference.training import fit, parameters_of
 from .common import benchmark_device, machine, synchronize
 from .handwritten_vae import HandTraining, HandVAE, iwae_log_px
 from .presets import PRESETS, ROOT
+
+# The hand-written script's Adam: plain (torch.optim.Adam as a researcher writes it) and fused
+# (torch.optim.Adam(fused=True), the suite's default optim.fused=true).
+HAND_OPTIMIZERS = ("plain", "fused")
 
 
 def row(who, train_s, eval_s, other_s, mean=None, stderr=None):
@@ -75,37 +82,42 @@ def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: i
     model, guide = model.to(device), guide.to(device)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler, loss = instantiate(cfg.schedule)(optimizer), instantiate(cfg.objective)
-    hand = HandVAE(**arch).to(device)
-    hand_training = HandTraining(hand, data.train, schedule=schedule, dynamic=data.binarize == "dynamic", **opt)
+    hands = {}  # the hand-written script with each optimizer: its model, training and seconds
+    for adam in HAND_OPTIMIZERS:
+        hand = HandVAE(**arch).to(device)
+        hands[adam] = [hand, HandTraining(hand, data.train, schedule=schedule, dynamic=data.binarize == "dynamic", fused=adam == "fused", **opt), 0.0, 0.0, []]
 
-    progress, hand_train = None, 0.0
+    progress = None
     for epoch in range(1, epochs + 1):
         progress = fit(model, guide, data, optimizer, epochs=epoch, batch_size=cfg.train.batch_size, progress=False,
                        loss=loss, scheduler=scheduler, start=progress)
-        hand_train += hand_training.epoch()
+        for entry in hands.values():
+            entry[2] += entry[1].epoch()
 
     x = data.test[:points]
     K = cfg.evaluation.num_particles
     chunk_size = pass_size(model.eval(), guide.eval(), x, cfg.evaluation)  # as the run chooses it
-    hand.eval()
-    suite_eval = hand_eval = 0.0
-    suite_slices, hand_log_px = [], []
+    suite_eval, suite_slices = 0.0, []
     for start in range(0, len(x), slice_size):
         part = x[start : start + slice_size]
         began = time.perf_counter()
         result = evaluate(model, guide, part, num_particles=K, chunk_size=chunk_size, prior_proposal=False)
         suite_eval += time.perf_counter() - began  # evaluate reads its numbers back: no queued work left
         suite_slices.append(result["log_px"])
-        began = time.perf_counter()
-        hand_log_px.append(iwae_log_px(hand, part, K=K, chunk_size=chunk_size))
-        synchronize()
-        hand_eval += time.perf_counter() - began
-    hand_estimate = mean_and_stderr(torch.cat(hand_log_px))
-    print(row("suite, interleaved", progress["seconds"], suite_eval, 0, *pooled(suite_slices)), flush=True)
-    print(row("PyTorch, interleaved", hand_train, hand_eval, 0, hand_estimate["mean"], hand_estimate["stderr"]), flush=True)
-    print(f"# interleaved, {len(x)} test points in slices of {slice_size}, passes of {chunk_size} pairs; suite / PyTorch: "
-          f"training {progress['seconds'] / hand_train:.2f}, evaluation {suite_eval / hand_eval:.2f}, "
-          f"total {(progress['seconds'] + suite_eval) / (hand_train + hand_eval):.2f}")
+        for entry in hands.values():
+            began = time.perf_counter()
+            entry[4].append(iwae_log_px(entry[0].eval(), part, K=K, chunk_size=chunk_size))
+            synchronize()
+            entry[3] += time.perf_counter() - began
+    optim = f"optim.fused={str(bool(cfg.optim.get('fused', False))).lower()}"
+    print(row(f"suite ({optim}), interleaved", progress["seconds"], suite_eval, 0, *pooled(suite_slices)), flush=True)
+    for adam, (_, _, hand_train, hand_eval, log_px) in hands.items():
+        estimate = mean_and_stderr(torch.cat(log_px))
+        print(row(f"PyTorch, {adam} Adam, interleaved", hand_train, hand_eval, 0, estimate["mean"], estimate["stderr"]), flush=True)
+    print(f"# interleaved, {len(x)} test points in slices of {slice_size}, passes of {chunk_size} pairs")
+    for adam, (_, _, hand_train, hand_eval, _) in hands.items():
+        print(f"# suite / PyTorch with {adam} Adam: training {progress['seconds'] / hand_train:.2f}, evaluation {suite_eval / hand_eval:.2f}, "
+              f"total {(progress['seconds'] + suite_eval) / (hand_train + hand_eval):.2f}")
 
 
 def main() -> None:
