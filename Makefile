@@ -21,9 +21,13 @@ setup: $(STAMP)
 run: setup  ## train and evaluate the default experiment; pass overrides as ARGS="z_dim=20 ..."
 	$(BIN)/python -m inference.train $(ARGS)
 
+# Test workers (pytest-xdist): one per core, each with one torch thread (tests/conftest.py);
+# TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= auto
+
 test: setup  ## the linter, then the whole test suite; pass pytest options as ARGS="-k estimators" (ARGS="-m 'not slow'": the fast subset)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 bench: setup  ## the benchmarks of BENCHMARKS.md
 	$(BIN)/python -m bench.train_step

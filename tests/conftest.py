@@ -1,7 +1,9 @@
 """Shared fixtures: seeded Pyro, composed configs, and tiny data files in the real formats."""
 
 import gzip
+import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,12 @@ from hydra import compose, initialize_config_dir
 import inference  # noqa: F401  (registers the schemas that conf/train.yaml composes)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per test worker, as many workers as cores (make test): threads of two
+    # workers would only contend for the same cores. Subprocesses of a test inherit the setting.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items):
@@ -38,6 +46,35 @@ def compose_config(*overrides: str):
     """The composed ``train`` config with ``overrides``, as ``python -m inference.train`` sees it."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=list(overrides))
+
+
+def run_command(main, *arguments: str) -> tuple[int, str]:
+    """An entry point (``inference.train.main``, ``inference.evaluate.main``) run in this process
+    as its command runs it: parsed from ``sys.argv``, with Hydra's error handling. Returns the
+    exit code and what it printed. For what needs no interpreter of its own (a command's
+    refusals, a run that tests read); a test of the command itself starts one."""
+    import contextlib
+    import io
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    printed, code, uncaught = io.StringIO(), 0, ""
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        patch.setattr(sys, "argv", [main.__module__, *arguments])
+        patch.setenv("HYDRA_FULL_ERROR", "0")
+        try:
+            main()
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+        except Exception as e:  # what escapes Hydra's own handling: the interpreter would print it and exit 1
+            code, uncaught = 1, f"{type(e).__name__}: {e}"
+        finally:  # Hydra configures the root logger for its job, with a file handler on its log
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:], root.level = handlers, level
+    return code, printed.getvalue() + uncaught
 
 
 # Overrides that make a run tiny: a few steps and few particles, on the CPU.

@@ -3,26 +3,22 @@
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SMALL_NETS, TINY
+from conftest import SMALL_NETS, TINY, run_command
 from inference.compare import main
-
-ROOT = Path(__file__).resolve().parents[2]
+from inference.train import main as train_main
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sweep")
     # guide=local fails: it needs training data that stays fixed, and the digits are redrawn
-    command = [sys.executable, "-m", "inference.train", "--multirun", *TINY, *SMALL_NETS, "guide=normal,full_rank,local", f"hydra.sweep.dir={out}"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and "must stay fixed" in done.stderr, done.stderr
+    code, printed = run_command(train_main, "--multirun", *TINY, *SMALL_NETS, "guide=normal,full_rank,local", f"hydra.sweep.dir={out}")
+    assert code == 1 and "must stay fixed" in printed, printed
     return out
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SMALL_NETS, TINY, without_timings
+from conftest import SMALL_NETS, TINY, run_command, without_timings
+from inference.evaluate import main as evaluate_main
+from inference.train import main as train_main
 from inference.runs import reevaluate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,10 +21,10 @@ AIS = ["evaluation.ais=true", "evaluation.ais_points=8", "evaluation.ais_steps=2
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
+    """A run directory as the command writes it (.hydra/ included), trained in this process."""
     run_dir = tmp_path_factory.mktemp("run")
-    command = [sys.executable, "-m", "inference.train", *TINY, *SMALL_NETS, f"hydra.run.dir={run_dir}"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    code, printed = run_command(train_main, *TINY, *SMALL_NETS, f"hydra.run.dir={run_dir}")
+    assert code == 0, printed
     return run_dir
 
 
@@ -75,10 +77,9 @@ def test_every_estimate_is_the_same_whatever_the_pass_size(run, tmp_path):
             assert other[key] == pytest.approx(value, rel=1e-5, abs=scale), key
 
 
-@pytest.mark.slow  # five runs of the command
 def test_the_command_refuses_bad_overrides_and_missing_runs(run, tmp_path):
     """Composition checks keys and types against the schemas; a run=... that names no run leaves
-    no directory behind; neither touches the run."""
+    no directory behind; neither touches the run. (The command in this process: its refusals.)"""
     before = (run / "metrics.json").read_bytes()
     cases = [
         ([f"run={run}", "evaluation.num_particles=many"], "Value 'many' of type 'str' could not be converted to Integer"),
@@ -88,8 +89,8 @@ def test_the_command_refuses_bad_overrides_and_missing_runs(run, tmp_path):
         ([], "Missing mandatory value: run"),
     ]
     for arguments, message in cases:
-        done = subprocess.run([sys.executable, "-m", "inference.evaluate", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert done.returncode != 0 and message in done.stdout + done.stderr, (arguments, done.stderr)
+        code, printed = run_command(evaluate_main, *arguments)
+        assert code != 0 and message in printed, (arguments, printed)
     assert not (tmp_path / "nothing").exists()
     assert (run / "metrics.json").read_bytes() == before
 

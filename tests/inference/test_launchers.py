@@ -17,8 +17,6 @@ from inference.compare import main as compare
 from inference.runs.checks import pinned_device, thread_count
 from inference.schema import typed
 
-pytestmark = pytest.mark.slow  # two sweeps in subprocesses, one per launcher
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,6 +36,7 @@ def sweeps(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow  # two sweeps in subprocesses, one per launcher (the module's fixture)
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_each_job_of_the_sweep_writes_its_own_run_directory(sweeps, launcher):
     """Job N ran the Nth value of the sweep, and its metrics are those of its own checkpoint's
@@ -49,11 +48,13 @@ def test_each_job_of_the_sweep_writes_its_own_run_directory(sweeps, launcher):
         assert_run_estimates_its_programs(cfg, run_dir)
 
 
+@pytest.mark.slow  # the sweeps
 def test_joblib_jobs_share_out_the_cores(sweeps):
     threads = max(1, (os.cpu_count() or 1) // 2)
     assert f"sweep job 0: {threads} torch threads on cpu" in (sweeps["joblib"] / "0" / "train.log").read_text()
 
 
+@pytest.mark.slow  # the sweeps
 def test_compare_reads_the_sweeps_of_both_launchers(sweeps, tmp_path):
     compare([*map(str, sweeps.values()), "--out", str(tmp_path)])
     with (tmp_path / "compare.csv").open() as f:

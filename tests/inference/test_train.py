@@ -10,23 +10,33 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra.errors import ConfigCompositionException
 
 from bench.estimator import handwritten_log_px
-from conftest import SHORT_SEQUENCES, SMALL_NETS, TINY, assert_run_estimates_its_programs, assert_same_within_monte_carlo, compose_config, without_timings
+from conftest import SHORT_SEQUENCES, SMALL_NETS, TINY, assert_run_estimates_its_programs, assert_same_within_monte_carlo, compose_config, run_command, without_timings
 from inference.data import digits
 from inference.runs import build, train
 from inference.runs.rundir import read_per_point
 from inference.runs.summary import summary
+from inference.train import main as train_main
 
 RUN = [*TINY, *SMALL_NETS]  # a tiny run with small networks
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_run_writes_the_run_directory_contract(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """``(metrics, run_dir)`` of the run of ``RUN``, trained once for the tests that only read it
+    or compare another run with it."""
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    return train(compose_config(*RUN), run_dir), run_dir
+
+
+def test_run_writes_the_run_directory_contract(tiny_run):
     cfg = compose_config(*RUN)
-    metrics = train(cfg, tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    metrics, run_dir = tiny_run
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
     for split in ("valid", "test"):
         result = metrics[split]
         assert result["log_px"].keys() >= {"mean", "stderr", "num_particles", "proposal", "n"}
@@ -35,7 +45,7 @@ def test_run_writes_the_run_directory_contract(tmp_path):
     assert metrics["train"]["steps"] == 2 * 20 and metrics["train"]["device"] == "cpu"
     assert [row["epoch"] for row in metrics["train"]["curve"]] == [1, 2]
 
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     data = digits()
     model, guide = build(cfg, data)
     model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
@@ -44,7 +54,7 @@ def test_run_writes_the_run_directory_contract(tmp_path):
     # The numbers are the checkpoint's programs' on the test points, as hand-written PyTorch
     # estimates them with draws of its own: log p-hat at K = 8, and the ELBO (a K = 1 estimate,
     # unbiased for the ELBO as the run's mean of 8 log weights is).
-    per_point = read_per_point(tmp_path)
+    per_point = read_per_point(run_dir)
     x = data.test[:32]
     with torch.no_grad():
         hand_log_px = handwritten_log_px(model.eval(), guide.eval(), x, K=8, chunk_size=2**16)
@@ -55,8 +65,8 @@ def test_run_writes_the_run_directory_contract(tmp_path):
     assert metrics["test"]["elbo"] == pytest.approx(float(per_point["test.elbo"].mean()), rel=1e-6)
 
 
-def test_the_prior_proposal_can_be_left_out(tmp_path):
-    both = train(compose_config(*RUN), tmp_path / "both")
+def test_the_prior_proposal_can_be_left_out(tiny_run, tmp_path):
+    both, _ = tiny_run
     guide_only = train(compose_config(*RUN, "evaluation.prior_proposal=false"), tmp_path / "guide")
     assert "log_px_prior" not in guide_only["valid"] and "log_px_prior" not in guide_only["test"]
     # valid is evaluated first, from the same RNG state: the guide's estimate is the same
@@ -75,9 +85,9 @@ def test_training_raises_the_elbo_on_digits(tmp_path):
     assert last["valid_elbo"] > first["valid_elbo"] + 5
 
 
-def test_same_seed_gives_identical_metrics(tmp_path):
+def test_same_seed_gives_identical_metrics(tiny_run, tmp_path):
     cfg = compose_config(*RUN)
-    first = train(cfg, tmp_path / "a")
+    first, _ = tiny_run
     second = train(cfg, tmp_path / "b")
     assert without_timings(first) == without_timings(second)
     other = train(compose_config(*RUN, "train.seed=1"), tmp_path / "c")
@@ -93,32 +103,32 @@ def test_linear_gaussian_experiment_reports_the_exact_log_px(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
-def test_jit_objective_trains_like_the_plain_one(tmp_path):
+def test_jit_objective_trains_like_the_plain_one(tiny_run, tmp_path):
     jit = train(compose_config(*RUN, "objective=jit_trace_elbo"), tmp_path / "jit")
-    plain = train(compose_config(*RUN), tmp_path / "plain")
+    plain, plain_dir = tiny_run
     # Same seed, but compilation draws random numbers, so the runs differ by Monte Carlo noise:
     # paired on the same test points, their log p-hat and ELBO agree within it, and both
     # learned alike, the validation ELBO rising from epoch 1 to 2 by the same amount
-    a, b = read_per_point(tmp_path / "jit"), read_per_point(tmp_path / "plain")
+    a, b = read_per_point(tmp_path / "jit"), read_per_point(plain_dir)
     for key in ("test.log_px", "test.elbo"):
         assert_same_within_monte_carlo(a[key], b[key], key)
     rise = [run["train"]["curve"][1]["valid_elbo"] - run["train"]["curve"][0]["valid_elbo"] for run in (jit, plain)]
     assert min(rise) > 1 and abs(rise[0] - rise[1]) < 0.5 * max(rise), rise
 
 
-def test_graph_objective_gives_the_lean_objectives_run(tmp_path):
+def test_graph_objective_gives_the_lean_objectives_run(tiny_run, tmp_path):
     """Recording restores the random numbers it drew, and replay does the same operations, so
     the run is the plain one, to the bit."""
     graph = train(compose_config(*RUN, "objective=graph_trace_elbo"), tmp_path / "graph")
-    plain = train(compose_config(*RUN), tmp_path / "plain")
+    plain, _ = tiny_run
     assert without_timings(graph) == without_timings(plain)
 
 
-def test_a_run_with_pyros_checks_on_trains_and_evaluates_as_the_default(tmp_path):
+def test_a_run_with_pyros_checks_on_trains_and_evaluates_as_the_default(tiny_run, tmp_path):
     """train.validate=true: Pyro's argument checks on, and Trace_ELBO itself instead of its lean
     path, which draws the same numbers and computes the same loss and gradients, up to rounding."""
     checked = train(compose_config(*RUN, "train.validate=true"), tmp_path / "checked")
-    plain = train(compose_config(*RUN), tmp_path / "plain")
+    plain, _ = tiny_run
     for a, b in zip(checked["train"]["curve"], plain["train"]["curve"]):
         assert a["train_elbo"] == pytest.approx(b["train_elbo"], rel=1e-4)
     assert checked["test"]["log_px"]["mean"] == pytest.approx(plain["test"]["log_px"]["mean"], rel=1e-4)
@@ -246,26 +256,28 @@ def test_a_captured_kl_warm_up_longer_than_the_graphs_kept(tmp_path):
     assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
 
 
-@pytest.mark.slow  # three runs of the command in subprocesses
-def test_command_line_run_and_its_errors(tmp_path):
-    """The real entry point: a tiny run writes .hydra/ and prints the summary; a typo fails."""
+@pytest.mark.slow  # a run of the command in a subprocess
+def test_command_line_run(tmp_path):
+    """The real entry point: a tiny run writes .hydra/ and the run directory, and prints the summary."""
     run = [sys.executable, "-m", "inference.train", *RUN, f"hydra.run.dir={tmp_path}"]
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     done = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / ".hydra" / "config.yaml").is_file() and (tmp_path / "metrics.json").is_file()
+    config = yaml.safe_load((tmp_path / ".hydra" / "config.yaml").read_text())
+    assert config["train"]["epochs"] == 2 and json.loads((tmp_path / "metrics.json").read_text())["train"]["epochs"] == 2
     for line in ("test ELBO", "test log p̂(x), guide proposal", "test log p̂(x), prior proposal", f"run directory: {tmp_path}"):
         assert line in done.stdout + done.stderr
 
-    typo = subprocess.run([*run[:-1], f"hydra.run.dir={tmp_path / 'typo'}", "trian.epochs=3"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert typo.returncode != 0
-    assert "Could not override 'trian.epochs'" in typo.stderr
-    assert not (tmp_path / "typo").exists()
 
-    # a value that only the checks can reject: no directory is left behind either
-    bad = subprocess.run([*run[:-1], f"hydra.run.dir={tmp_path / 'bad'}", "train.epochs=0"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert bad.returncode != 0 and "config key train.epochs=0 is invalid: expected a positive integer" in bad.stderr
-    assert not (tmp_path / "bad").exists()
+def test_the_command_refuses_a_typo_and_a_bad_value_leaving_no_directory(tmp_path):
+    """The command in this process: a key that is not in the config fails at composition, a value
+    that only the checks can reject fails at start; neither leaves a run directory behind."""
+    for override, message in (("trian.epochs=3", "Could not override 'trian.epochs'"),
+                              ("train.epochs=0", "config key train.epochs=0 is invalid: expected a positive integer")):
+        run_dir = tmp_path / override.split("=")[0]
+        code, printed = run_command(train_main, *RUN, f"hydra.run.dir={run_dir}", override)
+        assert code != 0 and message in printed, printed
+        assert not run_dir.exists()
 
 
 def test_a_likelihood_that_does_not_fit_the_data_names_the_transform(tmp_path, caltech_root):

@@ -13,8 +13,9 @@ import pyro
 import pytest
 import torch
 
-from conftest import TINY, assert_drawn, assert_run_estimates_its_programs, compose_config, without_timings
+from conftest import TINY, assert_drawn, assert_run_estimates_its_programs, compose_config, run_command, without_timings
 from inference.runs import train
+from inference.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[3]
 PROGRAM = [*TINY, "model=program", "guide=program"]
@@ -90,14 +91,19 @@ def test_bad_programs_are_refused_at_start(tmp_path, overrides, message):
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-@pytest.mark.slow  # runs of the command in subprocesses
-def test_the_command_line_runs_a_program_and_refuses_a_bad_one(tmp_path):
+COMMAND = [*PROGRAM, "model.program=user_programs.PyroExampleVAE", "data.binarize=fixed", "evaluation.figures=true"]
+
+
+@pytest.mark.slow  # a run of the command in a subprocess
+def test_the_command_line_runs_a_program_from_the_users_path(tmp_path):
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT / "tests")}
-    run = [sys.executable, "-m", "inference.train", *PROGRAM, "model.program=user_programs.PyroExampleVAE", "data.binarize=fixed", "evaluation.figures=true"]
-    done = subprocess.run([*run, f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "inference.train", *COMMAND, f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["epochs"] == 2
     assert_drawn(tmp_path / "run" / "plots" / "prior_samples.png")
-    bad = subprocess.run([*run, "prior=vamp", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert bad.returncode != 0 and "prior=... does not apply" in bad.stderr
+
+
+def test_the_command_refuses_a_bad_program_leaving_no_directory(tmp_path):
+    code, printed = run_command(train_main, *COMMAND, "prior=vamp", f"hydra.run.dir={tmp_path / 'bad'}")
+    assert code != 0 and "prior=... does not apply" in printed
     assert not (tmp_path / "bad").exists()
