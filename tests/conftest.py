@@ -11,6 +11,8 @@ import pyro
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
 import inference  # noqa: F401  (registers the schemas that conf/train.yaml composes)
 
@@ -69,11 +71,13 @@ def run_command(main, *arguments: str) -> tuple[int, str]:
             code = exit.code if isinstance(exit.code, int) else 1
         except Exception as e:  # what escapes Hydra's own handling: the interpreter would print it and exit 1
             code, uncaught = 1, f"{type(e).__name__}: {e}"
-        finally:  # Hydra configures the root logger for its job, with a file handler on its log
+        finally:  # Hydra configures the root logger for its job, with a file handler on its log,
             for handler in root.handlers:
                 if handler not in handlers:
                     handler.close()
             root.handlers[:], root.level = handlers, level
+            HydraConfig.instance().cfg = None  # and keeps the job's config, which runs started by tests must not see
+            GlobalHydra.instance().clear()
     return code, printed.getvalue() + uncaught
 
 
