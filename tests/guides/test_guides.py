@@ -31,11 +31,12 @@ OBJECTIVES = sorted(p.stem for p in (CONF / "objective").glob("*.yaml") if p.ste
 # 10-dim x), and for guide=sequence linear-Gaussian sequences, whose log p(x₁:T) the Kalman filter gives.
 LINEAR = [
     *(o for o in TINY if not o.startswith("z_dim")), "experiment=linear_gaussian", "train.epochs=3", "encoder.hidden=[32]",
-    "evaluation.max_points=64", "evaluation.num_particles=16",
+    "evaluation.max_points=64", "evaluation.num_particles=16", "evaluation.splits=[test]",
 ]
 SEQUENCES = [
     *TINY, "experiment=pendulum_sequences", *SHORT_SEQUENCES, "data.num_test=24", "evaluation.max_points=24",
     "transition=linear", "decoder=linear", "likelihood=gaussian", "train.epochs=10", "data.num_train=32", "evaluation.num_particles=64", "evaluation.forecast_horizon=0",
+    "evaluation.splits=[test]",
 ]
 
 

@@ -68,6 +68,7 @@ def test_the_local_fit_stops_on_what_the_fit_changed_not_on_noise():
     assert fit_local(model, guide, x, lr=0.0, check_every=10, decays=3, max_steps=1000) == 50
 
 
+@pytest.mark.slow  # a run that fits a local guide per split, with the gaps: about 10 s
 def test_guide_local_trains_fits_each_split_and_has_no_amortization_gap(tmp_path):
     metrics = train(
         compose_config(

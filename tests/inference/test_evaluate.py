@@ -28,6 +28,7 @@ def run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow  # the command in a subprocess, with AIS: about 9 s
 def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
     original = json.loads((run / "metrics.json").read_text())
     hydra_files = {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()}

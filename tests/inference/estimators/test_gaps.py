@@ -27,6 +27,7 @@ def fitted():
     return model, test, guides
 
 
+@pytest.mark.slow  # the fixture fits two guides and decomposes their gaps at K = 1000: about 13 s
 def test_full_rank_guide_has_no_approximation_gap(fitted):
     model, test, gaps = fitted
     approximation = gaps["full_rank"]["approximation"]
@@ -35,6 +36,7 @@ def test_full_rank_guide_has_no_approximation_gap(fitted):
     assert abs(gaps["full_rank"]["log_px"]["mean"] - model.exact_log_px(test).mean().item()) < 0.01
 
 
+@pytest.mark.slow  # the fixture fits two guides and decomposes their gaps at K = 1000: about 13 s
 def test_diagonal_guide_gap_is_the_kl_of_the_best_diagonal_approximation(fitted):
     _, _, gaps = fitted
     expected = best_diagonal_gap()  # about 1.0 nats for this W
@@ -43,6 +45,7 @@ def test_diagonal_guide_gap_is_the_kl_of_the_best_diagonal_approximation(fitted)
     assert abs(approximation["mean"] - expected) < 3 * approximation["stderr"] + 0.02
 
 
+@pytest.mark.slow  # the fixture fits two guides and decomposes their gaps at K = 1000: about 13 s
 def test_local_guides_are_at_least_as_good_as_amortized(fitted):
     _, _, gaps = fitted
     for g in gaps.values():

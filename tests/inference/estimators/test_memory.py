@@ -31,6 +31,7 @@ def mnist_sized():
     return model, guide, torch.bernoulli(torch.full((40, 784), 0.2))
 
 
+@pytest.mark.slow  # K=5000 on MNIST-sized programs: about 7 s
 def test_peak_memory_of_a_large_k_stays_under_a_small_budget(mnist_sized):
     model, guide, x = mnist_sized
     budget_mb = 16

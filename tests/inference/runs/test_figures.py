@@ -33,6 +33,7 @@ def png_size(path) -> tuple[int, int]:
     return struct.unpack(">II", header[16:24])
 
 
+@pytest.mark.slow  # every figure, and NUTS: about 7 s
 def test_a_tiny_run_draws_every_figure_and_its_posterior_files(tmp_path):
     overrides = [*TINY, *SMALL_NETS, "z_dim=2", "evaluation.figures=true", "evaluation.num_particles=50"]
     overrides += ["evaluation.posterior_points=2", "evaluation.posterior_samples=50", "evaluation.posterior_warmup=50"]
@@ -54,12 +55,12 @@ def test_a_tiny_run_draws_every_figure_and_its_posterior_files(tmp_path):
         assert (tmp_path / f"posterior_summary_{name}.csv").read_text().startswith(",mean,sd")
 
 
-@pytest.mark.slow  # four NUTS chains: about 25 s
+@pytest.mark.slow  # two NUTS chains: about 25 s on one thread
 def test_nuts_recovers_the_exact_posterior_of_the_linear_gaussian_model():
     pyro.set_rng_seed(0)
     model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
     x = model.sample(3)
-    z = nuts(model, x, num_samples=250, warmup=150)  # (chains, draws, points, z_dim)
+    z = nuts(model, x, num_samples=250, warmup=150, chains=2)  # (chains, draws, points, z_dim)
     exact = model.exact_posterior(x)
     draws = z.flatten(0, 1)
     sd = exact.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt()

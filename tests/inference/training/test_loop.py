@@ -124,6 +124,7 @@ def test_with_labeled_per_batch_every_batch_holds_that_many_labelled_points_cycl
 
 
 
+@pytest.mark.slow  # a fresh interpreter: about 5 s
 def test_flushing_subnormals_first_thing_reaches_every_worker_thread():
     """What the entry points rely on: set before torch's worker threads start, the mode holds in
     all of them (a product computed across threads comes out all zeros); set after, it would not
