@@ -109,25 +109,42 @@ def without_timings(value):
     return value
 
 
-def fresh_estimate(cfg, run_dir: Path, num_particles: int, split: str = "test", seed: int = 987_654_321):
-    """The run's programs rebuilt from its checkpoint and estimated anew on the points its
-    evaluation used, with draws of their own (``seed``): ``(x, estimate)``."""
-    from inference.estimators import importance_sampling
-    from inference.estimators.programs import sliced
+def checkpoint_programs(cfg, run_dir: Path):
+    """``(data, model, guide)`` of a run: its data, and its programs rebuilt and loaded from its
+    checkpoint, in eval mode."""
     from inference.runs import instantiate
-    from inference.runs.build import batch_keys, prepared
-    from inference.runs.rundir import fingerprints, read_per_point
+    from inference.runs.build import prepared
     from inference.training.checkpoint import load_checkpoint
 
     data = instantiate(cfg.data)
     model, guide = prepared(cfg, data, torch.device("cpu"))
     state = load_checkpoint(run_dir)
     model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+    return data, model.eval(), guide.eval()
+
+
+def fresh_estimate(cfg, run_dir: Path, num_particles: int, split: str = "test", seed: int = 987_654_321):
+    """The run's programs rebuilt from its checkpoint and estimated anew on the points its
+    evaluation used, with draws of their own (``seed``): ``(x, estimate)``."""
+    from inference.estimators import importance_sampling
+    from inference.estimators.programs import sliced
+    from inference.runs.build import batch_keys
+    from inference.runs.rundir import fingerprints, read_per_point
+
+    data, model, guide = checkpoint_programs(cfg, run_dir)
     points = slice(0, cfg.evaluation.max_points)
     x, extra = data.split(split)[points], sliced(data.batch_extra(split, batch_keys(model, guide)), points)
     assert np.array_equal(fingerprints(x), read_per_point(run_dir)[f"{split}.fingerprint"])  # the points the run evaluated
     with torch.no_grad():
-        return x, importance_sampling(model.eval(), guide.eval(), x, num_particles=num_particles, extra=extra, seed=seed)
+        return x, importance_sampling(model, guide, x, num_particles=num_particles, extra=extra, seed=seed)
+
+
+def assert_not_above_within_monte_carlo(estimate, exact, what: str, sigmas: float = 3.0) -> None:
+    """Per-point estimates of a lower bound (an ELBO, log p̂ in expectation) against the exact
+    per-point values: their mean excess is within ``sigmas`` standard errors of zero or below."""
+    above = torch.as_tensor(estimate, dtype=torch.float64) - torch.as_tensor(exact, dtype=torch.float64)
+    bound = sigmas * above.std().item() / len(above) ** 0.5 + 1e-3
+    assert above.mean().item() < bound, f"{what} above the exact log p(x) by {above.mean().item():.4f} (bound {bound:.4f})"
 
 
 def assert_same_within_monte_carlo(a, b, what: str, sigmas: float = 4.0) -> None:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from pyro import poutine
 
-from conftest import SMALL_NETS, TINY, assert_run_estimates_its_programs, compose_config
+from conftest import SMALL_NETS, TINY, assert_run_estimates_its_programs, checkpoint_programs, compose_config
 from inference.estimators import importance_sampling
-from inference.runs import build, instantiate, summary, train
+from inference.runs import summary, train
 from inference.training.objectives import EnumeratedTrace_ELBO, KLWeighted, WithClassification
 
 C, D = 3, 4
@@ -147,15 +147,13 @@ def test_a_run_on_the_digits_with_fifty_labels_reports_accuracy(tmp_path):
     cfg = compose_config(*TINY, *SMALL_NETS, "model=ss_vae", "guide=ss_vae", "objective=ss_elbo", "data.num_labeled=50", "data.binarize=fixed")
     metrics = train(cfg, tmp_path)
     assert f"test accuracy of q(y|x)        {metrics['test']['accuracy']:10.4f}" in summary(metrics, tmp_path)
+    data, _, guide = checkpoint_programs(cfg, tmp_path)
     for split in ("valid", "test"):
         assert_run_estimates_its_programs(cfg, tmp_path, split)
         # the accuracy of the checkpoint's classifier on the split's first 32 points, as counted here
-        data = instantiate(cfg.data)
-        _, guide = build(cfg, data)
-        guide.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["guide"])
         x, y = data.split(split)[:32], data.labels[split][:32]
         with torch.no_grad():
-            counted = (guide.eval().classify(x).argmax(-1) == y).float().mean().item()
+            counted = (guide.classify(x).argmax(-1) == y).float().mean().item()
         assert metrics[split]["accuracy"] == pytest.approx(counted)
 
 
