@@ -59,13 +59,15 @@ def untrained_elbo(cfg, run_dir, x: torch.Tensor, num_particles: int) -> torch.T
 @pytest.mark.parametrize("guide", GUIDES)
 def test_guide_and_objective_train_towards_the_exact_log_px(guide, objective, tmp_path):
     """Against the exact log p(x), per test point: the ELBO and log p̂ at or below it within
-    Monte Carlo error (a guide whose log q is wrong, a flow without its log-determinant, breaks
-    that), and the trained guide's ELBO above the untrained guide's by three standard errors
+    Monte Carlo error (a guide whose log q is too low breaks that; one too high, the test below),
+    and the trained guide's ELBO above the untrained guide's by three standard errors
     (a guide that does not learn breaks that). guide=prior has no parameters to learn: its
     log p̂ is the naive estimator's, within Monte Carlo error."""
     overrides = [*SEQUENCES, f"objective={objective}"] if guide == "sequence" else [*LINEAR, f"guide={guide}", f"objective={objective}"]
     if guide == "local":
-        overrides.append("guide.fit_steps=300")
+        overrides.append("guide.fit_steps=100")
+    if guide == "prior":  # its check reads the naive estimator, which TINY leaves out
+        overrides.append("evaluation.prior_proposal=true")
     if objective in ("jit_trace_elbo", "graph_trace_elbo") and guide in ("semi_amortized", "local"):
         with pytest.raises(ValueError, match=f"cannot be traced by objective={objective}: .*; use objective=trace_elbo"):
             train(compose_config(*overrides), tmp_path)
@@ -87,6 +89,33 @@ def test_guide_and_objective_train_towards_the_exact_log_px(guide, objective, tm
     x = instantiate(cfg.data).test[: cfg.evaluation.max_points]
     gain = elbo - untrained_elbo(cfg, tmp_path, x, metrics["test"]["log_px"]["num_particles"]).double()
     assert gain.mean() > 3 * gain.std() / math.sqrt(n), f"the ELBO gained {gain.mean():.4f} ± {gain.std() / math.sqrt(n):.4f} in training"
+
+
+# The guides whose q(z|x) is a distribution of the encoder's output (guide.posterior(x)); the local
+# guide's is the Normal guide's density with parameters per point, the prior guide's the prior's.
+DENSITIES = ["full_rank", "iaf", "normal", "semi_amortized", "spline"]
+
+
+@pytest.mark.parametrize("guide", DENSITIES)
+def test_each_guides_density_integrates_to_one(guide):
+    """∫ q(z|x) dz = 1 for three data points, estimated as the mean of q(z|x) / r(z) over 20,000
+    draws z ~ r, a Student t (3 degrees of freedom, heavier-tailed than any q here) around q's
+    draws, 1.5 times as wide (a standard error of about 0.007): within 4 standard errors. A
+    density wrong by a constant in either direction fails, where the training grid above catches
+    only a log q too low: a flow without its log-determinant integrates to about 1.10 (iaf) or
+    0.95 (spline) at its initialization."""
+    cfg = compose_config(*LINEAR, f"guide={guide}")
+    data = instantiate(cfg.data)
+    _, q_of = prepared(cfg, data, torch.device("cpu"))
+    with torch.no_grad():
+        for x in data.test[:3]:
+            q = q_of.posterior(x.expand(20_000, -1))
+            draws = q.sample()
+            r = torch.distributions.Independent(torch.distributions.StudentT(3.0, draws.mean(0), 1.5 * draws.std(0)), 1)
+            z = r.sample((len(draws),))
+            ratio = (q.log_prob(z) - r.log_prob(z)).double().exp()
+            mean, se = ratio.mean().item(), ratio.std().item() / math.sqrt(len(ratio))
+            assert se < 0.02 and abs(mean - 1) < 4 * se, f"∫ q(z|x) dz = {mean:.4f} ± {se:.4f}"
 
 
 def test_full_rank_guide_has_a_valid_cholesky_factor():
