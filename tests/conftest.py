@@ -14,8 +14,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
-import inference  # noqa: F401  (registers the schemas that conf/train.yaml composes)
-
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -23,6 +21,39 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # workers would only contend for the same cores. Subprocesses of a test inherit the setting.
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+
+def _parse_each_config_file_once() -> None:
+    """Hydra parses every YAML file a config composes from again at each compose (about a
+    third of its 0.2 s, and the suite composes some 300 times). Within a test session each
+    parse is kept (a file of the repository's under its size and modification time too) and
+    every compose gets a copy of it: what Hydra then does with it is unchanged."""
+    import copy
+
+    from hydra._internal.sources_registry import SourcesRegistry
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # its scan of Hydra's plugins defines the config sources' classes anew
+    for scheme in ("file", "pkg"):
+        source = SourcesRegistry.instance().resolve(scheme)
+        parse, parsed = source.load_config, {}
+
+        def load_config(self, config_path, parse=parse, parsed=parsed):
+            key = (self.path, config_path)
+            if self.scheme() == "file":
+                try:
+                    stat = (Path(self.path.split("://", 1)[-1]) / self._normalize_file_name(config_path)).stat()
+                except OSError:  # Hydra's own error, as without the cache
+                    return parse(self, config_path)
+                key += (stat.st_size, stat.st_mtime_ns)
+            if key not in parsed:
+                parsed[key] = parse(self, config_path)
+            return copy.deepcopy(parsed[key])
+
+        source.load_config = load_config
+
+
+_parse_each_config_file_once()
 
 
 def pytest_collection_modifyitems(items):
@@ -46,6 +77,8 @@ def _seeded_pyro():
 
 def compose_config(*overrides: str):
     """The composed ``train`` config with ``overrides``, as ``python -m inference.train`` sees it."""
+    # imported here, not at the top: pytest-xdist's controller imports this file and runs no test
+    import inference  # noqa: F401  (registers the schemas that conf/train.yaml composes)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=list(overrides))
 
@@ -91,6 +124,9 @@ TINY = [
     "evaluation.num_particles=8",
     "evaluation.max_points=32",
     "evaluation.figures=false",
+    # the naive estimator: most of a tiny run's evaluation, read only by the tests that turn it on
+    # again (the run contract in test_train.py, the diagnostics, guide=prior)
+    "evaluation.prior_proposal=false",
     "z_dim=4",
 ]
 SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]

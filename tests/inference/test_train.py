@@ -21,7 +21,7 @@ from inference.runs.rundir import read_per_point
 from inference.runs.summary import summary
 from inference.train import main as train_main
 
-RUN = [*TINY, *SMALL_NETS]  # a tiny run with small networks
+RUN = [*TINY, *SMALL_NETS, "evaluation.prior_proposal=true"]  # a tiny run with small networks, evaluated as by default
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -95,7 +95,8 @@ def test_same_seed_gives_identical_metrics(tiny_run, tmp_path):
 
 
 def test_linear_gaussian_experiment_reports_the_exact_log_px(tmp_path):
-    cfg = compose_config("experiment=linear_gaussian", "train.epochs=20", "train.progress=false", "evaluation.num_particles=500")
+    cfg = compose_config("experiment=linear_gaussian", "train.epochs=20", "train.progress=false", "evaluation.num_particles=500", "evaluation.splits=[test]",
+                         "evaluation.prior_proposal=false")
     test = train(cfg, tmp_path)["test"]
     exact, estimate = test["log_px_exact"]["mean"], test["log_px"]["mean"]
     assert abs(estimate - exact) < 0.05

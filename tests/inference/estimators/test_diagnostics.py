@@ -56,7 +56,7 @@ def test_the_summary_warns_when_too_many_points_are_unreliable(tmp_path):
     bad = summarize(torch.tensor([0.1, 0.9, 1.3]), torch.tensor([90.0, 2.0, 1.5]))
     assert unreliable(bad).startswith("the log p̂(x) estimate is unreliable: 67% of points have Pareto k̂ > 0.7")
 
-    metrics = train(compose_config(*TINY, *SMALL_NETS, "evaluation.num_particles=100"), tmp_path)
+    metrics = train(compose_config(*TINY, *SMALL_NETS, "evaluation.num_particles=100", "evaluation.prior_proposal=true"), tmp_path)
     diagnostics = {key: metrics["test"][key]["diagnostics"] for key in ("log_px", "log_px_prior")}
     assert set(diagnostics["log_px"]) == set(good) and 0 < diagnostics["log_px"]["ess_min"] <= diagnostics["log_px"]["ess_median"] <= 100
     assert diagnostics["log_px_prior"]["ess_median"] < diagnostics["log_px"]["ess_median"]
@@ -83,6 +83,7 @@ import inference
 """
 
 
+@pytest.mark.slow  # a fresh interpreter: about 5 s
 def test_a_process_that_loses_arviz_daily_stamp_race_still_imports_the_suite(tmp_path):
     """On a day's first import, with a fresh cache, the suite imports although ArviZ's own
     write of its stamp would fail as it does for the loser of the race; and the day is stamped."""
