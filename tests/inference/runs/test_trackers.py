@@ -4,6 +4,7 @@ tracker run, each epoch once."""
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +19,30 @@ from inference.runs import reevaluate, train
 from inference.runs.trackers import CURVE_KEYS, flat_numbers
 
 ROOT = Path(__file__).resolve().parents[3]
-RUN = [*TINY, *SMALL_NETS, "train.checkpoint_every=1", "objective.warmup_epochs=2", "evaluation.figures=true"]
+RUN = [*TINY, *SMALL_NETS, "train.checkpoint_every=1", "objective.warmup_epochs=2"]
 
 
-def trackers(tmp_path) -> list[str]:
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow store as the first run in a directory creates it (tables, no experiment of
+    ours), made once: creating one takes about 1.5 s, copying it nothing."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def trackers(tmp_path, store: Path | None = None) -> list[str]:
+    """The three trackers, MLflow's store in tmp_path: a copy of ``store`` where given, else
+    created by the run itself."""
+    if store is not None:
+        shutil.copy(store, tmp_path / "mlflow.db")
     return ["logger=[tensorboard,mlflow,csv]", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
 
 
+@pytest.mark.slow  # a new MLflow store, the figures and the trackers' first imports: about 5 s
 def test_every_tracker_holds_the_curve_and_the_metrics_of_the_run(tmp_path):
     run_dir = tmp_path / "run"
-    metrics = train(compose_config(*RUN, *trackers(tmp_path)), run_dir)
+    metrics = train(compose_config(*RUN, *trackers(tmp_path), "evaluation.figures=true"), run_dir)
     assert metrics == json.loads((run_dir / "metrics.json").read_text())
     curve, numbers = metrics["train"]["curve"], flat_numbers(metrics)
     assert [row["kl_weight"] for row in curve] == [0.0, 0.5]  # the warm-up, as the trackers get it
@@ -64,9 +79,9 @@ def test_every_tracker_holds_the_curve_and_the_metrics_of_the_run(tmp_path):
     assert {a.path for a in client.list_artifacts(run_id, "plots")} == {f"plots/{name}.png" for name in figures}
 
 
-def test_a_resumed_run_continues_its_tracker_runs(tmp_path):
+def test_a_resumed_run_continues_its_tracker_runs(tmp_path, empty_store):
     run_dir = tmp_path / "run"
-    train(compose_config(*RUN, *trackers(tmp_path)), run_dir)
+    train(compose_config(*RUN, *trackers(tmp_path, empty_store)), run_dir)
     grown = train(compose_config(*RUN, *trackers(tmp_path), "train.epochs=3", "train.resume=true"), run_dir)
     epochs = [row["epoch"] for row in grown["train"]["curve"]]
     assert epochs == [1, 2, 3]
@@ -83,8 +98,8 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path):
     assert run.info.status == "FINISHED" and run.data.params["train.epochs"] == "2"  # MLflow keeps a parameter's first value
 
 
-def test_a_reevaluation_sends_its_new_numbers_to_the_runs_trackers(tmp_path):
-    run_dir, cfg = tmp_path / "run", compose_config(*RUN, *trackers(tmp_path))
+def test_a_reevaluation_sends_its_new_numbers_to_the_runs_trackers(tmp_path, empty_store):
+    run_dir, cfg = tmp_path / "run", compose_config(*RUN, *trackers(tmp_path, empty_store))
     train(cfg, run_dir)
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra writes for inference.train
@@ -128,10 +143,10 @@ def test_after_a_rollback_the_csv_and_tensorboard_curves_hold_each_epoch_once(tm
     assert [e.value for e in logged] == pytest.approx([row["train_elbo"] for row in curve], rel=1e-6)
 
 
-def test_a_run_stopped_by_a_nan_is_marked_failed_in_mlflow(tmp_path):
+def test_a_run_stopped_by_a_nan_is_marked_failed_in_mlflow(tmp_path, empty_store):
     faulty = ["train.epochs=4", "data.binarize=fixed", "decoder._target_=faults.FaultyMLP", "+decoder.fail_at=32"]  # NaN at step 29
     with pytest.raises(FloatingPointError):
-        train(compose_config(*RUN, *faulty, *trackers(tmp_path)), tmp_path / "run")
+        train(compose_config(*RUN, *faulty, *trackers(tmp_path, empty_store)), tmp_path / "run")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     run = client.get_run((tmp_path / "run" / ".mlflow_run").read_text().strip())
     assert run.info.status == "FAILED"
@@ -158,7 +173,7 @@ def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(tmp_path):
         assert run.data.params["train.seed"] == run.info.run_name
 
 
-def test_a_tracker_that_fails_mid_run_is_warned_about_once_and_the_run_finishes(tmp_path, monkeypatch, caplog):
+def test_a_tracker_that_fails_mid_run_is_warned_about_once_and_the_run_finishes(tmp_path, empty_store, monkeypatch, caplog):
     """The MLflow store becomes unwritable after the run started: every later write of MLflow
     fails as SQLite says it then; the run warns once, the other trackers and metrics.json go on."""
     from mlflow.exceptions import MlflowException
@@ -174,7 +189,7 @@ def test_a_tracker_that_fails_mid_run_is_warned_about_once_and_the_run_finishes(
     monkeypatch.setattr(MlflowClient, "log_batch", unwritable)
     run_dir = tmp_path / "run"
     with caplog.at_level("WARNING"):
-        metrics = train(compose_config(*RUN, "logger=[mlflow,csv]", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"), run_dir)
+        metrics = train(compose_config(*RUN, *trackers(tmp_path, empty_store), "logger=[mlflow,csv]"), run_dir)
     warned = [r.getMessage() for r in caplog.records if "stopped working" in r.getMessage()]
     assert warned == ["the MlflowTracker stopped working (MlflowException: (sqlite3.OperationalError) attempt to write a readonly database); the run goes on without it"]
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
