@@ -97,6 +97,7 @@ def test_the_velocity_noise_is_fixed_unless_learned_and_runs_before_the_choice_s
         assert "log_noise" in transition.state_dict()  # a checkpoint keeps it either way
 
 
+@pytest.mark.slow  # 3 to 5.4 s in make test's durations
 def test_the_constants_are_recovered_by_maximum_likelihood_from_true_states():
     """Identifiability and gradients through the integrator: from the true states and phases of
     a few trajectories, Adam on log p(z_2:T | z_1) moves every constant from its default start
