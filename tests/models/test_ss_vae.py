@@ -129,7 +129,7 @@ def test_the_supervised_only_baseline_learns_the_kept_labels_alone_from_a_fresh_
 
 def test_the_ss_digits_preset_reports_both_accuracies_and_draws_the_class_figures(tmp_path):
     """The baseline runs under its own RNG: every other number is the same without it."""
-    overrides = [*TINY, *SMALL_NETS, "experiment=ss_digits", "evaluation.figures=true"]
+    overrides = [*TINY, *SMALL_NETS, "experiment=ss_digits", "evaluation.figures=true", "evaluation.supervised_only_steps=500"]
     metrics = train(compose_config(*overrides), tmp_path / "with")
     alone = metrics["test"]["accuracy_supervised_only"]
     assert f"  same network, labels alone   {alone:10.4f}" in summary(metrics, tmp_path / "with")

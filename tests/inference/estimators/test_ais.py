@@ -5,6 +5,7 @@ import importlib
 import math
 
 import pyro
+import pytest
 import torch
 
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
@@ -65,6 +66,7 @@ def test_bdmc_brackets_log_px_and_narrows_with_more_steps(tmp_path):
     assert widths[1] < widths[0] / 2, widths
 
 
+@pytest.mark.slow  # 4.7 to 6.2 s in make test's durations
 def test_ais_on_a_program_whose_latent_is_split_in_two_sites_matches_the_exact_log_px():
     """user_programs.split_latent_model: x ~ N(W [a; b] + bias, noise² I), a, b ~ N(0, 1), so that
     p(x) = N(bias, W Wᵀ + noise² I); its sites are "a" and "b", not "z"."""
