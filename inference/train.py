@@ -48,6 +48,7 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     direction = _optimized_direction()
     try:
+        _check_experiment_package(cfg)
         if direction is not None and "valid" not in cfg.evaluation.splits:
             raise ValueError(
                 f"the sweeper {direction}s the validation log p-hat(x), but evaluation.splits={list(cfg.evaluation.splits)} "
@@ -69,6 +70,19 @@ def main(cfg: DictConfig) -> float | None:
         log.warning(f"the validation log p-hat(x) of {run_dir} is null or absent: the study counts the trial as its worst value")
         return _worst(direction)
     return value
+
+
+def _check_experiment_package(cfg: DictConfig) -> None:
+    """An experiment file without ``# @package _global_`` as its first line puts its keys under
+    ``experiment.``, where nothing reads them: the run would train the defaults without a word."""
+    misplaced = cfg.get("experiment")
+    if isinstance(misplaced, DictConfig):
+        name = HydraConfig.get().runtime.choices.get("experiment")
+        keys = ", ".join(f"experiment.{key}" for key in misplaced)
+        raise ValueError(
+            f"experiment/{name}.yaml puts its keys under experiment. ({keys}), where they change nothing: "
+            "make `# @package _global_` its first line, as every preset in conf/experiment/ has it"
+        )
 
 
 def _worst(direction: str) -> float:

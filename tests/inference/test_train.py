@@ -281,6 +281,25 @@ def test_the_command_refuses_a_typo_and_a_bad_value_leaving_no_directory(tmp_pat
         assert not run_dir.exists()
 
 
+def test_an_experiment_file_of_ones_own_without_its_package_line_is_refused(tmp_path):
+    """Without `# @package _global_` an experiment file's keys land under experiment., where
+    nothing reads them: refused, naming the file and the line, with no run directory left; with
+    the line, the same file sets what it says."""
+    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
+    experiment = tmp_path / "my_conf" / "experiment" / "mine.yaml"
+    experiment.write_text("train:\n  epochs: 1\n")
+    run_dir = tmp_path / "refused"
+    code, printed = run_command(train_main, "--config-dir", str(tmp_path / "my_conf"), *RUN, "experiment=mine", f"hydra.run.dir={run_dir}")
+    assert code != 0 and "experiment/mine.yaml puts its keys under experiment. (experiment.train), where they change nothing: " \
+        "make `# @package _global_` its first line" in printed, printed
+    assert not run_dir.exists()
+    experiment.write_text("# @package _global_\ntrain:\n  epochs: 1\n")
+    mine = [o for o in RUN if not o.startswith("train.epochs=")]  # the file's epochs, not the tiny run's
+    code, printed = run_command(train_main, "--config-dir", str(tmp_path / "my_conf"), *mine, "experiment=mine", f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 0, printed
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["epochs"] == 1
+
+
 def test_a_likelihood_that_does_not_fit_the_data_names_the_transform(tmp_path, caltech_root):
     cfg = compose_config(*RUN, "data=caltech_silhouettes", f"data.root={caltech_root}", "likelihood=beta")
     with pytest.raises(ValueError, match=r"data=caltech_silhouettes, train split: Beta likelihood needs data strictly inside \(0, 1\).*data.dequantize=true"):
