@@ -9,8 +9,11 @@ from hydra.core.hydra_config import HydraConfig
 __all__ = ["CONFIG_PATH", "remove_if_only_hydra_files"]
 
 # A checkout (or an editable install) has conf/ beside the packages; an installed distribution
-# carries it as the package data inference.conf.
-CONFIG_PATH = "../conf" if (Path(__file__).resolve().parents[1] / "conf" / "train.yaml").is_file() else "pkg://inference.conf"
+# carries it as the package data inference.conf. The checkout's path is absolute: a relative one
+# Hydra resolves against the calling module, which a console script (vae-train) turns into a
+# module named `conf` that an editable install does not have.
+_CHECKOUT_CONF = Path(__file__).resolve().parents[1] / "conf"
+CONFIG_PATH = str(_CHECKOUT_CONF) if (_CHECKOUT_CONF / "train.yaml").is_file() else "pkg://inference.conf"
 
 
 def remove_if_only_hydra_files(run_dir: Path) -> None:
