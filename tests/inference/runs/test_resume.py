@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL_NETS, TINY, compose_config, without_timings
+from conftest import SMALL_NETS, TINY, compose_config, run_command, without_timings
 from inference.runs.rundir import locked
 from inference.training.checkpoint import load_checkpoint
+from inference.train import main as train_main
 from inference.train import train
 from inference.training import NonFiniteError
 
@@ -50,9 +51,10 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
     deadline = time.monotonic() + 120
     while checkpointed_epoch(tmp_path / "killed") < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
-    # while it trains, a second process may not resume the same run directory
-    concurrent = finish(launch(tmp_path / "killed", "train.resume=true"))
-    assert concurrent.returncode == 1 and "is in use by process" in concurrent.stderr, concurrent.stderr
+    # while it trains, another process (this one, the command run in it: a fresh interpreter
+    # takes longer to start than the run has left to train) may not resume the same run directory
+    code, printed = run_command(train_main, *LONG, "train.resume=true", f"hydra.run.dir={tmp_path / 'killed'}")
+    assert code == 1 and "is in use by process" in printed, printed
     os.kill(killed.pid, signal.SIGKILL)
     killed.communicate()
     assert not (tmp_path / "killed" / "metrics.json").exists(), "the run ended before it was killed: make LONG longer"
