@@ -8,11 +8,10 @@ Monte Carlo error), and samples with the data's shape inside the likelihood's su
 import math
 
 import pytest
-import torch
 
-from conftest import CONF, TINY, compose_config
+from conftest import CONF, TINY, checkpoint_programs, compose_config
 from inference.estimators import importance_sampling
-from inference.runs import build, instantiate, train
+from inference.runs import train
 
 PRIORS = sorted(p.stem for p in (CONF / "prior").glob("*.yaml"))
 LIKELIHOODS = sorted(p.stem for p in (CONF / "likelihood").glob("*.yaml"))
@@ -53,7 +52,6 @@ def test_combination_trains_and_evaluates(prior, likelihood, network, tmp_path):
         "train.batch_size=256",
         "evaluation.num_particles=16",
         "evaluation.splits=[test]",
-        "evaluation.prior_proposal=false",  # nothing here reads the naive estimator
         f"prior={prior}",
         f"likelihood={likelihood}",
         f"encoder={network}",
@@ -67,11 +65,7 @@ def test_combination_trains_and_evaluates(prior, likelihood, network, tmp_path):
     metrics = train(cfg, tmp_path)["test"]
     assert math.isfinite(metrics["elbo"]) and math.isfinite(metrics["log_px"]["mean"])
 
-    # rebuild the trained pair from the checkpoint, to check against an independent ELBO
-    data = instantiate(cfg.data)
-    model, guide = build(cfg, data)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+    data, model, guide = checkpoint_programs(cfg, tmp_path)  # the trained pair, against an independent ELBO
     x = data.test[:32]
     elbo = importance_sampling(model, guide, x, num_particles=1).elbo  # fresh draws
     log_px = importance_sampling(model, guide, x, num_particles=16).log_px

@@ -8,10 +8,10 @@ import pyro
 import pytest
 import torch
 
-from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
+from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, checkpoint_programs, compose_config
 from inference.estimators.ais import ais, bidirectional, sigmoid_schedule
 from inference.estimators import importance_sampling
-from inference.runs import build, instantiate, train
+from inference.runs import train
 import user_programs
 from models import LinearGaussian
 
@@ -47,16 +47,13 @@ def test_reverse_ais_from_exact_posterior_samples_bounds_the_exact_log_px_from_a
 
 
 def test_bdmc_brackets_log_px_and_narrows_with_more_steps(tmp_path):
-    train(compose_config(*TINY, *SMALL_NETS, "train.epochs=5", "z_dim=2"), tmp_path)
-    cfg = compose_config(*TINY, *SMALL_NETS, "z_dim=2")
-    model, guide = build(cfg, instantiate(cfg.data))
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
-    model.eval(), guide.eval()
+    cfg = compose_config(*TINY, *SMALL_NETS, "train.epochs=5", "z_dim=2")
+    train(cfg, tmp_path)
+    data, model, guide = checkpoint_programs(cfg, tmp_path)
     widths = []
     for steps in (5, 100):
         pyro.set_rng_seed(1)  # the same simulated points for both
-        sandwich = bidirectional(model, instantiate(cfg.data).test, 30, steps=steps, leapfrog=5, step_size=0.1, chains=8)
+        sandwich = bidirectional(model, data.test, 30, steps=steps, leapfrog=5, step_size=0.1, chains=8)
         width, stderr = paired(sandwich["upper"], sandwich["lower"])
         assert width > -3 * stderr
         importance = importance_sampling(model, guide, sandwich["x"], num_particles=1000).log_px

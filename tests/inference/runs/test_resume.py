@@ -15,8 +15,7 @@ import torch
 from conftest import SMALL_NETS, TINY, compose_config, run_command, without_timings
 from inference.runs.rundir import locked
 from inference.training.checkpoint import load_checkpoint
-from inference.train import main as train_main
-from inference.train import train
+from inference.train import main as train_main, train
 from inference.training import NonFiniteError
 
 ROOT = Path(__file__).resolve().parents[3]
