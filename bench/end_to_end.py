@@ -38,7 +38,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from inference.runs.evaluation_run import pass_size
+from inference.estimators import pairs_within
 from inference.estimators.metrics import evaluate, mean_and_stderr
 from inference.runs import build, train
 from inference.training import fit, parameters_of
@@ -96,7 +96,8 @@ def interleaved(cfg, preset: str, epochs: int, points: int | None, slice_size: i
 
     x = data.test[:points]
     K = cfg.evaluation.num_particles
-    chunk_size = pass_size(model.eval(), guide.eval(), x, cfg.evaluation)  # as the run chooses it
+    model.eval(), guide.eval()
+    chunk_size = cfg.evaluation.chunk_size or pairs_within(model, guide, x, cfg.evaluation.memory_budget_mb)  # as the run chooses it
     suite_eval, suite_slices = 0.0, []
     for start in range(0, len(x), slice_size):
         part = x[start : start + slice_size]

@@ -11,6 +11,8 @@ Each corruption is a module with a ``level`` in its range and ``forward(x) -> xÌ
 it returns x itself.
 """
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -100,7 +102,7 @@ class Denoising(nn.Module):
 
     @property
     def capabilities(self) -> Capabilities:
-        return capabilities_of(self.guide)
+        return dataclasses.replace(capabilities_of(self.guide), denoising=True)
 
     def forward(self, x: torch.Tensor, *args, **kwargs):
         return self.guide(self.corruption(x) if self.training else x, *args, **kwargs)

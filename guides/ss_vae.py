@@ -34,7 +34,7 @@ class SemiSupervisedGuide(nn.Module):
     :param classifier_hidden: the widths of the classifier's hidden layers (ReLU).
     """
 
-    capabilities = Capabilities(untraceable=None, batch_keys=("y", "mask"))
+    capabilities = Capabilities(untraceable=None, batch_keys=("y", "mask"), classifier=True)
 
     def __init__(
         self,

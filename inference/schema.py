@@ -2,8 +2,9 @@
 registered in Hydra's ConfigStore (``train_schema``, ``evaluation_schema``; conf/train.yaml lists
 them first), so that composition itself refuses ``train.epochs=ten`` or ``train.on_nan=retry`` and
 names the key. Ranges and conditions between keys, which OmegaConf cannot express, are checked
-in :mod:`inference.runs.checks`. The defaults are conf/'s YAML files; the schemas hold types only
-(a field's default here is what a missing key would get).
+in :mod:`inference.runs.checks`. The defaults of ``evaluation.*`` are here, each field with its
+help, and nowhere else; those of ``train.*`` are still conf/train.yaml's (the fields here hold
+what a missing key would get).
 
 Enumerations are ``str`` enums that print as their value: a value compares equal to its name
 (``cfg.train.on_nan == "stop"``), and ``OmegaConf.to_container(cfg, enum_to_str=True)``, what
@@ -72,39 +73,52 @@ class TrainSchema:
     max_rollbacks: int = 3
 
 
+def _help(text: str, default=None, factory=None):
+    """A field with its one line of help (``metadata["help"]``), which the docs' reference reads."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
 @dataclass
 class EvaluationSchema:
-    num_particles: int = 1000
-    prior_proposal: bool = True
-    max_points: int | None = None
-    memory_budget_mb: float = 512.0
-    chunk_size: int | None = None
-    splits: list[str] = field(default_factory=lambda: ["valid", "test"])
-    probe_site: str = "z"
-    gaps: bool = False
-    gap_points: int = 100
-    gap_particles: int = 5000
-    ais: bool = False
-    ais_points: int = 100
-    ais_steps: int = 500
-    ais_leapfrog: int = 10
-    ais_step_size: float = 0.05
-    ais_chains: int = 16
-    ais_start: AisStart = AisStart.prior
-    denoise: bool | None = None
-    denoise_levels: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])
-    forecast_context: int = 10
-    forecast_horizon: int = 10
-    forecast_filter: ForecastFilter = ForecastFilter.particles
-    filter_particles: int = 4000
-    intervene: bool = False
-    intervention_context: int | None = None
-    supervised_only_steps: int = 2000
-    figures: bool = True
-    posterior_points: int = 0
-    posterior_samples: int = 500
-    posterior_chains: int = 4
-    posterior_warmup: int = 500
+    """``evaluation.*``: the settings every method shares, the methods (``methods``), and the
+    settings of the shipped methods by their names of old, which their entries read and which
+    switch the methods that are off by default on (``gaps``, ``ais``, ``posterior_points``,
+    ``intervene``) or the ones that are on off (``denoise``, ``forecast_horizon=0``)."""
+
+    num_particles: int = _help("K importance samples per data point, for the guide and the prior proposal", 1000)
+    prior_proposal: bool = _help("also estimate log p(x) with the prior as proposal (what the guide buys); false halves the time", True)
+    max_points: int | None = _help("evaluate the first N points of each split; null: all", None)
+    memory_budget_mb: float = _help("the estimators' passes are sized so that their peak tensor memory stays under this", 512.0)
+    chunk_size: int | None = _help("or: this many particle x data-point pairs per pass, whatever memory they take", None)
+    splits: list[str] = _help("the splits log_px, bits_per_dim and accuracy run on; other methods take their own splits (default [test])", factory=lambda: ["valid", "test"])
+    figures: bool = _help("PNGs in the run's plots/: curve, samples, reconstructions, traversals, and each method's own", True)
+    methods: dict[str, Any] = _help("the evaluations: name -> {_target_, options, splits, when_applicable} (conf/evaluation/methods/)", factory=dict)
+    probe_site: str = _help("the latent site whose posterior mean the linear probe reads; for sequences z_1 ... z_T", "z")
+    gaps: bool | None = _help("true: the inference-gap decomposition on the first gap_points test points (method gaps); false: off", None)
+    gap_points: int = _help("test points of the gap decomposition", 100)
+    gap_particles: int = _help("K of the log p(x) estimate inside the gap decomposition", 5000)
+    ais: bool | None = _help("true: AIS on the first ais_points test points, and BDMC on as many simulated ones (method ais); false: off", None)
+    ais_points: int = _help("test points of AIS, and simulated points of BDMC", 100)
+    ais_steps: int = _help("T, intermediate distributions of AIS's geometric path", 500)
+    ais_leapfrog: int = _help("leapfrog steps per HMC transition of AIS", 10)
+    ais_step_size: float = _help("the pilot's initial leapfrog step size; adapted per point and step towards 65% acceptance", 0.05)
+    ais_chains: int = _help("independent AIS chains per data point", 16)
+    ais_start: AisStart = _help("prior | guide: where AIS's path starts", AisStart.prior)
+    denoise: bool | None = _help("null: the denoising evaluation where the run has a corruption; true: required; false: off", None)
+    denoise_levels: list[float] = _help("corruption levels of the denoising evaluation (above 0)", factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])
+    forecast_context: int = _help("sequences: frames seen before the forecast (test.forecast)", 10)
+    forecast_horizon: int = _help("sequences: frames forecast after them; 0: no forecast", 10)
+    forecast_filter: ForecastFilter = _help("particles: the model's particle filter of the state after the context | guide: q(z_k | x_1:k)", ForecastFilter.particles)
+    filter_particles: int = _help("the particle filter's particles per sequence (forecast and intervention)", 4000)
+    intervene: bool | None = _help("true: transition=physics rolled out with the drive switched off, against the simulator (test.intervention); false: off", None)
+    intervention_context: int | None = _help("frames seen before the drive is switched off; null: forecast_context", None)
+    supervised_only_steps: int = _help("semi-supervised runs: the guide's classifier trained on the kept labels alone (test.accuracy_supervised_only); 0: off", 2000)
+    posterior_points: int = _help("NUTS on this many test points (method posterior: posterior.nc, summaries, plots); 0: off", 0)
+    posterior_samples: int = _help("NUTS draws per chain", 500)
+    posterior_chains: int = _help("independent NUTS chains, one after another, each with its own adaptation", 4)
+    posterior_warmup: int = _help("NUTS warm-up steps", 500)
 
 
 def register() -> None:

@@ -29,6 +29,13 @@ class Capabilities:
         with the same arguments, so they declare the same keys.
     :param sequences: the program takes whole sequences, x of shape ``(B, T, x_dim)``, as
         data points (:attr:`inference.data.Dataset.frames`); a model and its guide agree on it.
+    :param classifier: (a guide) ``classify(x)`` gives the logits of q(y | x), computed by its
+        network ``classifier`` (an ``nn.Module`` the supervised-only baseline retrains).
+    :param denoising: (a guide) it was trained on corrupted inputs: ``corruption`` corrupts, and
+        ``guide`` is the guide it wraps, which it is in eval mode.
+    :param rollouts: (a model of sequences) ``roll_forward``, ``frame`` and ``transition``, which
+        forecasts roll forward; ``learned_constants``: its transition's ``constants()`` are the
+        simulator's constants by name, as learned.
     """
 
     amortized: bool = True
@@ -37,6 +44,10 @@ class Capabilities:
     discrete_x: bool = False
     batch_keys: tuple[str, ...] = ()
     sequences: bool = False
+    classifier: bool = False
+    denoising: bool = False
+    rollouts: bool = False
+    learned_constants: bool = False
 
 
 # A program that says nothing: amortized, taking x alone, and not recordable, since a recording

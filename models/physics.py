@@ -91,6 +91,7 @@ class PhysicsTransition(Transition):
 
     sequence_latents = {"drive_phase_vector": 2}
     angles = (0,)  # θ: the decoder reads it through cos θ and sin θ
+    learns_constants = True
 
     def __init__(
         self,

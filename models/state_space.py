@@ -63,7 +63,10 @@ class StateSpaceModel(WithLikelihood, nn.Module):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(untraceable=None, discrete_x=self.likelihood.discrete, sequences=True, exact_log_px=self._linear_gaussian())
+        return Capabilities(
+            untraceable=None, discrete_x=self.likelihood.discrete, sequences=True, exact_log_px=self._linear_gaussian(),
+            rollouts=True, learned_constants=self.transition.learns_constants,
+        )
 
     def forward(self, x: torch.Tensor) -> None:
         """:param x: a ``(B, T, x_dim)`` tensor, B sequences of T frames."""

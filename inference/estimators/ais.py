@@ -34,7 +34,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from .programs import PARTICLE_DIM, PARTICLES, LatentVector, frozen, simulated, site_log_probs
+from .programs import PARTICLES, LatentVector, frozen, simulated, site_log_probs
 
 __all__ = ["AISEstimate", "adapted_step_sizes", "ais", "bidirectional", "sigmoid_schedule"]
 
@@ -63,7 +63,7 @@ class _Path:
 
     def densities(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values = self.latents.split(z)
-        with pyro.plate(PARTICLES, self.C, dim=PARTICLE_DIM):
+        with pyro.plate(PARTICLES, self.C, dim=self.latents.dim):
             model = poutine.trace(poutine.condition(self.model, data=values)).get_trace(self.x)
             start = model if self.guide is None else poutine.trace(poutine.condition(self.guide, data=values)).get_trace(self.x)
         log_start = site_log_probs(start, self.C, self.B, observed=None, names=values)  # the conditioned sites
@@ -71,7 +71,7 @@ class _Path:
 
     def start(self) -> torch.Tensor:
         """C draws per data point from p_start."""
-        with pyro.plate(PARTICLES, self.C, dim=PARTICLE_DIM):
+        with pyro.plate(PARTICLES, self.C, dim=self.latents.dim):
             trace = poutine.trace(self.guide if self.guide is not None else self.model).get_trace(self.x)
         return self.latents.join(trace.nodes).detach()
 

@@ -25,7 +25,7 @@ from guides import AmortizedFlow, PointTable
 
 from .importance import DEFAULT_CHUNK_SIZE, importance_sampling
 from .metrics import mean_and_stderr
-from .programs import frozen, latent_sites
+from .programs import frozen, latent_sites, particle_dim
 
 __all__ = ["localized", "fit_local", "inference_gaps"]
 
@@ -77,7 +77,8 @@ def fit_local(
     streams), so that two checks differ by what the fit changed, not by Monte Carlo noise,
     which at 256 samples is far above ``tolerance``. :returns: the steps taken.
     """
-    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
+    nesting = -1 - particle_dim(model, local, x[:1])  # the data plate, and any plate of observed sites inside it
+    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=nesting)
     optimizer = torch.optim.Adam(local.parameters(), lr=lr)
     seed = int(torch.randint(2**62, ()))  # common random numbers for every check
     with frozen(model):

@@ -21,7 +21,7 @@ from pyro.infer import MCMC, NUTS
 
 from .arviz_import import az
 from .importance import weighted_proposals
-from .programs import PARTICLE_DIM, PARTICLES, LatentVector, frozen
+from .programs import PARTICLES, LatentVector, frozen
 
 __all__ = ["nuts", "guide_draws", "importance_draws", "mismatch", "inference_data", "summaries"]
 
@@ -43,7 +43,7 @@ def nuts(model, x: torch.Tensor, num_samples: int = 500, warmup: int = 500, chai
 def guide_draws(model, guide, x: torch.Tensor, num_samples: int) -> torch.Tensor:
     """Draws of z ~ q(z|x), the sites joined as the model orders them: ``(num_samples, B, z_dim)``."""
     latents = LatentVector(model, x)
-    with pyro.plate(PARTICLES, num_samples, dim=PARTICLE_DIM):
+    with pyro.plate(PARTICLES, num_samples, dim=latents.dim):
         return latents.join(poutine.trace(guide).get_trace(x).nodes)
 
 

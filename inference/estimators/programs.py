@@ -173,26 +173,33 @@ def latent_sites(program: Program, x: torch.Tensor) -> set[str]:
 
 
 class LatentVector:
-    """The latent sites of a program whose one plate is the data plate, as one vector per data
-    point, for the methods that move z as a whole (AIS's HMC) or report it as one (NUTS, the
-    posterior figures): the sites in the order the model samples them, each flattened over its
-    event shape. ``split`` and ``join`` convert between the vector ``(..., B, D)`` and the
-    sites' values ``(..., B, *event_shape)``."""
+    """The latent sites of a program, all under the data plate and in no plate inside it, as
+    one vector per data point, for the methods that move z as a whole (AIS's HMC) or report it
+    as one (NUTS, the posterior figures): the sites in the order the model samples them, each
+    flattened over its event shape. Plates inside the data plate may hold observed sites (a
+    pixel plate under the data plate): a latent then has a size-1 dimension for each, which the
+    vector leaves out. ``split`` and ``join`` convert between the vector ``(..., B, D)`` and the
+    sites' values ``(..., B, 1, …, *event_shape)``; ``dim`` is the particle plate's dimension,
+    one left of the data plate."""
 
     def __init__(self, model: Program, x: torch.Tensor):
         trace = _one_point_trace(model, x)
         latent = trace_latent_sites(trace)
         self.sites = [(name, trace.nodes[name]["fn"].event_shape) for name in trace.nodes if name in latent]  # in trace order
+        data = data_dim(self.sites[0][0], trace.nodes[self.sites[0][0]]) if self.sites else -1
+        self.inner, self.dim = -1 - data, data - 1  # the dimensions right of the data plate's; the particles'
 
     @staticmethod
     def unsupported(model: Program, guide: Program | None, x: torch.Tensor) -> str | None:
         """Why the program's latents are not one real vector per point (a discrete or
-        constrained site, plates inside the data plate); None where they are."""
-        if particle_dim(model, guide, x[:1]) != PARTICLE_DIM:
-            return "programs whose one plate is the data plate; this one nests plates inside it"
+        constrained site, a site in a plate inside the data plate); None where they are."""
         trace = _one_point_trace(model, x)
         for name in trace_latent_sites(trace):
-            support = trace.nodes[name]["fn"].support
+            site = trace.nodes[name]
+            inner = [frame.name for frame in site["cond_indep_stack"] if frame.vectorized and frame.name != DATA_PLATE]
+            if inner:
+                return f"latents under the data plate alone; the model's latent site {name!r} sits in the plate {inner[0]!r} inside it"
+            support = site["fn"].support
             while isinstance(support, constraints.independent):
                 support = support.base_constraint
             if support.is_discrete:
@@ -202,9 +209,9 @@ class LatentVector:
         return None
 
     def split(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        values, start = {}, 0
+        values, start, inner = {}, 0, (1,) * self.inner
         for name, shape in self.sites:
-            values[name] = z[..., start : start + shape.numel()].reshape(*z.shape[:-1], *shape)
+            values[name] = z[..., start : start + shape.numel()].reshape(*z.shape[:-1], *inner, *shape)
             start += shape.numel()
         return values
 
@@ -213,7 +220,7 @@ class LatentVector:
         parts = []
         for name, shape in self.sites:
             value = values[name]["value"] if isinstance(values[name], dict) else values[name]
-            parts.append(value.reshape(*value.shape[: value.dim() - len(shape)], shape.numel()))
+            parts.append(value.reshape(*value.shape[: value.dim() - len(shape) - self.inner], shape.numel()))
         return torch.cat(parts, -1)
 
 

@@ -2,8 +2,8 @@
 
 Building the data, model and guide from a config (:mod:`.build`) after checking its values
 (:mod:`.checks`); a training run (:mod:`.training_run`) and the evaluation of a trained or
-finished run (:mod:`.evaluation_run`); the run directory's files and lock (:mod:`.rundir`);
-the figures (:mod:`.figures`); the end-of-run summary (:mod:`.summary`); and the comparison
+finished run (:mod:`.evaluation_run`) by the methods its config names (:mod:`.methods`); the
+run directory's files and lock (:mod:`.rundir`); the end-of-run summary (:mod:`.summary`); and the comparison
 of a sweep's runs (:mod:`.comparison`). The entry points ``inference.train``,
 ``inference.evaluate`` and ``inference.compare`` are thin wrappers around these.
 """

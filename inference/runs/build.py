@@ -20,8 +20,7 @@ from models.capabilities import capabilities_of
 
 from ..data import Dataset
 from ..estimators import log_importance_weights
-from ..estimators.intervention import DRIVE_SITE
-from ..estimators.programs import replayed_traces, sliced
+from ..estimators.programs import sliced
 from ..training import adopt_store_parameters
 from .trackers import Trackers
 
@@ -84,45 +83,11 @@ def check_sequences(cfg: DictConfig, data: Dataset, model: torch.nn.Module, guid
             f"model={model_name(cfg)} takes sequences of frames, but data={data.name} holds single points; "
             "use data=pendulum_sequences (or a model of single points, model=vae)"
         )
-    if data.frames:
-        context, horizon = cfg.evaluation.forecast_context, cfg.evaluation.forecast_horizon
-        if horizon and context + horizon > data.frames:
-            raise ValueError(
-                f"evaluation.forecast_context={context} and evaluation.forecast_horizon={horizon} reach frame {context + horizon}, "
-                f"beyond the {data.frames} frames of data={data.name}'s sequences; keep their sum at most {data.frames}"
-            )
-    if cfg.evaluation.get("intervene"):
-        check_intervention(cfg, data, model)
     if model_takes != guide_takes:
         raise ValueError(
             f"model={model_name(cfg)} takes {'sequences' if model_takes else 'single points'} but guide={guide_name(cfg)} takes "
             f"{'sequences' if guide_takes else 'single points'}; "
             f"pair {'model=state_space with guide=sequence' if model_takes else 'it with a guide of single points, e.g. guide=normal'}"
-        )
-
-
-def intervention_context(evaluation: DictConfig) -> int:
-    """The frames seen before the drive is switched off: ``evaluation.intervention_context``,
-    or the forecast's where that is null."""
-    return evaluation.get("intervention_context") or evaluation.forecast_context
-
-
-def check_intervention(cfg: DictConfig, data: Dataset, model: torch.nn.Module) -> None:
-    """``evaluation.intervene=true`` needs a transition with a drive to switch off and data
-    whose simulator can run without it."""
-    latents = getattr(getattr(model, "transition", None), "sequence_latents", None)
-    if latents is None or DRIVE_SITE not in replayed_traces(model, None, data.test[:1])[1].nodes:
-        raise ValueError(
-            f"evaluation.intervene=true switches off the drive at the site {DRIVE_SITE!r}, which model={model_name(cfg)} "
-            "has not; use transition=physics (model=state_space), or evaluation.intervene=false"
-        )
-    if not data.physics or data.factors is None:
-        raise ValueError(f"evaluation.intervene=true compares with the pendulum simulator, which data={data.name} has not; use data=pendulum_sequences")
-    context = intervention_context(cfg.evaluation)
-    if context >= data.frames:
-        raise ValueError(
-            f"evaluation.intervention_context={context} leaves none of data={data.name}'s {data.frames} frames to switch the drive "
-            f"off in; keep it under {data.frames} (null: evaluation.forecast_context)"
         )
 
 

@@ -87,18 +87,13 @@ def check_config(cfg) -> None:
 
 def _check_denoising(cfg) -> None:
     """The corruption's level (checked by the corruption itself), and the denoising
-    evaluation's switch and levels, which must lie in the corruption's range."""
+    evaluation's levels, which must lie in the corruption's range."""
     kind = None
     if "corruption" in cfg:
         target = cfg.corruption._target_
         kind = next((c for c in CORRUPTIONS.values() if target.endswith("." + c.__name__)), None)
         if kind is not None:
             kind(cfg.corruption.level)  # a ValueError names corruption.level and its range
-    if cfg.evaluation.denoise and kind is None:
-        raise ValueError(
-            "evaluation.denoise=true corrupts the test set as the run's corruption does, but the run has corruption=none; "
-            "choose one (corruption=salt_pepper, gaussian or mask; with corruption.level=0 it trains on clean inputs)"
-        )
     levels = list(cfg.evaluation.denoise_levels)
     maximum = float("inf") if kind is None else kind.maximum
     if not levels or any(not 0 < level <= maximum for level in levels):

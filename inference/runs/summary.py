@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from ..estimators import unreliable
+from ..evaluations import SUITE_KEYS
 
 __all__ = ["summary"]
 
@@ -74,6 +75,9 @@ def summary(metrics: dict, run_dir: Path) -> str:
         for key, entry in test.items():
             if isinstance(entry, dict) and entry.get("skipped"):
                 lines.append(f"skipped {key}: {entry['reason']}")
+            elif key not in SUITE_KEYS and isinstance(entry, dict):  # a user's method: its numbers as it named them
+                numbers = ", ".join(f"{name} {value:.4g}" for name, value in entry.items() if isinstance(value, (int, float)) and not isinstance(value, bool))
+                lines.append(f"test {key}: {numbers}")
     lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, l
 from ..training.objectives import GraphTrace_ELBO, WithClassification
 from .build import guide_name, instantiate, model_name, objective_name, prepared, trackers_of
 from .checks import check_config, pinned_device, resolve_device, thread_count
-from .evaluation_run import evaluate_run
+from .evaluation_run import evaluate_run, evaluations
 from .rundir import METRICS, locked, read_metrics, write_metrics
 from .summary import summary
 
@@ -162,6 +162,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     loss = instantiate(cfg.objective)
     cuda_graphs = use_cuda_graphs(cfg, device, loss, optimizer, model, guide)
     check_objective(cfg, loss, model, guide)
+    chosen = evaluations(cfg, model, guide, data)  # an evaluation asked for that cannot run is refused before training
     if isinstance(loss, WithClassification):  # the paper's weight of the classification term, from the data
         labelled = data.batch_extra("train", ("mask",))["mask"]
         loss.fit_to(data.train.shape[0], int(labelled.sum()))
@@ -195,7 +196,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             cuda_graphs=cuda_graphs,
         )}
         checkpoints.require_saved()
-        metrics.update(evaluate_run(model, guide, data, cfg.evaluation, run_dir, metrics["train"]["curve"]))
+        metrics.update(evaluate_run(model, guide, data, cfg, run_dir, metrics["train"]["curve"], chosen))
         write_metrics(run_dir, metrics)
         trackers.results(metrics, run_dir)
     log.info(summary(metrics, run_dir))

@@ -84,7 +84,10 @@ def test_the_digits_preset_denoises_better_than_the_corrupted_input(tmp_path):
     "overrides, message",
     [
         (["corruption=salt_pepper", "corruption.level=2"], r"corruption.level=2: salt_pepper needs the probability"),
-        (["evaluation.denoise=true"], r"evaluation.denoise=true corrupts the test set as the run's corruption does, but the run has corruption=none"),
+        (
+            ["evaluation.denoise=true"],
+            r"evaluation.methods.denoise cannot run here: it needs a guide trained on corrupted inputs, and the run has corruption=none .* evaluation.denoise=false",
+        ),
         (
             ["corruption=mask", "evaluation.denoise_levels=[0.2,1.5]"],
             r"evaluation.denoise_levels=\[0.2, 1.5\] is invalid: expected a non-empty list of levels above 0 and at most 1 for corruption=mask",

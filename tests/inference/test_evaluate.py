@@ -13,9 +13,10 @@ import yaml
 from conftest import SMALL_NETS, TINY, run_command, without_timings
 from inference.evaluate import main as evaluate_main
 from inference.train import main as train_main
-from inference.runs import reevaluate
+from inference.runs import reevaluate, summary
 
 ROOT = Path(__file__).resolve().parents[2]
+RECONSTRUCTION = [f"+evaluation.methods.recon.{k}={v}" for k, v in (("_target_", "user_evaluations.ReconstructionError"), ("draws", 2), ("splits", "[valid,test]"))]
 AIS = ["evaluation.ais=true", "evaluation.ais_points=8", "evaluation.ais_steps=20", "evaluation.ais_chains=4", "evaluation.ais_leapfrog=3"]
 
 
@@ -23,9 +24,22 @@ AIS = ["evaluation.ais=true", "evaluation.ais_points=8", "evaluation.ais_steps=2
 def run(tmp_path_factory) -> Path:
     """A run directory as the command writes it (.hydra/ included), trained in this process."""
     run_dir = tmp_path_factory.mktemp("run")
-    code, printed = run_command(train_main, *TINY, *SMALL_NETS, f"hydra.run.dir={run_dir}")
+    code, printed = run_command(train_main, *TINY, *SMALL_NETS, *RECONSTRUCTION, f"hydra.run.dir={run_dir}")
     assert code == 0, printed
     return run_dir
+
+
+def test_a_users_method_lands_in_metrics_and_reevaluation_reproduces_every_number(run, tmp_path):
+    """The run trained with a user's own method (``+evaluation.methods.recon._target_=...``) on
+    two splits: its numbers under its name; a re-evaluation with the run's own settings gives
+    every number the run gave, as each method draws from its own stream."""
+    original = json.loads((run / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        assert 0 < original[split]["recon"]["mse"] < 1 and original[split]["recon"]["draws"] == 2
+    assert "test recon: mse" in summary(original, run)
+    shutil.copytree(run, tmp_path / "again")
+    again = reevaluate(tmp_path / "again", [])
+    assert without_timings(again) == without_timings(original)
 
 
 @pytest.mark.slow  # the command in a subprocess, with AIS: about 9 s
@@ -56,19 +70,26 @@ def _numbers(value, path=""):
     return {path: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
-@pytest.mark.slow  # three re-evaluations with AIS and gaps
-def test_every_estimate_is_the_same_whatever_the_pass_size(run, tmp_path):
+@pytest.mark.slow  # four re-evaluations with AIS, three with the gaps
+def test_every_estimate_is_the_same_whatever_the_pass_size_and_the_company(run, tmp_path):
     """log p̂(x) and its diagnostics, the gaps, AIS and BDMC at the default memory budget, with
     the pass size fixed small, and at a budget that splits the work into many passes: the same
-    numbers up to the last bits of batched arithmetic."""
+    numbers up to the last bits of batched arithmetic. AIS alone: the same numbers exactly."""
     gaps = ["evaluation.gaps=true", "evaluation.gap_points=4", "evaluation.gap_particles=64"]
-    settings = ("evaluation.memory_budget_mb=512", "evaluation.chunk_size=16", "evaluation.memory_budget_mb=3")
+    settings = ("evaluation.figures=true", "evaluation.chunk_size=16", "evaluation.memory_budget_mb=3")
     numbers = []
     for i, setting in enumerate(settings):
         shutil.copytree(run, tmp_path / str(i))
-        metrics = reevaluate(tmp_path / str(i), [*AIS, *gaps, setting])
+        metrics = reevaluate(tmp_path / str(i), [*gaps, *AIS, setting])  # the gaps draw before AIS
         numbers.append(_numbers({split: metrics[split] for split in ("valid", "test")}))
     assert numbers[0]["test.gaps.approximation.mean"] is not None and numbers[0]["test.bdmc.upper.mean"] is not None
+    assert (tmp_path / "0" / "plots" / "log_px_against_k.png").is_file()
+    # AIS alone gives the numbers it gave beside the gaps and the figures: each method draws from its own stream
+    shutil.copytree(run, tmp_path / "alone")
+    alone = _numbers(reevaluate(tmp_path / "alone", AIS)["test"])
+    assert {key: value for key, value in alone.items() if key.startswith(("log_px_ais", "bdmc"))} == {
+        key[len("test.") :]: value for key, value in numbers[0].items() if key.startswith(("test.log_px_ais", "test.bdmc"))
+    }
     # relative 1e-5 of the estimates; the gaps and standard errors are differences of them, so
     # they get that much of the estimates' size as an absolute tolerance
     scale = 1e-5 * abs(numbers[0]["test.log_px.mean"])

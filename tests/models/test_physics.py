@@ -149,7 +149,10 @@ def test_the_guide_reads_every_angle_from_its_frame_next_to_the_angle_the_law_pr
     "overrides, message",
     [
         (["transition=physics", "z_dim=3"], "z_dim must be 2"),
-        (["transition=neural"], "evaluation.intervene=true switches off the drive at the site 'drive_amplitude'"),
+        (
+            ["transition=neural"],
+            r"evaluation.methods.intervention cannot run here: it needs a transition with a drive to switch off \(transition=physics\); .* evaluation.intervene=false",
+        ),
         (["evaluation.intervention_context=5"], "evaluation.intervention_context=5 leaves none of .* 5 frames .* keep it under 5"),
         (["evaluation.intervention_context=0"], "evaluation.intervention_context=0 .* a positive integer or null"),
     ],

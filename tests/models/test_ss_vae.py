@@ -108,7 +108,7 @@ def test_the_supervised_only_baseline_learns_the_kept_labels_alone_from_a_fresh_
 
     from guides import SemiSupervisedGuide
     from inference.data import digits
-    from inference.runs.evaluation_run import accuracy
+    from inference.evaluations.accuracy import accuracy
     from inference.training.supervised import supervised_only
     from models import MLP
 

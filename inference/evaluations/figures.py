@@ -18,7 +18,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from pyro import poutine  # noqa: E402
 
-from ..estimators import PARTICLE_DIM, PARTICLES, LatentVector, simulated, site_log_probs, trace_latent_sites  # noqa: E402
+from ..estimators import PARTICLES, LatentVector, simulated, site_log_probs, trace_latent_sites  # noqa: E402
 from ..estimators.posterior import guide_draws  # noqa: E402
 
 __all__ = [
@@ -285,7 +285,7 @@ def posterior_contour(model, guide, x: torch.Tensor, path: Path, grid: int = 120
     b = torch.linspace(float(center[1]) - span, float(center[1]) + span, grid)
     za, zb = torch.meshgrid(a, b, indexing="xy")
     z = torch.stack([za.flatten(), zb.flatten()], -1)[:, None, :].to(x.device)  # (G², 1, 2)
-    with pyro.plate(PARTICLES, z.shape[0], dim=PARTICLE_DIM):
+    with pyro.plate(PARTICLES, z.shape[0], dim=latents.dim):
         model_trace = poutine.trace(poutine.condition(model, data=latents.split(z))).get_trace(x)
         guide_trace = poutine.trace(poutine.condition(guide, data=latents.split(z))).get_trace(x)
     log_joint = site_log_probs(model_trace, z.shape[0], 1, observed=None).reshape(-1)

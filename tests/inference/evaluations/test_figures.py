@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import CORRELATED_W, SMALL_NETS, TINY, X_SCALE, compose_config
-from inference.runs import figures
+from inference.evaluations import figures
 from inference.estimators import posterior
 from inference.estimators.arviz_import import az
 from inference.estimators.posterior import nuts

@@ -1,0 +1,33 @@
+"""The inference-gap decomposition (Cremer et al. 2018) on the first test points."""
+
+import time
+
+from ..data import Dataset
+from ..estimators import inference_gaps
+from .base import Context, Programs, skipped
+
+__all__ = ["Gaps"]
+
+
+class Gaps:
+    """``gaps``: the approximation, amortization and inference gaps on the first ``points`` of
+    the split, log p(x) inside the decomposition at ``particles`` importance samples. A guide
+    trained on corrupted inputs is, in eval mode, the guide it wraps: its gaps are that guide's."""
+
+    keys = ("gaps",)
+
+    def __init__(self, points: int = 100, particles: int = 5000):
+        self.points, self.particles = points, particles
+
+    def unsupported(self, programs: Programs, data: Dataset) -> str | None:
+        return programs.takes_keys and f"the inference gaps here weigh {programs.takes_keys}"
+
+    def __call__(self, context: Context) -> dict:
+        start = time.perf_counter()
+        x = context.x[: self.points]
+        guide = context.guide.guide if context.programs.guide.denoising else context.guide
+        try:
+            gaps = inference_gaps(context.model, guide, x, self.particles, chunk_size=context.pass_size(x))
+        except ValueError as e:  # a guide without an encoder to replace by per-point parameters
+            return {"gaps": skipped(f"no inference gaps: {e}")}
+        return {"gaps": {**gaps, "seconds": time.perf_counter() - start}}

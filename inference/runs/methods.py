@@ -1,0 +1,154 @@
+"""The evaluations of a run, from its config: the entries of ``evaluation.methods`` with the
+switches of old applied, built into objects, and sorted into those that run, those left out
+where they do not apply, and those refused at start because the user asked for them and they
+cannot run.
+
+An entry is ``{_target_: CLASS, OPTION: VALUE, ..., splits: [...], when_applicable: bool}``;
+``splits`` (default ``[test]``) and ``when_applicable`` (default false: the user asked for it)
+are the suite's, the rest goes to the class. The shipped entries are conf/evaluation/methods/;
+their options read the settings ``evaluation.*`` by their names of old (``points:
+${evaluation.ais_points}``), and :data:`SWITCHES` turns their methods on and off.
+"""
+
+import copy
+import importlib.resources
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..data import Dataset
+from ..evaluations import SUITE_KEYS, Programs
+from ..hydra_app import CONFIG_PATH
+from ..schema import EvaluationSchema
+from .build import instantiate
+
+__all__ = ["Method", "SPLITS", "SWITCHES", "applicable", "default_entries", "methods_of"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+RESERVED = ("splits", "when_applicable")
+# evaluation.KEY → the method it switches: true adds it (asked for), false takes it out, null
+# leaves evaluation.methods as it is
+SWITCHES = {"gaps": "gaps", "ais": "ais", "intervene": "intervention", "denoise": "denoise"}
+# the override that turns a method off, where it has a setting of old
+OFF = {**{name: f"evaluation.{key}=false" for key, name in SWITCHES.items()}, "posterior": "evaluation.posterior_points=0", "forecast": "evaluation.forecast_horizon=0"}
+
+
+@dataclass
+class Method:
+    name: str
+    evaluation: object  #: what its entry's _target_ built
+    splits: tuple[str, ...]
+    asked: bool  #: the user (or a preset) asked for it: it runs or the run is refused
+
+
+def _evaluation_conf():
+    """conf/evaluation/ of the checkout, or of the installed package."""
+    folder = importlib.resources.files("inference.conf") if CONFIG_PATH.startswith("pkg://") else Path(CONFIG_PATH)
+    return folder / "evaluation"
+
+
+def _shipped(name: str) -> DictConfig | None:
+    """The shipped entry of ``name`` (conf/evaluation/methods/NAME.yaml), or None."""
+    file = _evaluation_conf() / "methods" / f"{name}.yaml"
+    return OmegaConf.create(file.read_text()) if file.is_file() else None
+
+
+def default_entries() -> dict:
+    """The entries every run gets (conf/evaluation/default.yaml's defaults list): those of a run
+    whose config predates ``evaluation.methods``."""
+    defaults = OmegaConf.create((_evaluation_conf() / "default.yaml").read_text()).defaults
+    names = [entry.split("/", 1)[1] for entry in defaults if isinstance(entry, str) and entry.startswith("methods/")]
+    return {name: _shipped(name) for name in names}
+
+
+def _switched(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` whose ``evaluation.methods`` has the switches applied."""
+    cfg = copy.deepcopy(cfg)
+    OmegaConf.set_struct(cfg, False)
+    evaluation, methods = cfg.evaluation, cfg.evaluation.methods
+    on = {method: evaluation[key] for key, method in SWITCHES.items()}
+    on["posterior"] = True if evaluation.posterior_points else None
+    on["forecast"] = False if evaluation.forecast_horizon == 0 else None
+    for name, setting in on.items():
+        if setting is False:
+            methods.pop(name, None)
+        elif setting is True:  # the shipped entry, under what evaluation.methods.NAME.* gave
+            methods[name] = OmegaConf.merge(_shipped(name), methods.get(name) or {})
+            methods[name].when_applicable = False  # asked for by its switch
+    return cfg
+
+
+def _check_aliases(name: str, entry: DictConfig, evaluation: DictConfig) -> None:
+    """Refuse an option given both by its setting of old (``evaluation.ais_points=50``) and on
+    the method (``evaluation.methods.ais.points=20``), differently."""
+    shipped = _shipped(name)
+    if shipped is None:
+        return
+    defaults = EvaluationSchema()
+    raw = OmegaConf.to_container(entry, resolve=False)
+    for option, value in OmegaConf.to_container(shipped, resolve=False).items():
+        if not (isinstance(value, str) and value.startswith("${evaluation.")) or raw.get(option, value) == value:
+            continue
+        setting = value[len("${evaluation.") : -1]
+        given = evaluation[setting]
+        if given != getattr(defaults, setting):
+            raise ValueError(
+                f"evaluation.{setting}={given} and evaluation.methods.{name}.{option}={raw[option]} set the same option differently; drop one"
+            )
+
+
+def methods_of(cfg: DictConfig) -> list[Method]:
+    """The run's evaluations, built, in the order of ``evaluation.methods``."""
+    cfg = _switched(cfg)
+    methods, claimed = [], {}
+    for name, entry in cfg.evaluation.methods.items():
+        if entry is None:  # evaluation.methods.NAME=null takes a method out
+            continue
+        if "_target_" not in entry:
+            raise ValueError(
+                f"evaluation.methods.{name} has no _target_: name the class, +evaluation.methods.{name}._target_=PKG.MODULE.CLASS"
+            )
+        _check_aliases(name, entry, cfg.evaluation)
+        options = OmegaConf.to_container(entry, resolve=True)
+        splits = tuple(options.pop("splits", None) or ("test",))
+        asked = not options.pop("when_applicable", False)
+        if any(split not in SPLITS for split in splits):
+            raise ValueError(f"evaluation.methods.{name}.splits={list(splits)} is invalid: expected a list of {', '.join(SPLITS)}")
+        try:
+            evaluation = instantiate(OmegaConf.create(options))
+        except ValueError as e:
+            raise ValueError(f"evaluation.methods.{name}: {e}") from None
+        if not callable(evaluation):
+            raise TypeError(f"evaluation.methods.{name}: {options['_target_']} built a {type(evaluation).__name__}, which cannot be called with a context")
+        keys = getattr(evaluation, "keys", None)
+        for key in keys or (name,):
+            if keys is None and key in SUITE_KEYS:
+                raise ValueError(f"evaluation.methods.{name}: {name} is a key the suite writes in metrics.json; give the method another name")
+            if key in claimed:
+                raise ValueError(f"evaluation.methods.{name} and evaluation.methods.{claimed[key]} both write {key!r} in metrics.json; keep one")
+            claimed[key] = name
+        methods.append(Method(name, evaluation, splits, asked))
+    return methods
+
+
+def applicable(methods: list[Method], programs: Programs, data: Dataset) -> list[Method]:
+    """The methods that can take the programs and data; one asked for that cannot is refused
+    (before any training), one on by default that cannot is left out with the reason."""
+    kept, left_out = [], []
+    for method in methods:
+        unsupported = getattr(method.evaluation, "unsupported", None)
+        reason = unsupported(programs, data) if unsupported else None
+        if reason is None:
+            kept.append(method)
+        elif method.asked:
+            switch = OFF.get(method.name, f"evaluation.methods.{method.name}=null")
+            raise ValueError(f"evaluation.methods.{method.name} cannot run here: {reason}; turn it off with {switch}")
+        else:
+            left_out.append(f"{method.name} ({reason})")
+    if left_out:
+        log.info(f"evaluations left out where they do not apply: {'; '.join(left_out)}")
+    return kept

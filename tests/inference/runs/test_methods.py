@@ -1,0 +1,53 @@
+"""The evaluations of a run from its config: evaluation.methods, the switches of old, a user's
+own method, and the refusals, all before any training."""
+
+import pytest
+
+from conftest import TINY, compose_config
+from inference.evaluations import Annealed, Gaps
+from inference.runs.methods import methods_of
+
+USER = "user_evaluations.ReconstructionError"
+
+
+def names(*overrides: str) -> list[str]:
+    return [method.name for method in methods_of(compose_config(*TINY, *overrides))]
+
+
+def test_the_switches_of_old_turn_the_shipped_methods_on_and_off():
+    assert names() == ["log_px", "bits_per_dim", "accuracy", "probe", "denoise", "forecast", "physics"]
+    assert names("evaluation.gaps=true", "evaluation.ais=true", "evaluation.posterior_points=2", "evaluation.intervene=true")[-4:] == [
+        "gaps", "ais", "intervention", "posterior"
+    ]
+    assert "denoise" not in names("evaluation.denoise=false") and "forecast" not in names("evaluation.forecast_horizon=0")
+    assert "intervention" not in names("experiment=pendulum_hypotheses")  # its preset adds it, evaluation.intervene=false takes it out
+    # the options of a switched method read the settings of old
+    ais = {m.name: m for m in methods_of(compose_config(*TINY, "evaluation.ais=true", "evaluation.ais_points=7", "evaluation.ais_start=guide"))}["ais"]
+    assert isinstance(ais.evaluation, Annealed) and ais.evaluation.points == 7 and ais.evaluation.start == "guide" and ais.asked
+    assert ais.splits == ("test",)
+
+
+def test_a_method_added_by_its_config_entry_or_its_shipped_file():
+    methods = {m.name: m for m in methods_of(compose_config(*TINY, "+evaluation/methods=gaps", "evaluation.gap_points=3"))}
+    assert isinstance(methods["gaps"].evaluation, Gaps) and methods["gaps"].evaluation.points == 3 and methods["gaps"].asked
+    mine = {m.name: m for m in methods_of(compose_config(*TINY, f"+evaluation.methods.recon._target_={USER}", "+evaluation.methods.recon.draws=2",
+                                                          "+evaluation.methods.recon.splits=[valid,test]"))}["recon"]
+    assert mine.evaluation.draws == 2 and mine.splits == ("valid", "test") and mine.asked
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ([f"+evaluation.methods.elbo._target_={USER}"], "evaluation.methods.elbo: elbo is a key the suite writes in metrics.json; give the method another name"),
+        (["+evaluation.methods.recon.draws=2"], r"evaluation.methods.recon has no _target_: name the class, \+evaluation.methods.recon._target_=PKG.MODULE.CLASS"),
+        ([f"+evaluation.methods.recon._target_={USER}", "+evaluation.methods.recon.splits=[test,holdout]"], r"evaluation.methods.recon.splits=\['test', 'holdout'\] is invalid"),
+        (["evaluation.ais=true", "evaluation.ais_points=50", "+evaluation.methods.ais.points=20"],
+         "evaluation.ais_points=50 and evaluation.methods.ais.points=20 set the same option differently; drop one"),
+        (["+evaluation/methods=ais", "evaluation.methods.ais.start=middle"], "evaluation.methods.ais: start='middle': expected prior or guide"),
+        ([f"+evaluation.methods.recon._target_={USER}", "+evaluation.methods.recon.draws=2", "+evaluation.methods.other._target_=inference.evaluations.LogPx"],
+         "evaluation.methods.other and evaluation.methods.log_px both write 'elbo' in metrics.json; keep one"),
+    ],
+)
+def test_a_bad_method_entry_is_refused_naming_it(overrides, message):
+    with pytest.raises(Exception, match=message):
+        methods_of(compose_config(*TINY, *overrides))
