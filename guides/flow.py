@@ -31,7 +31,7 @@ class AmortizedFlow(nn.Module):
     :param int context_dim: the size of the context the encoder passes to the transforms.
     """
 
-    capabilities = Capabilities(untraceable=None)
+    capabilities = Capabilities(untraceable=None, encoder=True)
 
     def __init__(
         self,

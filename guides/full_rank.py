@@ -28,7 +28,7 @@ class AmortizedFullRank(nn.Module):
         ``z_dim + z_dim·(z_dim + 1)/2`` outputs.
     """
 
-    capabilities = Capabilities(untraceable=None)
+    capabilities = Capabilities(untraceable=None, encoder=True)
 
     def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()

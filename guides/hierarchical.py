@@ -27,7 +27,7 @@ class HierarchicalGuide(nn.Module):
     :param hidden: hidden widths of the z1 → z2 network.
     """
 
-    capabilities = Capabilities(untraceable=None)
+    capabilities = Capabilities(untraceable=None, encoder=True)
 
     def __init__(
         self,

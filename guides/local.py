@@ -98,7 +98,7 @@ class LocalNormal(AmortizedNormal):
         are evaluated (the fit ends earlier once the ELBO stops rising).
     """
 
-    capabilities = Capabilities(amortized=False, untraceable="it looks its points up with data-dependent branches")
+    capabilities = Capabilities(amortized=False, untraceable="it looks its points up with data-dependent branches", encoder=True)
 
     def __init__(self, points: torch.Tensor, x_dim: int, z_dim: int, scale_floor: float = 1e-3, fit_steps: int = 5000):
         if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps <= 0:

@@ -36,7 +36,7 @@ class AmortizedNormal(nn.Module):
     :param float scale_floor: the smallest z_scale.
     """
 
-    capabilities = Capabilities(untraceable=None)
+    capabilities = Capabilities(untraceable=None, encoder=True, posterior_params=True)
 
     def __init__(self, encoder: Callable[[int, int], nn.Module], x_dim: int, z_dim: int, scale_floor: float = 1e-3):
         super().__init__()

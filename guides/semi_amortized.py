@@ -55,7 +55,7 @@ class SemiAmortizedNormal(nn.Module):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(untraceable="it takes gradients inside the guide" if self.steps else None)
+        return Capabilities(untraceable="it takes gradients inside the guide" if self.steps else None, encoder=True, posterior_params=True)
 
     def _log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) per data point, hidden from any enclosing trace or plate."""

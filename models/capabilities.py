@@ -33,6 +33,10 @@ class Capabilities:
         network ``classifier`` (an ``nn.Module`` the supervised-only baseline retrains).
     :param denoising: (a guide) it was trained on corrupted inputs: ``corruption`` corrupts, and
         ``guide`` is the guide it wraps, which it is in eval mode.
+    :param encoder: (a guide) one module ``encoder`` (a network, or a table of points) maps x to the parameters of q(z | x): the
+        gap decomposition replaces it by a table of per-point outputs (the guide's local family).
+    :param posterior_params: (a guide) ``posterior_params(x)`` gives the loc and scale of its
+        diagonal Normal q(z | x), where the gaps' local flow starts.
     :param rollouts: (a model of sequences) ``roll_forward``, ``frame`` and ``transition``, which
         forecasts roll forward; ``learned_constants``: its transition's ``constants()`` are the
         simulator's constants by name, as learned.
@@ -45,6 +49,8 @@ class Capabilities:
     batch_keys: tuple[str, ...] = ()
     sequences: bool = False
     classifier: bool = False
+    encoder: bool = False
+    posterior_params: bool = False
     denoising: bool = False
     rollouts: bool = False
     learned_constants: bool = False

@@ -22,6 +22,7 @@ from pyro.distributions.transforms import conditional_affine_autoregressive
 from pyro.infer import Trace_ELBO
 
 from guides import AmortizedFlow, PointTable
+from models.capabilities import capabilities_of
 
 from .importance import DEFAULT_CHUNK_SIZE, importance_sampling
 from .metrics import mean_and_stderr
@@ -33,8 +34,8 @@ __all__ = ["localized", "fit_local", "inference_gaps"]
 def localized(guide: nn.Module, x: torch.Tensor) -> nn.Module:
     """A copy of ``guide`` whose encoder is a table of per-point outputs for ``x``, starting at
     what the encoder outputs for them: the non-amortized member of the same family."""
-    if not isinstance(getattr(guide, "encoder", None), nn.Module):
-        raise ValueError(f"{type(guide).__name__} has no encoder to replace with per-point parameters")
+    if not capabilities_of(guide).encoder:
+        raise ValueError(f"{type(guide).__name__} declares no encoder (Capabilities(encoder=True)) to replace with per-point parameters")
     local = copy.deepcopy(guide)
     with torch.no_grad():
         local.encoder = PointTable(x, guide.encoder(x))
@@ -46,7 +47,7 @@ def local_flow(guide: nn.Module, x: torch.Tensor, layers: int = 2, context_dim: 
     amortized guide's Gaussian where it has one."""
     z_dim = guide.z_dim
     init = torch.zeros(x.shape[0], 2 * z_dim + context_dim, device=x.device)
-    if hasattr(guide, "posterior_params"):
+    if capabilities_of(guide).posterior_params:
         with torch.no_grad():
             z_loc, z_scale = guide.posterior_params(x)
             init[:, :z_dim] = z_loc

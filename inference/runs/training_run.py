@@ -105,7 +105,7 @@ def check_objective(cfg: DictConfig, loss, model, guide) -> None:
     """Refuse a recorded objective for a program that declares it cannot be recorded (or, for
     ``jit_trace_elbo``, that takes batch keys), and the semi-supervised objective for a guide
     without a classifier."""
-    if isinstance(loss, WithClassification) and not callable(getattr(guide, "classify", None)):
+    if isinstance(loss, WithClassification) and not capabilities_of(guide).classifier:
         raise ValueError(
             f"objective=ss_elbo adds the classification term -log q(y|x), but guide={guide_name(cfg)} has no classifier "
             "(classify(x)); use guide=ss_vae with model=ss_vae"

@@ -132,7 +132,7 @@ class NestedGuide(nn.Module):
     """q(a | x) q(b | x), each Normal from a linear ``encoder``, under the data plate at dim −2;
     untrained, the prior (an encoder of zero weights, and scales of 1)."""
 
-    capabilities = Capabilities(untraceable=None)
+    capabilities = Capabilities(untraceable=None, encoder=True)
 
     def __init__(self, x_dim: int = 6):
         super().__init__()
