@@ -36,7 +36,7 @@ import pyro.distributions as dist
 
 from .transitions import Transition
 
-__all__ = ["CONSTANTS", "PhysicsTransition", "pendulum_rk4"]
+__all__ = ["CONSTANTS", "DRIVE_SITE", "SUBSTEPS", "PhysicsTransition", "pendulum_rk4"]
 
 #: the learned constants, named as the simulator names them (``data=pendulum_sequences``)
 CONSTANTS = ("gravity_over_length", "damping", "drive_amplitude", "drive_frequency")
@@ -61,12 +61,17 @@ def pendulum_rk4(theta, omega, t, *, dt: float, steps: int, gravity_over_length,
     return theta, omega
 
 
+SUBSTEPS = 5  # Runge–Kutta steps a frame by default: the default data's simulator's (data.stride)
+# the site of the drive's amplitude, which an intervention sets to 0 (poutine.do) to switch the drive off
+DRIVE_SITE = "drive_amplitude"
+
+
 class PhysicsTransition(Transition):
     """z_{t+1} ~ N(RK4(z_t; g/ℓ, γ, A, Ω, φ), diag q²) over one frame interval.
 
     :param int z_dim: must be 2, the state (θ, ω).
-    :param dict physics: the data's ``Dataset.physics``: the integrator's step ``dt`` and
-        ``stride`` (steps per frame); the true constants stay out of the model.
+    :param float frame_interval: the data's ``Dataset.frame_interval``, the seconds between
+        frames; nothing else of the data (its true constants stay out of the model).
     :param dict initial: the constants before training, by the names of :data:`CONSTANTS`.
     :param float velocity_noise: the scale of the noise on the angular velocity over one frame
         interval: fixed, or where it starts with ``learn_noise``.
@@ -83,8 +88,8 @@ class PhysicsTransition(Transition):
     :param float initial_noise: the key of runs written before ``learn_noise`` (whose noise was
         learned from this start): ``learn_noise=True`` from ``velocity_noise=initial_noise``,
         so that their configs still build.
-    :param int substeps: Runge–Kutta steps per frame interval; by default the simulator's
-        (``stride``, so that the true constants give the simulator's states to rounding). Fewer
+    :param int substeps: Runge–Kutta steps per frame interval; by default :data:`SUBSTEPS`, the
+        default data's simulator's (so that the true constants give its states to rounding). Fewer
         are faster (the model and a guide that follows the transition take them every frame),
         at the integrator's error: with 1, 3e-4 rad and 1e-3 rad/s over 25 frames of the default data.
     """
@@ -96,7 +101,7 @@ class PhysicsTransition(Transition):
     def __init__(
         self,
         z_dim: int,
-        physics: dict | None,
+        frame_interval: float | None,
         initial: dict | None = None,
         velocity_noise: float = 0.02,
         learn_noise: bool = False,
@@ -107,10 +112,10 @@ class PhysicsTransition(Transition):
         super().__init__()
         if initial_noise is not None:
             velocity_noise, learn_noise = initial_noise, True
-        if not physics or not {"dt", "stride"} <= set(physics):
+        if not frame_interval:
             raise ValueError(
                 "transition=physics integrates the pendulum's law over the data's frame interval, and this data has no "
-                "pendulum physics; use data=pendulum_sequences, or transition=neural|linear for other sequences"
+                "frame interval; use data=pendulum_sequences, or transition=neural|linear for other sequences"
             )
         if z_dim != 2:
             raise ValueError(f"transition=physics has the state (angle, angular velocity), so z_dim must be 2, got z_dim={z_dim}; set z_dim=2")
@@ -127,9 +132,9 @@ class PhysicsTransition(Transition):
         if not isinstance(learn_noise, bool):
             raise ValueError(f"transition.learn_noise must be true or false, got {learn_noise!r}")
         if substeps is not None and (isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1):
-            raise ValueError(f"transition.substeps must be a positive integer or null (the data's stride), got {substeps!r}")
-        self.z_dim, self.stride = 2, substeps or int(physics["stride"])
-        self.dt = float(physics["dt"]) * int(physics["stride"]) / self.stride  # one frame interval in self.stride steps
+            raise ValueError(f"transition.substeps must be a positive integer or null ({SUBSTEPS}), got {substeps!r}")
+        self.z_dim, self.stride = 2, substeps or SUBSTEPS
+        self.dt = float(frame_interval) / self.stride  # one frame interval in self.stride steps
         self.log_gravity_over_length = nn.Parameter(torch.tensor(math.log(initial["gravity_over_length"])))
         self.log_damping = nn.Parameter(torch.tensor(math.log(initial["damping"])))
         self.log_drive_frequency = nn.Parameter(torch.tensor(math.log(initial["drive_frequency"])))
@@ -172,7 +177,7 @@ class PhysicsTransition(Transition):
         ``drive_phase_vector`` and ``drive_amplitude``, inside the caller's data plate); returns
         the step."""
         vector = pyro.sample("drive_phase_vector", dist.Normal(torch.zeros(2, device=self.amplitude.device), 1.0).to_event(1))
-        amplitude = pyro.deterministic("drive_amplitude", self.amplitude.expand(vector.shape[:-1]))
+        amplitude = pyro.deterministic(DRIVE_SITE, self.amplitude.expand(vector.shape[:-1]))
         return lambda z, t: self.step(z, t, self.phase(vector), amplitude)
 
     @staticmethod

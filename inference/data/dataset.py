@@ -62,8 +62,11 @@ class Dataset:
     :ivar labeled_per_batch: in the semi-supervised setting (:func:`with_labels_kept`), how many
         labelled points every training batch holds beside the unlabelled ones; 0 for batches
         drawn from all points alike.
-    :ivar physics: for simulated data, the simulator's constants by name, and for sequences the
-        ``frame_interval`` in seconds (:func:`~inference.data.pendulum.pendulum_sequences`).
+    :ivar frame_interval: for sequences, the seconds between successive frames (what a
+        transition of the law behind them integrates over).
+    :ivar simulator: for simulated data, the simulator that made it, as its own module defines
+        it (the pendulum's :class:`~inference.data.pendulum.PendulumSimulator`); only that use's
+        evaluations look inside.
 
     **Sequences.** A dataset of sequences holds ``(N, T, x_dim)`` tensors: N sequences of T
     frames (:attr:`frames`), each frame an ``image_shape`` image; ``factors`` are then
@@ -83,7 +86,8 @@ class Dataset:
     factor_names: tuple[str, ...] = ()
     extra: dict[str, dict[str, torch.Tensor]] | None = None
     labeled_per_batch: int = 0
-    physics: dict[str, float] | None = None
+    frame_interval: float | None = None
+    simulator: object | None = None
 
     def __post_init__(self):
         for split, keyed in (self.extra or {}).items():

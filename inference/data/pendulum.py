@@ -10,10 +10,13 @@ physics. Trajectories, not frames, are split between train, valid and test.
 
 :func:`pendulum` gives the frames one by one; :func:`pendulum_sequences` gives whole
 trajectories, ``(N, T, pixels)``, for models with a latent state per frame, with the frame
-interval and the simulator's constants kept (``Dataset.physics``).
+interval (``Dataset.frame_interval``) and the simulator that made them (``Dataset.simulator``,
+a :class:`PendulumSimulator`: the constants, and the truth without the drive), which the
+pendulum's own evaluations read; nothing generic imports this module.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -21,7 +24,7 @@ from models.physics import pendulum_rk4
 
 from .dataset import Dataset, transformed
 
-__all__ = ["pendulum", "pendulum_sequences", "simulate", "render"]
+__all__ = ["PendulumSimulator", "pendulum", "pendulum_sequences", "simulate", "render"]
 
 FACTOR_NAMES = ("cos_angle", "sin_angle", "angular_velocity")
 
@@ -123,6 +126,42 @@ def pendulum(
     return transformed("pendulum", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES)
 
 
+@dataclass(frozen=True)
+class PendulumSimulator:
+    """The simulator behind ``data=pendulum_sequences``: its constants and its integrator
+    (``stride`` steps of ``dt`` seconds a frame), kept on the dataset as ``Dataset.simulator``."""
+
+    gravity_over_length: float
+    damping: float
+    drive_amplitude: float
+    drive_frequency: float
+    dt: float
+    stride: int
+
+    @property
+    def constants(self) -> dict[str, float]:
+        """The constants of the law by name (those :class:`models.physics.PhysicsTransition` learns)."""
+        return dict(gravity_over_length=self.gravity_over_length, damping=self.damping, drive_amplitude=self.drive_amplitude, drive_frequency=self.drive_frequency)
+
+    @property
+    def frame_interval(self) -> float:
+        return self.stride * self.dt
+
+    def undriven_frames(self, factors: torch.Tensor, context: int, horizon: int, image_size: int) -> torch.Tensor:
+        """The frames context+1 … context+horizon of the sequences whose true (cos θ, sin θ, θ')
+        of every frame are ``factors`` (``(B, T, 3)``), had the drive been switched off after
+        frame ``context``: the simulator with A = 0 from the true state of that frame, rendered
+        without pixel noise; ``(B, horizon, size²)``."""
+        initial = factors[:, context - 1].double()
+        initial = torch.stack([torch.atan2(initial[:, 1], initial[:, 0]), initial[:, 2]], -1)
+        constants = {name: value for name, value in self.constants.items() if name != "drive_amplitude"}
+        states = simulate(
+            factors.shape[0], horizon + 1, stride=self.stride, dt=self.dt, drive_amplitude=0.0, initial=initial.cpu(),
+            start_time=(context - 1) * self.frame_interval, generator=torch.Generator().manual_seed(0), **constants,
+        )[:, 1:]  # the generator only draws the unused random start and phase, away from the global RNG
+        return render(states[..., 0].reshape(-1), image_size).reshape(factors.shape[0], horizon, -1)
+
+
 def pendulum_sequences(
     num_train: int = 400,
     num_valid: int = 50,
@@ -141,7 +180,8 @@ def pendulum_sequences(
     """Whole trajectories of the driven, damped pendulum: each split an ``(N, frames, size²)``
     tensor of rendered frames ``stride·dt`` seconds apart, each sequence from its own random
     state and drive phase. ``factors`` holds the true (cos θ, sin θ, θ') of every frame, an
-    ``(N, frames, 3)`` tensor per split, and ``physics`` the frame interval and the constants.
+    ``(N, frames, 3)`` tensor per split; ``frame_interval`` the seconds between frames, and
+    ``simulator`` the :class:`PendulumSimulator` with the constants.
 
     :param int frames: T, the frames of a sequence (at least 2: a sequence model needs a transition).
     :param int size: the frame's height and width in pixels.
@@ -159,5 +199,8 @@ def pendulum_sequences(
     for name, state in zip(("train", "valid", "test"), states.split(counts)):  # whole sequences per split
         image, factors[name] = observed(state, size, noise, g)
         splits.append(image)
-    physics = {"frame_interval": stride * dt, "dt": dt, "stride": stride, **constants}
-    return transformed("pendulum_sequences", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES, physics=physics)
+    simulator = PendulumSimulator(**constants, dt=dt, stride=stride)
+    return transformed(
+        "pendulum_sequences", splits, (size, size), levels=None, factors=factors, factor_names=FACTOR_NAMES,
+        frame_interval=simulator.frame_interval, simulator=simulator,
+    )

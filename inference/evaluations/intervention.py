@@ -3,9 +3,12 @@ simulator run without it."""
 
 import time
 
+from models.physics import DRIVE_SITE
+
 from ..data import Dataset
-from ..estimators.forecast import ContextFilter
-from ..estimators.intervention import intervened_frames, intervention_errors
+from ..data.pendulum import PendulumSimulator
+from ..estimators.forecast import ContextFilter, ContextState
+from ..estimators.intervention import intervened_rollouts, intervention_errors
 from . import figures
 from .base import Context, Programs
 from .forecast import filtered_context, sequences_reason
@@ -34,7 +37,7 @@ class Intervention:
             return reason
         if not programs.model.learned_constants:
             return "it needs a transition with a drive to switch off (transition=physics)"
-        if not data.physics or data.factors is None:
+        if not isinstance(data.simulator, PendulumSimulator) or data.factors is None:
             return f"it needs data from the pendulum's simulator (data=pendulum_sequences), which data={data.name} is not"
         if self.context >= data.frames:
             raise ValueError(
@@ -44,16 +47,21 @@ class Intervention:
         return None
 
     def __call__(self, context: Context) -> dict:
-        data, n = context.dataset, context.x.shape[0]
         start = filtered_context(context.model, context.guide, context.x, self.context, self.filter)
-        begun, horizon = time.perf_counter(), self.horizon or data.frames - self.context
-        errors = intervention_errors(context.model, start, data.factors[context.split][:n], data.physics, data.image_shape[0], horizon)
+        begun, horizon = time.perf_counter(), self.horizon or context.dataset.frames - self.context
+        errors = intervention_errors(*self.frames(context, start, horizon), start)
         return {"intervention": {**errors, "seconds": time.perf_counter() - begun}}
+
+    def frames(self, context: Context, start: ContextState, horizon: int):
+        """The truth with the drive off (the pendulum's simulator), the model with it off, and as learned."""
+        data, n = context.dataset, start.z.shape[1]
+        switched_off, as_learned = intervened_rollouts(context.model, start, horizon, DRIVE_SITE, 0.0)
+        truth = data.simulator.undriven_frames(data.factors[context.split][:n], self.context, horizon, data.image_shape[0])
+        return truth.to(switched_off), switched_off, as_learned
 
     def figures(self, context: Context, entry: dict) -> None:
         if len(context.dataset.image_shape) != 2:
             return
-        data, x = context.dataset, context.x[:4]
-        start = self.filter(context.model, context.guide, x, self.context)
-        frames = intervened_frames(context.model, start, data.factors[context.split][:4], data.physics, data.image_shape[0], len(entry["horizons"]))
-        figures.intervention_frames(*frames, self.context, data.image_shape, context.plots / "intervention.png")
+        start = self.filter(context.model, context.guide, context.x[:4], self.context)
+        truth, switched_off, as_learned = self.frames(context, start, len(entry["horizons"]))
+        figures.intervention_frames(truth, switched_off, as_learned, self.context, context.dataset.image_shape, context.plots / "intervention.png")

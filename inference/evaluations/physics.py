@@ -1,6 +1,7 @@
 """The constants a physics transition learned, beside the simulator's."""
 
 from ..data import Dataset
+from ..data.pendulum import PendulumSimulator
 from .base import Context, Programs
 
 __all__ = ["LearnedPhysics"]
@@ -15,8 +16,10 @@ class LearnedPhysics:
     def unsupported(self, programs: Programs, data: Dataset) -> str | None:
         if not programs.model.learned_constants:
             return "it needs a transition that learns the simulator's constants (transition=physics)"
-        return None if data.physics else f"it needs data from a simulator with known constants, which data={data.name} is not"
+        if not isinstance(data.simulator, PendulumSimulator):
+            return f"it needs data from the pendulum's simulator (data=pendulum_sequences), which data={data.name} is not"
+        return None
 
     def __call__(self, context: Context) -> dict:
-        physics = context.dataset.physics
-        return {"physics": {name: {"true": physics[name], "learned": value} for name, value in context.model.transition.constants().items()}}
+        true = context.dataset.simulator.constants
+        return {"physics": {name: {"true": true[name], "learned": value} for name, value in context.model.transition.constants().items()}}

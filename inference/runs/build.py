@@ -123,7 +123,7 @@ def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.part
     if "transition" in inspect.signature(make_model).parameters:  # a sequence model
         if cfg.get("transition") is None:
             raise ValueError(f"model={model_name(cfg)} needs a transition p(z_t | z_(t-1)): add transition=neural, linear or physics")
-        make_model = functools.partial(make_model, transition=bind(instantiate(cfg.transition), physics=data.physics))
+        make_model = functools.partial(make_model, transition=bind(instantiate(cfg.transition), frame_interval=data.frame_interval))
     if "guide" in inspect.signature(make_prior).parameters:
         guide = make_guide()
         model = make_model(prior=make_prior(guide=guide))

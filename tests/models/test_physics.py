@@ -14,8 +14,8 @@ from inference.data.pendulum import pendulum_sequences, simulate
 from models import Gaussian, PhysicsTransition, StandardNormal, StateSpaceModel
 from models.physics import CONSTANTS
 
-PHYSICS = pendulum_sequences(num_train=1, num_valid=0, num_test=1, frames=2, size=4).physics
-TRUE = {name: PHYSICS[name] for name in CONSTANTS}
+SIMULATOR = pendulum_sequences(num_train=1, num_valid=0, num_test=1, frames=2, size=4).simulator
+TRUE = SIMULATOR.constants
 B, FRAMES = 6, 25
 # the preset on short sequences of small frames (its decoder, decoder=rotating, has no hidden layers to shrink)
 PHYSICS_RUN = ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2", "guide.rnn_hidden=16"]
@@ -28,13 +28,13 @@ def true_trajectories(drive_amplitude: float = TRUE["drive_amplitude"], seed: in
     initial = torch.stack([(torch.rand(B, generator=g) * 2 - 1) * math.pi, (torch.rand(B, generator=g) * 2 - 1) * 2], -1)
     phase = torch.rand(B, generator=g) * 2 * math.pi
     constants = {**TRUE, "drive_amplitude": drive_amplitude}
-    states = simulate(B, FRAMES, stride=PHYSICS["stride"], dt=PHYSICS["dt"], initial=initial, phase=phase, **constants)
+    states = simulate(B, FRAMES, stride=SIMULATOR.stride, dt=SIMULATOR.dt, initial=initial, phase=phase, **constants)
     return states, phase
 
 
 def at_the_true_constants(substeps: int | None = None) -> StateSpaceModel:
     """A state-space model whose transition has the simulator's constants and next to no noise."""
-    transition = PhysicsTransition(2, PHYSICS, initial=TRUE, velocity_noise=1e-7, angle_noise=1e-7, substeps=substeps)
+    transition = PhysicsTransition(2, SIMULATOR.frame_interval, initial=TRUE, velocity_noise=1e-7, angle_noise=1e-7, substeps=substeps)
     return StateSpaceModel(StandardNormal(2), transition, nn.Linear(2, 4), Gaussian(0.1, scale_mode="fixed")).double()
 
 
@@ -67,7 +67,7 @@ def test_the_drive_switched_off_by_poutine_do_is_the_simulator_with_no_drive():
 
 
 def test_the_constants_physics_requires_positive_stay_positive_whatever_the_parameters():
-    transition = PhysicsTransition(2, PHYSICS)
+    transition = PhysicsTransition(2, SIMULATOR.frame_interval)
     with torch.no_grad():
         for parameter in (transition.log_gravity_over_length, transition.log_damping, transition.log_drive_frequency):
             parameter.fill_(-80.0)  # far below any value the optimizer could wander to
@@ -81,9 +81,9 @@ def test_the_velocity_noise_is_fixed_unless_learned_and_runs_before_the_choice_s
     states, phase = true_trajectories()
     by_frame = states.transpose(0, 1)
     cases = [
-        (PhysicsTransition(2, PHYSICS), 0.02, False),  # the default
-        (PhysicsTransition(2, PHYSICS, learn_noise=True), 0.02, True),
-        (PhysicsTransition(2, PHYSICS, initial_noise=0.1), 0.1, True),  # the key of earlier runs, whose noise was learned
+        (PhysicsTransition(2, SIMULATOR.frame_interval), 0.02, False),  # the default
+        (PhysicsTransition(2, SIMULATOR.frame_interval, learn_noise=True), 0.02, True),
+        (PhysicsTransition(2, SIMULATOR.frame_interval, initial_noise=0.1), 0.1, True),  # the key of earlier runs, whose noise was learned
     ]
     for transition, start, learned in cases:
         before = transition.log_noise.exp().item()
@@ -103,7 +103,7 @@ def test_the_constants_are_recovered_by_maximum_likelihood_from_true_states():
     a few trajectories, Adam on log p(z_2:T | z_1) moves every constant from its default start
     to within 2% of the simulator's, and finds down where the simulator has it."""
     states, phase = true_trajectories()
-    transition = PhysicsTransition(2, PHYSICS, velocity_noise=0.05, learn_noise=True)
+    transition = PhysicsTransition(2, SIMULATOR.frame_interval, velocity_noise=0.05, learn_noise=True)
     optimizer = torch.optim.Adam(transition.parameters(), lr=0.05)
     vector = phase_vector(phase).float()
     by_frame = states.transpose(0, 1)  # (FRAMES, B, 2): every transition of every sequence in one step
@@ -169,7 +169,7 @@ def test_the_physics_transition_needs_pendulum_data():
     from inference.data import Dataset
 
     with pytest.raises(ValueError, match="transition=physics integrates the pendulum's law .* use data=pendulum_sequences"):
-        PhysicsTransition(2, Dataset.__dataclass_fields__["physics"].default)
+        PhysicsTransition(2, Dataset.__dataclass_fields__["frame_interval"].default)
 
 
 def test_a_physics_run_reports_the_learned_constants_and_the_intervention(tmp_path):
@@ -211,7 +211,7 @@ def test_the_particle_filter_finds_the_pendulums_state_from_its_frames():
         prior.z_log_scale.fill_(math.log(2.0))
         emission.weight.copy_(torch.eye(2))
         emission.bias.zero_()
-    model = StateSpaceModel(prior, PhysicsTransition(2, PHYSICS, initial=TRUE), emission, Gaussian(0.1, scale_mode="fixed"))
+    model = StateSpaceModel(prior, PhysicsTransition(2, SIMULATOR.frame_interval, initial=TRUE), emission, Gaussian(0.1, scale_mode="fixed"))
     frames = torch.stack([states[..., 0].cos(), states[..., 0].sin()], -1)
     k = 10
     filtered = particle_filter(model, (frames + 0.1 * torch.randn_like(frames))[:, :k], particles=20000, draws=500)

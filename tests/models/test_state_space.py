@@ -127,7 +127,7 @@ def test_sequences_are_whole_trajectories_and_their_factors_align_with_their_fra
     data = pendulum_sequences(num_train=6, num_valid=2, num_test=3, frames=8, size=12, noise=0.0)
     assert data.frames == 8 and data.x_dim == 144
     assert [data.split(s).shape for s in ("train", "valid", "test")] == [(6, 8, 144), (2, 8, 144), (3, 8, 144)]
-    assert data.physics["frame_interval"] == pytest.approx(0.1)
+    assert data.frame_interval == pytest.approx(0.1)
     for split in ("train", "test"):
         cos, sin, _ = data.factors[split].unbind(-1)
         assert torch.allclose(render(torch.atan2(sin, cos).reshape(-1), 12), data.split(split).reshape(-1, 12, 12), atol=1e-5)
