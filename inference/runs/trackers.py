@@ -18,6 +18,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..training.callbacks import Callback
+
 __all__ = ["CURVE_KEYS", "CsvTracker", "MlflowTracker", "TensorBoardTracker", "Trackers", "flat_numbers"]
 
 log = logging.getLogger(__name__)
@@ -226,9 +228,9 @@ class MlflowTracker:
             self.client.set_terminated(self.run_id, status)
 
 
-class Trackers:
+class Trackers(Callback):
     """The run's trackers as one: :meth:`run` starts them, and finishes them as ``FINISHED``,
-    or as ``FAILED`` when the run raises.
+    or as ``FAILED`` when the run raises; as a callback of ``fit``, each epoch's row goes to each.
 
     A tracker watches the run and must not end it: one that raises (an MLflow store that
     became unwritable, a full disk under the event files) is warned about once, with its
@@ -258,6 +260,9 @@ class Trackers:
 
     def epoch(self, row: dict) -> None:
         self._each("epoch", row)
+
+    def epoch_end(self, row: dict, progress: dict) -> None:
+        self.epoch(row)
 
     def results(self, metrics: dict, run_dir: Path) -> None:
         self._each("results", metrics, _figures(run_dir))

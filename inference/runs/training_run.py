@@ -16,6 +16,7 @@ from pyro.infer import JitTrace_ELBO
 from models.capabilities import capabilities_of
 
 from ..training import fit, new_progress, parameters_of
+from ..training.callbacks import TimeLimit, ValidationElbo
 from ..training.capture import capturable, capture_problem
 from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, load_checkpoint, restore
 from ..training.objectives import GraphTrace_ELBO, WithClassification
@@ -170,7 +171,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # plain values: weights_only loading
     checkpoints = Checkpoints(
         run_dir, (model, guide, optimizer, scheduler), config,
-        on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks,
+        on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks, every=cfg.train.checkpoint_every,
     )
     start = resumed(run_dir, config, (model, guide, optimizer, scheduler), device) if resume else None
     if cuda_graphs:  # after loading a checkpoint, whose groups replace the optimizer's, and before the first save
@@ -186,12 +187,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             progress=cfg.train.progress,
             loss=loss,
             scheduler=scheduler,
-            max_seconds=cfg.train.max_seconds,
             start=checkpoints.last["progress"],
-            checkpoint_every=cfg.train.checkpoint_every,
-            checkpoint=checkpoints.save,
-            on_non_finite=checkpoints.on_non_finite,
-            on_epoch=trackers.epoch,
+            callbacks=[ValidationElbo(model, guide, data), TimeLimit(cfg.train.max_seconds), checkpoints, trackers],  # the row filled, then read
             deferred_check={"auto": None, "every_step": False, "deferred": True}[cfg.train.finite_check],
             cuda_graphs=cuda_graphs,
         )}

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .callbacks import Callback
+
 __all__ = [
     "CHECKPOINT",
     "Checkpoints",
@@ -149,19 +151,22 @@ def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ())
     return [f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}" for k in sorted(a.keys() | b.keys()) if not ignored(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
-class Checkpoints:
+class Checkpoints(Callback):
     """The run's last good state: written to the run directory and kept in memory, so that a
     non-finite step can be met by stopping (naming the checkpoint) or by rolling back to it.
+    As a callback of :func:`~inference.training.loop.fit`: saved every ``every`` epochs and at
+    the run's last, and what a non-finite step meets.
 
     :param run_dir: where ``checkpoint.pt`` is written.
     :param objects: ``(model, guide, optimizer, scheduler)``.
     :param config: the run's config as a plain dict, kept in each checkpoint.
     :param on_nan: ``"stop"``, or ``"rollback"``: restore the last good state, multiply the
         learning rate by ``lr_factor`` and go on, at most ``max_rollbacks`` times in the run.
+    :param every: epochs between checkpoints (None: at the last epoch only).
     """
 
-    def __init__(self, run_dir, objects: tuple, config: dict, on_nan: str = "stop", lr_factor: float = 0.5, max_rollbacks: int = 3):
-        self.run_dir, self.objects, self.config = run_dir, objects, config
+    def __init__(self, run_dir, objects: tuple, config: dict, on_nan: str = "stop", lr_factor: float = 0.5, max_rollbacks: int = 3, every: int | None = None):
+        self.run_dir, self.objects, self.config, self.every = run_dir, objects, config, every
         self.on_nan, self.lr_factor, self.max_rollbacks = on_nan, lr_factor, max_rollbacks
         self.path = Path(run_dir) / CHECKPOINT
         self.last = None
@@ -193,7 +198,11 @@ class Checkpoints:
                 "Make room or fix the folder's permissions, then continue the run with train.resume=true"
             ) from self.unsaved
 
-    def on_non_finite(self, error: FloatingPointError) -> dict:
+    def checkpoint(self, progress: dict, final: bool) -> None:
+        if final or (self.every and progress["epoch"] % self.every == 0):
+            self.save(progress)
+
+    def non_finite(self, error: FloatingPointError) -> dict:
         """Roll back to the last good state with a lower learning rate; or raise, naming it."""
         epoch = self.last["progress"]["epoch"]
         rollbacks = self.last["progress"]["rollbacks"]

@@ -18,7 +18,6 @@ for the next read: :class:`ElboStep`).
 import copy
 import logging
 import time
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -30,8 +29,8 @@ from pyro import poutine
 from models.capabilities import capabilities_of
 
 from ..data import Dataset
-from ..estimators import importance_sampling
 from ..estimators.programs import Extra
+from .callbacks import Callback, ValidationElbo
 from .objectives import LeanTrace_ELBO, kl_weight
 
 __all__ = ["ElboStep", "NonFiniteError", "can_skip_on_device", "epoch_batches", "fit", "new_progress", "flush_subnormals", "steps_per_epoch"]
@@ -236,19 +235,14 @@ def fit(
     progress: bool = True,
     loss=None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    max_seconds: float | None = None,
     start: dict | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint: Callable[[dict], None] | None = None,
-    on_non_finite: Callable[[NonFiniteError], dict] | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
+    callbacks: list[Callback] | None = None,
     deferred_check: bool | None = None,
     cuda_graphs: bool = False,
 ) -> dict:
-    """Fit model and guide to ``data.train`` by SVI, computing the validation ELBO each epoch
-    (for amortized guides: a local guide has no parameters for the validation points yet).
-    The programs get the batch keys they declare (``Capabilities.batch_keys``) from ``data``,
-    sliced with x.
+    """Fit model and guide to ``data.train`` by SVI, with the behaviours of ``callbacks``
+    beyond the loop (by default the validation ELBO of each epoch alone). The programs get the
+    batch keys they declare (``Capabilities.batch_keys``) from ``data``, sliced with x.
 
     Call it with model, guide and data already on the training device and the RNG seeded (or,
     to continue a run, restored with :func:`inference.training.checkpoint.restore`). The
@@ -259,14 +253,13 @@ def fit(
     :param optimizer: a ``torch.optim.Optimizer`` over :func:`parameters_of` model and guide.
     :param loss: an ELBO with a ``differentiable_loss`` (``LeanTrace_ELBO()`` when ``None``).
     :param scheduler: a learning-rate scheduler of ``optimizer``, stepped after every epoch.
-    :param max_seconds: a time budget: no new epoch starts once the SVI loop has run this long.
     :param start: the ``progress`` to continue from (a checkpoint's); a fresh run when ``None``.
-    :param checkpoint: called with the progress after every ``checkpoint_every`` epochs and
-        after the last, with everything in its state, to save it.
-    :param on_non_finite: called when a step's loss or gradients are not finite, with the error
-        whose message names epoch, step and culprits; it restores a good state and returns its
-        progress to go on from, or raises. Without it the error propagates.
-    :param on_epoch: called with each epoch's curve row once it is complete (experiment trackers).
+    :param callbacks: :class:`~inference.training.callbacks.Callback` objects, called in this
+        order at each hook: the validation ELBO (:class:`ValidationElbo`), a time limit
+        (:class:`TimeLimit`), checkpoints and what happens at a non-finite step
+        (:class:`~inference.training.checkpoint.Checkpoints`), experiment trackers; ``None``:
+        ``[ValidationElbo(model, guide, data)]``. A non-finite step that no callback restores
+        from raises :class:`NonFiniteError`, naming epoch, step and culprits.
     :param deferred_check: keep the finite check of each step on the device and read it every
         ``log_every`` steps (:class:`ElboStep`); ``None``: on CUDA with a fused optimizer.
     :param cuda_graphs: capture each step as a CUDA graph and replay it (:mod:`.capture`); the
@@ -280,6 +273,7 @@ def fit(
     """
     if deferred_check is None:  # the read per step costs nothing on the CPU, and stalls a GPU
         deferred_check = data.train.device.type == "cuda" and can_skip_on_device(optimizer)
+    callbacks = [ValidationElbo(model, guide, data)] if callbacks is None else callbacks
     step = ElboStep(model, guide, optimizer, loss, deferred=deferred_check or cuda_graphs, capture=cuda_graphs)
     steps = steps_per_epoch(data, batch_size)
     state = copy.deepcopy(start) if start else new_progress()
@@ -295,31 +289,25 @@ def fit(
             bad_step = state["steps"] + 1 if e.later_steps is None else state["steps"] - e.later_steps
             error = NonFiniteError(f"a non-finite value in training at epoch {epoch}, step {bad_step}: {e}")
             error.epoch, error.step = epoch, bad_step
-            if on_non_finite is None:
+            state = next((restored for callback in callbacks if (restored := callback.non_finite(error)) is not None), None)
+            if state is None:
                 raise error from None
-            state = on_non_finite(error)
             bar.reset(total=epochs * steps), bar.update(state["steps"])
             continue
         if scheduler is not None:
             scheduler.step()
-        start_valid = time.perf_counter()
-        model.eval(), guide.eval()
-        if data.valid.shape[0] > 0 and capabilities_of(guide).amortized:  # a local guide knows no valid points yet
-            extra = data.batch_extra("valid", capabilities_of(model).batch_keys)
-            row["valid_elbo"] = importance_sampling(model, guide, data.valid, num_particles=1, extra=extra).elbo.mean().item()
-        state["valid_seconds"] += time.perf_counter() - start_valid
+        for callback in callbacks:
+            callback.epoch_end(row, state)
         state["curve"].append(row)
         state["epoch"] = epoch
-        if on_epoch is not None:
-            on_epoch(row)
         if progress and (epoch % report_every == 0 or epoch == epochs):
             valid = "" if row["valid_elbo"] is None else f"  valid ELBO {row['valid_elbo']:10.3f}"
             log.info(f"epoch {epoch:>4}  train ELBO {row['train_elbo']:10.3f}{valid}")
-        out_of_time = max_seconds is not None and state["seconds"] >= max_seconds and epoch < epochs
-        if checkpoint is not None and (epoch == epochs or out_of_time or (checkpoint_every and epoch % checkpoint_every == 0)):
-            checkpoint(state)
-        if out_of_time:
-            log.info(f"stopping after epoch {epoch}: the time budget of {max_seconds} s is spent")
+        stop = next((reason for callback in callbacks if (reason := callback.stop(state))), None) if epoch < epochs else None
+        for callback in callbacks:
+            callback.checkpoint(state, final=epoch == epochs or stop is not None)
+        if stop:
+            log.info(stop)
             break
     bar.close()
     model.eval(), guide.eval()
