@@ -2,9 +2,9 @@
 registered in Hydra's ConfigStore (``train_schema``, ``evaluation_schema``; conf/train.yaml lists
 them first), so that composition itself refuses ``train.epochs=ten`` or ``train.on_nan=retry`` and
 names the key. Ranges and conditions between keys, which OmegaConf cannot express, are checked
-in :mod:`inference.runs.checks`. The defaults of ``evaluation.*`` are here, each field with its
-help, and nowhere else; those of ``train.*`` are still conf/train.yaml's (the fields here hold
-what a missing key would get).
+in :mod:`inference.runs.checks`. The defaults of ``train.*`` and ``evaluation.*`` are here, each
+field with its one line of help (``metadata["help"]``, which the docs' reference reads), and
+nowhere else: conf/train.yaml lists the schemas first and sets no key of theirs.
 
 Enumerations are ``str`` enums that print as their value: a value compares equal to its name
 (``cfg.train.on_nan == "stop"``), and ``OmegaConf.to_container(cfg, enum_to_str=True)``, what
@@ -53,31 +53,33 @@ class AisStart(Choice):
     guide = "guide"
 
 
-@dataclass
-class TrainSchema:
-    epochs: int = 300
-    batch_size: int = 100
-    max_seconds: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    threads: Any = "auto"  # auto or a number: OmegaConf has no unions of types
-    log_every: int = 50
-    progress: bool = True
-    validate: bool = False
-    checkpoint_every: int = 10
-    resume: Any = False  # true, false or auto
-    on_nan: OnNan = OnNan.stop
-    finite_check: FiniteCheck = FiniteCheck.auto
-    cuda_graphs: Any = "auto"  # true, false or auto
-    rollback_lr_factor: float = 0.5
-    max_rollbacks: int = 3
-
-
 def _help(text: str, default=None, factory=None):
     """A field with its one line of help (``metadata["help"]``), which the docs' reference reads."""
     if factory is not None:
         return field(default_factory=factory, metadata={"help": text})
     return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class TrainSchema:
+    """``train.*``: how long and how a run trains."""
+
+    epochs: int = _help("passes over the training set", 300)
+    batch_size: int = _help("points per step", 100)
+    max_seconds: float | None = _help("a time budget for the SVI loop: no new epoch starts once it is spent; null: none", None)
+    seed: int = _help("seeds the run's random numbers; each evaluation draws from a stream of (seed, its name, the split)", 0)
+    device: str = _help("auto: CUDA when present, else the CPU; or cpu, cuda, cuda:N (parallel sweep jobs: one GPU each)", "auto")
+    threads: Any = _help("torch threads: auto (torch's default, or the cores shared out among parallel sweep jobs) or a number", "auto")
+    log_every: int = _help("steps between reads of the loss (and of a deferred finite check: the only host syncs in an epoch)", 50)
+    progress: bool = _help("progress bar and one line per epoch", True)
+    validate: bool = _help("Pyro's and torch's distribution checks on every step (slower; for debugging)", False)
+    checkpoint_every: int = _help("epochs between checkpoints (also one before the first epoch and one after the last)", 10)
+    resume: Any = _help("true: continue the run in hydra.run.dir from its checkpoint; auto: skip a finished run, continue one with a checkpoint, start one with neither", False)
+    on_nan: OnNan = _help("a NaN/Inf loss or gradient: stop (naming the last good checkpoint) | rollback", OnNan.stop)
+    finite_check: FiniteCheck = _help("auto: deferred on CUDA with a fused optimizer, else every_step; deferred: read every log_every steps (optim.fused=true)", FiniteCheck.auto)
+    cuda_graphs: Any = _help("capture each step as a CUDA graph: auto where it can (CUDA, graph_trace_elbo, optim.fused, validation off); true: refuse what cannot; false", "auto")
+    rollback_lr_factor: float = _help("on_nan=rollback: restore the last good state and multiply the lr by this", 0.5)
+    max_rollbacks: int = _help("on_nan=rollback: the most rollbacks in one run, then stop", 3)
 
 
 @dataclass

@@ -20,9 +20,11 @@ class Gaps:
         self.points, self.particles = points, particles
 
     def unsupported(self, programs: Programs, data: Dataset) -> str | None:
+        if programs.takes_keys:
+            return f"the inference gaps here weigh {programs.takes_keys}"
         if not programs.guide.encoder:
             return "it needs a guide whose encoder network outputs q's parameters, which the gaps replace by per-point ones (guide=normal, full_rank, iaf, ...)"
-        return programs.takes_keys and f"the inference gaps here weigh {programs.takes_keys}"
+        return None
 
     def __call__(self, context: Context) -> dict:
         start = time.perf_counter()
