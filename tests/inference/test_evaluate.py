@@ -40,6 +40,12 @@ def test_a_users_method_lands_in_metrics_and_reevaluation_reproduces_every_numbe
     shutil.copytree(run, tmp_path / "again")
     again = reevaluate(tmp_path / "again", [])
     assert without_timings(again) == without_timings(original)
+    # a method the run did not have, added by the command's override, lands beside the others
+    code, printed = run_command(evaluate_main, f"run={tmp_path / 'again'}", "+evaluation.methods.more._target_=user_evaluations.ReconstructionError")
+    assert code == 0, printed
+    added = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert 0 < added["test"]["more"]["mse"] < 1 and "more" not in added["valid"]  # its splits: [test] by default
+    assert without_timings(added["test"]["recon"]) == without_timings(original["test"]["recon"])
 
 
 @pytest.mark.slow  # the command in a subprocess, with AIS: about 9 s
@@ -119,14 +125,16 @@ def test_the_command_refuses_bad_overrides_and_missing_runs(run, tmp_path):
 
 def test_a_run_from_before_a_key_existed_is_reevaluated_with_its_default(run, tmp_path):
     """Re-evaluation types the run's plain config with the schemas: a key the run's version did
-    not have yet gets the schema's default instead of failing."""
+    not have yet gets the schema's default instead of failing; a run from before
+    evaluation.methods gets the default methods, each in its own stream."""
     old_run = tmp_path / "old"
     shutil.copytree(run, old_run)
     config = yaml.safe_load((old_run / ".hydra" / "config.yaml").read_text())
-    del config["evaluation"]["intervene"], config["train"]["finite_check"]
+    del config["evaluation"]["intervene"], config["train"]["finite_check"], config["evaluation"]["methods"]
     (old_run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     metrics = reevaluate(old_run, ["evaluation.figures=false"])
     assert metrics["test"]["log_px"]["mean"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test"]["log_px"]["mean"])
+    assert "bits_per_dim" in metrics["test"]  # a default method
 
 
 def test_reevaluation_refuses_what_it_cannot_change(run, tmp_path):
