@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import Dataset
@@ -122,6 +123,11 @@ def methods_of(cfg: DictConfig) -> list[Method]:
             evaluation = instantiate(OmegaConf.create(options))
         except ValueError as e:
             raise ValueError(f"evaluation.methods.{name}: {e}") from None
+        except InstantiationException as e:
+            raise ValueError(
+                f"evaluation.methods.{name}: {options['_target_']} could not be built ({str(e).splitlines()[0]}); put its module on the "
+                f"path (PYTHONPATH), fix its options, or take the method out with evaluation.methods.{name}=null"
+            ) from None
         if not callable(evaluation):
             raise TypeError(f"evaluation.methods.{name}: {options['_target_']} built a {type(evaluation).__name__}, which cannot be called with a context")
         keys = getattr(evaluation, "keys", None)

@@ -2,6 +2,7 @@
 adds new estimators without losing what metrics.json held."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,9 @@ def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
     original = json.loads((run / "metrics.json").read_text())
     hydra_files = {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()}
     command = [sys.executable, "-m", "inference.evaluate", f"run={run}", *AIS]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # the run's own method is the tests' module: the command finds it on the path, as a user's would be
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert "test log p̂(x), AIS" in done.stdout and "BDMC on 8 simulated points" in done.stdout
     assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == hydra_files  # the training's config, untouched
@@ -81,7 +84,7 @@ def test_every_estimate_is_the_same_whatever_the_pass_size_and_the_company(run, 
     """log p̂(x) and its diagnostics, the gaps, AIS and BDMC at the default memory budget, with
     the pass size fixed small, and at a budget that splits the work into many passes: the same
     numbers up to the last bits of batched arithmetic. AIS alone: the same numbers exactly."""
-    gaps = ["evaluation.gaps=true", "evaluation.gap_points=4", "evaluation.gap_particles=64"]
+    gaps = ["evaluation.gaps=true", "evaluation.gap_points=4", "evaluation.gap_particles=64", "+evaluation.methods.gaps.fit_steps=300"]
     settings = ("evaluation.figures=true", "evaluation.chunk_size=16", "evaluation.memory_budget_mb=3")
     numbers = []
     for i, setting in enumerate(settings):
