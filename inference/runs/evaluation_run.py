@@ -26,7 +26,7 @@ from ..schema import typed
 from ..training.checkpoint import load_checkpoint
 from .build import batch_keys, instantiate, prepared, trackers_of
 from .checks import check_config, resolve_device
-from .methods import SPLITS, Method, applicable, default_entries, methods_of
+from .methods import SPLITS, Method, applicable, default_entries, methods_of, shipped_entry
 from .rundir import fingerprints, locked, read_metrics, write_metrics, write_per_point
 
 __all__ = ["evaluate_run", "evaluations", "reevaluate"]
@@ -111,11 +111,15 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     if "methods" not in trained.get("evaluation", {}):  # a run from before evaluation.methods: the default ones
         cfg.evaluation.methods = default_entries()
     overrides = [override.removeprefix("+") for override in overrides]  # a new method: +evaluation.methods.NAME._target_=...
+    shipped = [o.split("=", 1)[1] for o in overrides if o.startswith("evaluation/methods=")]  # a shipped one by its file: +evaluation/methods=NAME
+    overrides = [o for o in overrides if not o.startswith("evaluation/methods=")]
     for override in overrides:
         key = override.split("=", 1)[0]
         if not (key.startswith("evaluation.") or key == "train.device"):
             raise ValueError(f"{override}: only evaluation.* and train.device can change when re-evaluating a run")
     with open_dict(cfg.evaluation.methods):
+        for name in (name.strip() for names in shipped for name in names.strip("[]").split(",")):
+            cfg.evaluation.methods[name] = shipped_entry(name, required=True)
         cfg.merge_with_dotlist(overrides)
     check_config(cfg)
     device = resolve_device(cfg.train.device)

@@ -25,7 +25,7 @@ from ..hydra_app import CONFIG_PATH
 from ..schema import EvaluationSchema
 from .build import instantiate
 
-__all__ = ["Method", "SPLITS", "SWITCHES", "applicable", "default_entries", "methods_of"]
+__all__ = ["Method", "SPLITS", "SWITCHES", "applicable", "default_entries", "methods_of", "shipped_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,16 @@ def _evaluation_conf():
     return folder / "evaluation"
 
 
-def _shipped(name: str) -> DictConfig | None:
-    """The shipped entry of ``name`` (conf/evaluation/methods/NAME.yaml), or None."""
-    file = _evaluation_conf() / "methods" / f"{name}.yaml"
-    return OmegaConf.create(file.read_text()) if file.is_file() else None
+def shipped_entry(name: str, required: bool = False) -> DictConfig | None:
+    """The shipped entry of ``name`` (conf/evaluation/methods/NAME.yaml), or None (``required``: an error naming those there are)."""
+    folder = _evaluation_conf() / "methods"
+    file = folder / f"{name}.yaml"
+    if file.is_file():
+        return OmegaConf.create(file.read_text())
+    if required:
+        shipped = sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml"))
+        raise ValueError(f"evaluation/methods={name}: no such shipped method; choose one of {', '.join(shipped)}")
+    return None
 
 
 def default_entries() -> dict:
@@ -63,7 +69,7 @@ def default_entries() -> dict:
     whose config predates ``evaluation.methods``."""
     defaults = OmegaConf.create((_evaluation_conf() / "default.yaml").read_text()).defaults
     names = [entry.split("/", 1)[1] for entry in defaults if isinstance(entry, str) and entry.startswith("methods/")]
-    return {name: _shipped(name) for name in names}
+    return {name: shipped_entry(name) for name in names}
 
 
 def _switched(cfg: DictConfig) -> DictConfig:
@@ -78,7 +84,7 @@ def _switched(cfg: DictConfig) -> DictConfig:
         if setting is False:
             methods.pop(name, None)
         elif setting is True:  # the shipped entry, under what evaluation.methods.NAME.* gave
-            methods[name] = OmegaConf.merge(_shipped(name), methods.get(name) or {})
+            methods[name] = OmegaConf.merge(shipped_entry(name), methods.get(name) or {})
             methods[name].when_applicable = False  # asked for by its switch
     return cfg
 
@@ -86,7 +92,7 @@ def _switched(cfg: DictConfig) -> DictConfig:
 def _check_aliases(name: str, entry: DictConfig, evaluation: DictConfig) -> None:
     """Refuse an option given both by its setting of old (``evaluation.ais_points=50``) and on
     the method (``evaluation.methods.ais.points=20``), differently."""
-    shipped = _shipped(name)
+    shipped = shipped_entry(name)
     if shipped is None:
         return
     defaults = EvaluationSchema()

@@ -42,10 +42,12 @@ def test_a_users_method_lands_in_metrics_and_reevaluation_reproduces_every_numbe
     again = reevaluate(tmp_path / "again", [])
     assert without_timings(again) == without_timings(original)
     # a method the run did not have, added by the command's override, lands beside the others
-    code, printed = run_command(evaluate_main, f"run={tmp_path / 'again'}", "+evaluation.methods.more._target_=user_evaluations.ReconstructionError")
+    more = "+evaluation.methods.more._target_=user_evaluations.ReconstructionError"
+    code, printed = run_command(evaluate_main, f"run={tmp_path / 'again'}", more, "+evaluation/methods=active_units")
     assert code == 0, printed
     added = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert 0 < added["test"]["more"]["mse"] < 1 and "more" not in added["valid"]  # its splits: [test] by default
+    assert added["test"]["active_units"]["count"] == 4  # a shipped method by its file, as in training
     assert without_timings(added["test"]["recon"]) == without_timings(original["test"]["recon"])
 
 
@@ -84,7 +86,7 @@ def test_every_estimate_is_the_same_whatever_the_pass_size_and_the_company(run, 
     """log p̂(x) and its diagnostics, the gaps, AIS and BDMC at the default memory budget, with
     the pass size fixed small, and at a budget that splits the work into many passes: the same
     numbers up to the last bits of batched arithmetic. AIS alone: the same numbers exactly."""
-    gaps = ["evaluation.gaps=true", "evaluation.gap_points=4", "evaluation.gap_particles=64", "+evaluation.methods.gaps.fit_steps=300"]
+    gaps = ["evaluation.gaps=true", "evaluation.gap_points=3", "evaluation.gap_particles=64", "+evaluation.methods.gaps.fit_steps=300"]
     settings = ("evaluation.figures=true", "evaluation.chunk_size=16", "evaluation.memory_budget_mb=3")
     numbers = []
     for i, setting in enumerate(settings):

@@ -13,7 +13,7 @@ from torch import nn
 from conftest import assert_not_above_within_monte_carlo, assert_same_within_monte_carlo
 from inference.data import Dataset, linear_gaussian
 from inference.estimators import ais
-from inference.evaluations import Annealed, BitsPerDim, Context, Gaps, LogPx, Posterior, Probe, Programs
+from inference.evaluations import Accuracy, Annealed, BitsPerDim, Context, Gaps, LogPx, Posterior, Probe, Programs
 from inference.evaluations.active_units import ActiveUnits
 from models import VAE, Bernoulli, Gaussian, LinearGaussian, StandardNormal
 from models.capabilities import Capabilities
@@ -180,3 +180,33 @@ def test_ais_nuts_and_the_gaps_take_a_plate_of_observed_sites_inside_the_data_pl
     reason = Programs.of(per_pixel, None, data).latent_vector
     assert reason == "latents under the data plate alone; the model's latent site 'offset' sits in the plate 'pixels' inside it"
     assert "AIS here anneals latents under the data plate alone" in Annealed().unsupported(Programs.of(per_pixel, None, data), data)
+
+
+class Thresholds(nn.Module):
+    """A guide whose classifier q(y | x) says y = 1 where x's first value is positive, else 0."""
+
+    capabilities = Capabilities(untraceable=None, classifier=True)
+
+    def __init__(self):
+        super().__init__()
+        self.classifier = nn.Linear(1, 2)
+
+    def classify(self, x):
+        return torch.stack([-x[:, 0], x[:, 0]], -1)
+
+    def forward(self, x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 2), 1.0).to_event(1))
+
+
+def test_accuracy_is_the_share_of_points_whose_most_probable_class_is_their_label(tmp_path):
+    points = torch.randn(3, 50, 4)
+    labels = {name: (x[:, 0] > 0).long() for name, x in zip(("train", "valid", "test"), points)}
+    labels["test"][:10] = 1 - labels["test"][:10]  # ten of fifty wrong
+    data = Dataset("signs", *points, image_shape=(4,), labels=labels)
+    model, guide = VAE(StandardNormal(2), nn.Linear(2, 4), Gaussian(1.0)), Thresholds()
+    accuracy = Accuracy(supervised_only_steps=0)
+    assert accuracy.unsupported(Programs.of(model, guide, data), data) is None
+    assert accuracy(context(model, guide, data, tmp_path)) == {"accuracy": pytest.approx(0.8)}
+    assert "classifier" in accuracy.unsupported(Programs.of(model, Encoding(0, 2), data), data)
+    assert "labelled data" in accuracy.unsupported(Programs.of(model, guide, Dataset("plain", *points, image_shape=(4,))), Dataset("plain", *points, image_shape=(4,)))
