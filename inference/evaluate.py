@@ -9,6 +9,7 @@ keys and types, the run's ``.hydra/`` is never written, and the log goes to ``RU
 """
 
 import logging
+import time
 from pathlib import Path
 
 import hydra
@@ -33,12 +34,13 @@ def main(cfg: DictConfig) -> None:
     overrides = [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0] != "run"]
     run_dir = Path(cfg.run)
     log.info(f"re-evaluating {run_dir} with {overrides or 'its own settings'}")
+    start = time.perf_counter()
     try:
         metrics = reevaluate(run_dir, overrides)
     except Exception:
         remove_if_only_hydra_files(run_dir)  # run=... named no run: leave no directory behind
         raise
-    log.info(summary(metrics, run_dir))
+    log.info(summary(metrics, run_dir, evaluated_in=time.perf_counter() - start))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,13 @@ from ..evaluations import SUITE_KEYS
 __all__ = ["summary"]
 
 
-def summary(metrics: dict, run_dir: Path) -> str:
-    """The few lines a user reads at the end of a run."""
-    lines = [f"trained {metrics['train']['steps']} steps in {metrics['train']['seconds']:.1f} s on {metrics['train']['device']}"]
+def summary(metrics: dict, run_dir: Path, evaluated_in: float | None = None) -> str:
+    """The few lines a user reads at the end of a run; ``evaluated_in``: the seconds of a
+    re-evaluation, which says so instead of what training did."""
+    if evaluated_in is not None:
+        lines = [f"evaluated the run's checkpoint in {evaluated_in:.1f} s"]
+    else:
+        lines = [f"trained {metrics['train']['steps']} steps in {metrics['train']['seconds']:.1f} s on {metrics['train']['device']}"]
     test = metrics.get("test")
     if test:
         lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
@@ -44,10 +48,13 @@ def summary(metrics: dict, run_dir: Path) -> str:
             a = test["log_px_ais"]
             lines.append(f"test log p̂(x), AIS             {a['mean']:10.3f} ± {a['stderr']:.3f}  (T={a['steps']}, {a['chains']} chains, n={a['n']})")
         if "bdmc" in test and test["bdmc"]["width"]["mean"] is not None:
-            b = test["bdmc"]
+            lines.extend(_bdmc_lines(test["bdmc"]))
+        posterior = test.get("posterior")
+        if posterior and not posterior.get("skipped"):
             lines.append(
-                f"BDMC on {b['points']} simulated points: {b['lower']['mean']:.3f} ≤ log p(x) ≤ {b['upper']['mean']:.3f} "
-                f"(width {b['width']['mean']:.3f}; importance sampling {b['log_px_importance']['mean']:.3f})"
+                f"NUTS on {posterior['points']} test points: R̂ at most {posterior['nuts_r_hat_max']:.3f}, bulk ESS at least "
+                f"{posterior['nuts_ess_bulk_min']:.0f}; q(z|x) against it: mean shift {posterior['mean_shift_in_sd']:.3f} sd, "
+                f"scale ratio {posterior['scale_ratio']:.3f} (1: a match)"
             )
         if "log_px_exact" in test:
             lines.append(f"test log p(x), exact           {test['log_px_exact']['mean']:10.3f}")
@@ -80,6 +87,20 @@ def summary(metrics: dict, run_dir: Path) -> str:
                 lines.append(f"test {key}: {numbers}")
     lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
+
+
+def _bdmc_lines(b: dict) -> list[str]:
+    """BDMC's bounds, each with its standard error, and what their width says."""
+    lower, upper, width = b["lower"], b["upper"], b["width"]
+    lines = [
+        f"BDMC on {b['points']} simulated points: {lower['mean']:.3f} ± {lower['stderr']:.3f} ≤ log p(x) ≤ {upper['mean']:.3f} ± {upper['stderr']:.3f} "
+        f"(width {width['mean']:.3f} ± {width['stderr']:.3f}; importance sampling {b['log_px_importance']['mean']:.3f})"
+    ]
+    if width["mean"] < 0:
+        noise = "within twice its standard error: Monte Carlo noise of bounds this close"
+        beyond = "beyond twice its standard error: more AIS steps or chains (evaluation.ais_steps, ais_chains)"
+        lines.append(f"  the bounds cross by {-width['mean']:.3f}, " + (noise if abs(width["mean"]) <= 2 * width["stderr"] else beyond))
+    return lines
 
 
 def _filter_note(entry: dict) -> str:

@@ -55,18 +55,20 @@ def test_a_users_method_lands_in_metrics_and_reevaluation_reproduces_every_numbe
 def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
     original = json.loads((run / "metrics.json").read_text())
     hydra_files = {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()}
-    command = [sys.executable, "-m", "inference.evaluate", f"run={run}", *AIS]
+    nuts = ["evaluation.posterior_points=1", "evaluation.posterior_samples=20", "evaluation.posterior_warmup=20", "evaluation.posterior_chains=2"]
+    command = [sys.executable, "-m", "inference.evaluate", f"run={run}", *AIS, *nuts]
     # the run's own method is the tests' module: the command finds it on the path, as a user's would be
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    assert "test log p̂(x), AIS" in done.stdout and "BDMC on 8 simulated points" in done.stdout
+    assert "test log p̂(x), AIS" in done.stdout and "BDMC on 8 simulated points" in done.stdout and " ± " in done.stdout.split("BDMC")[1]
+    assert "evaluated the run's checkpoint in" in done.stdout and "] - trained" not in done.stdout and "NUTS on 1 test points" in done.stdout
     assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == hydra_files  # the training's config, untouched
     assert "evaluation.ais_steps=20" in (run / "evaluate.log").read_text()  # the log names what changed
     updated = json.loads((run / "metrics.json").read_text())
     assert updated["train"] == original["train"]  # kept as it was
     for split in ("valid", "test"):
-        new = {k: v for k, v in updated[split].items() if k not in ("log_px_ais", "bdmc")}
+        new = {k: v for k, v in updated[split].items() if k not in ("log_px_ais", "bdmc", "posterior")}
         assert without_timings(new) == without_timings(original[split])  # the same seed, the same numbers
     assert updated["test"]["log_px_ais"]["n"] == 8 and updated["test"]["log_px_ais"]["steps"] == 20
     assert updated["test"]["bdmc"]["upper"]["mean"] is not None
