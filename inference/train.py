@@ -15,8 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from .hydra_app import CONFIG_PATH, remove_if_only_hydra_files
 from .runs import FAILURE_MARK, train
+from .runs.rundir import RefusedRunDirectory, held
 from .runs.training_run import resume_mode
 from .training import flush_subnormals
+from .training.checkpoint import CHECKPOINT
 
 __all__ = ["main", "train"]
 
@@ -25,10 +27,14 @@ log = logging.getLogger(__name__)
 
 def _run_config_dir(resume: bool | str, output_dir: str) -> str | None:
     """conf/hydra/default.yaml: where Hydra writes a job's config, so that a resume cannot
-    overwrite the original's: ``.hydra_resume/`` for a resume, nothing for a finished run that
-    ``train.resume=auto`` skips, else ``.hydra/``."""
-    mode = resume_mode(resume, Path(output_dir))
-    return None if mode == "finished" else ".hydra_resume" if mode else ".hydra"
+    overwrite the original's: ``.hydra_resume/`` for a resume, ``.hydra/`` for a new run, and
+    nothing where the job will not run: a finished run that ``train.resume=auto`` skips, a run
+    directory another process holds, or one holding a run that a new one may not overwrite."""
+    run_dir = Path(output_dir)
+    mode = resume_mode(resume, run_dir)
+    if mode == "finished" or held(run_dir) or (not mode and (run_dir / CHECKPOINT).exists()):
+        return None
+    return ".hydra_resume" if mode else ".hydra"
 
 
 OmegaConf.register_new_resolver("run_config_dir", _run_config_dir, replace=True)
@@ -55,6 +61,9 @@ def main(cfg: DictConfig) -> float | None:
                 "leaves out valid; add it (evaluation.splits=[valid,test])"
             )
         metrics = train(cfg, run_dir)
+    except RefusedRunDirectory:
+        _leave_log_alone(run_dir)  # another run's: its log must not read as failed; the message goes to the terminal
+        raise
     except Exception as e:
         # into the job's log file, where inference.compare finds why a job of a sweep failed
         log.error(f"{FAILURE_MARK} {type(e).__name__}: {e}".splitlines()[0], exc_info=True)
@@ -70,6 +79,14 @@ def main(cfg: DictConfig) -> float | None:
         log.warning(f"the validation log p-hat(x) of {run_dir} is null or absent: the study counts the trial as its worst value")
         return _worst(direction)
     return value
+
+
+def _leave_log_alone(run_dir: Path) -> None:
+    """Close the log files Hydra opened in ``run_dir`` for this job, so that nothing more is written there."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == run_dir.resolve()]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _check_experiment_package(cfg: DictConfig) -> None:

@@ -20,7 +20,10 @@ import torch
 
 from ..training.checkpoint import atomic_write
 
-__all__ = ["FAILURE_MARK", "METRICS", "PER_POINT", "fingerprints", "locked", "read_metrics", "read_per_point", "write_metrics", "write_per_point"]
+__all__ = [
+    "FAILURE_MARK", "METRICS", "PER_POINT", "RefusedRunDirectory", "RunDirectoryInUse", "RunDirectoryTaken", "fingerprints", "held", "locked",
+    "read_metrics", "read_per_point", "write_metrics", "write_per_point",
+]
 
 METRICS = "metrics.json"
 PER_POINT = "per_point.npz"
@@ -100,6 +103,33 @@ def read_per_point(run_dir: str | Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+class RefusedRunDirectory(Exception):
+    """A run directory that holds another run: the process refused must leave its files, its
+    log included, as they are."""
+
+
+class RunDirectoryInUse(RefusedRunDirectory, RuntimeError):
+    """Another process holds the run directory."""
+
+
+class RunDirectoryTaken(RefusedRunDirectory, ValueError):
+    """The run directory holds a run that this one would not continue."""
+
+
+def held(run_dir: str | Path) -> bool:
+    """Whether a process holds ``run_dir`` (:func:`locked`) now; the check keeps no lock."""
+    path = Path(run_dir) / LOCK
+    if not path.is_file():
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
 @contextmanager
 def locked(run_dir: str | Path):
     """Hold ``run_dir/.lock`` for the duration: a second process that wants the same run
@@ -115,7 +145,7 @@ def locked(run_dir: str | Path):
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise RuntimeError(
+            raise RunDirectoryInUse(
                 f"{run_dir} is in use by {holder}; two processes cannot write one run directory. "
                 "Wait for it to finish, or train into another directory"
             ) from None

@@ -23,7 +23,7 @@ from ..training.objectives import GraphTrace_ELBO, WithClassification
 from .build import guide_name, instantiate, model_name, objective_name, prepared, trackers_of
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run, evaluations
-from .rundir import METRICS, locked, read_metrics, write_metrics
+from .rundir import METRICS, RunDirectoryTaken, locked, read_metrics, write_metrics
 from .summary import summary
 
 __all__ = ["RESUMABLE", "resume_mode", "resumed", "train"]
@@ -68,7 +68,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             log.info(f"{run_dir} holds a finished run ({METRICS}): skipped (train.resume=auto)")
             return read_metrics(run_dir)
         if not resume and (run_dir / CHECKPOINT).exists():
-            raise ValueError(
+            raise RunDirectoryTaken(
                 f"{run_dir} already holds a checkpoint: continue that run with train.resume=true (or auto), "
                 "or train into a new directory (hydra.run.dir=...)"
             )

@@ -117,6 +117,23 @@ def test_a_new_run_refuses_a_directory_that_holds_a_checkpoint(tmp_path):
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
+def test_a_refused_second_command_leaves_the_first_runs_files_as_they_were(tmp_path):
+    """A second `train` into a finished run's directory, and one into a directory another
+    process holds, are refused on the terminal; the run's train.log and .hydra/ stay byte for byte."""
+    run_dir = tmp_path / "run"
+    code, printed = run_command(train_main, *TINY, *SMALL_NETS, f"hydra.run.dir={run_dir}")
+    assert code == 0, printed
+    files = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.parent.name in ("run", ".hydra")}
+    assert Path("train.log") in files and Path(".hydra/config.yaml") in files
+    code, printed = run_command(train_main, *TINY, *SMALL_NETS, "z_dim=3", f"hydra.run.dir={run_dir}")
+    assert code == 1 and "already holds a checkpoint" in printed, printed
+    with locked(run_dir):
+        code, printed = run_command(train_main, *TINY, *SMALL_NETS, "train.resume=true", f"hydra.run.dir={run_dir}")
+    assert code == 1 and "is in use by process" in printed, printed
+    after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.parent.name in ("run", ".hydra")}
+    assert after == files and not (run_dir / ".hydra_resume").exists()
+
+
 def test_a_held_run_directory_is_refused(tmp_path):
     with locked(tmp_path):
         with pytest.raises(RuntimeError, match=f"{tmp_path} is in use by process {os.getpid()}"):
