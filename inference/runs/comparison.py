@@ -16,6 +16,7 @@ that differ only in ``train.seed`` are summarized across seeds under the table.
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,19 @@ def varying_overrides(records: list[dict]) -> list[str]:
 
 
 def _name(record: dict, base: Path) -> str:
-    return str(record["run"].relative_to(base)) if record["run"].is_relative_to(base) else str(record["run"])
+    """A run by its path below ``base``, the folder the compared ones share; a run that is that
+    folder by its directory's name."""
+    run = record["run"]
+    relative = run.relative_to(base) if run.is_relative_to(base) else run
+    return run.resolve().name if str(relative) == "." else str(relative)
+
+
+def _shared_folder(roots: list[Path]) -> Path:
+    """The deepest folder that holds every one of ``roots`` (the first, where they share none)."""
+    try:
+        return Path(os.path.commonpath([str(root) for root in roots]))
+    except ValueError:  # absolute and relative paths mixed
+        return Path(roots[0])
 
 
 def table(records: list[dict], base: Path, baseline: dict | None = None) -> tuple[list[str], list[list]]:
@@ -313,11 +326,12 @@ def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[
         if base_record is None or base_record["status"] != "complete":
             found = "is not among the runs compared" if base_record is None else f"is {base_record['status']}"
             raise FileNotFoundError(f"--baseline {baseline} {found}; give a complete run folder below {', '.join(map(str, roots))}")
-    header, rows = table(records, roots[0], base_record)
+    base = _shared_folder(roots)
+    header, rows = table(records, base, base_record)
     varying = varying_overrides(records)
     out.mkdir(parents=True, exist_ok=True)
-    notes = [note for note in (bits_note(records), paired_note(records, base_record, roots[0])) if note]
-    seeds = seeds_table(records, roots[0])
+    notes = [note for note in (bits_note(records), paired_note(records, base_record, base)) if note]
+    seeds = seeds_table(records, base)
     write_markdown(out / "compare.md", header, rows, notes, seeds)
     write_csv(out / "compare.csv", header, rows)
     if seeds:

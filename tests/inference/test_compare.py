@@ -76,6 +76,16 @@ def test_compare_writes_the_table_and_figures(sweep, capsys):
         assert (sweep / figure).stat().st_size > 10_000
 
 
+def test_runs_are_named_by_their_place_below_the_folders_compared(sweep, tmp_path):
+    """Two runs given one by one are named by their directories ("0", "1"), not "." nor full paths."""
+    main([str(sweep / "0"), str(sweep / "1"), "--out", str(tmp_path)])
+    with (tmp_path / "compare.csv").open() as f:
+        assert [row["run"] for row in csv.DictReader(f)] == ["0", "1"]
+    main([str(sweep / "1"), "--out", str(tmp_path / "one")])
+    with (tmp_path / "one" / "compare.csv").open() as f:
+        assert [row["run"] for row in csv.DictReader(f)] == ["1"]
+
+
 def test_compare_of_a_folder_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit) as exit:
         main([str(tmp_path)])
