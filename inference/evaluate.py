@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .hydra_app import CONFIG_PATH, remove_if_only_hydra_files
+from .hydra_app import CONFIG_PATH, exit_if_refused, log_to_files, remove_if_only_hydra_files
 from .runs import reevaluate, summary
 from .training import flush_subnormals
 
@@ -37,8 +37,10 @@ def main(cfg: DictConfig) -> None:
     start = time.perf_counter()
     try:
         metrics = reevaluate(run_dir, overrides)
-    except Exception:
+    except Exception as e:
+        log_to_files(log, f"re-evaluation failed: {type(e).__name__}: {e}".splitlines()[0])
         remove_if_only_hydra_files(run_dir)  # run=... named no run: leave no directory behind
+        exit_if_refused(e)
         raise
     log.info(summary(metrics, run_dir, evaluated_in=time.perf_counter() - start))
 

@@ -1,12 +1,22 @@
 """What the Hydra entry points (``inference.train``, ``inference.evaluate``) share: where their
-configs are, and the clean-up of a directory that Hydra made for a job refused at its start."""
+configs are, the clean-up of a directory that Hydra made for a job refused at its start, and
+how a refusal reaches the terminal: its message once, its traceback in the job's log."""
 
+import logging
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
-__all__ = ["CONFIG_PATH", "remove_if_only_hydra_files"]
+__all__ = ["CONFIG_PATH", "REFUSALS", "exit_if_refused", "log_to_files", "remove_if_only_hydra_files"]
+
+# What the suite raises when it refuses (a config value, data outside a likelihood's support, a
+# missing file, a NaN it stopped at): each message names the problem and the fix, which a
+# traceback would bury. Other errors are bugs and keep theirs.
+REFUSALS = (ValueError, OSError, FloatingPointError)
 
 # A checkout (or an editable install) has conf/ beside the packages; an installed distribution
 # carries it as the package data inference.conf. The checkout's path is absolute: a relative one
@@ -23,3 +33,22 @@ def remove_if_only_hydra_files(run_dir: Path) -> None:
     ours = [p for p in run_dir.iterdir() if p.name not in (".hydra", f"{HydraConfig.get().job.name}.log")]
     if not ours:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def log_to_files(logger: logging.Logger, message: str) -> None:
+    """``message`` and the exception being handled, with its traceback, into the log files of the
+    root logger's handlers (the job's log), not onto the terminal."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def exit_if_refused(error: BaseException, also: tuple[type, ...] = ()) -> None:
+    """In a single run (not a sweep), a refusal's message once on the terminal and exit status 1,
+    instead of Hydra's report with a traceback; ``HYDRA_FULL_ERROR=1`` keeps Hydra's. Returns
+    where the error is no refusal (:data:`REFUSALS`, or ``also``), for the caller to raise it."""
+    if HydraConfig.get().mode != RunMode.RUN or os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(error, (*REFUSALS, *also)):
+        return
+    print(f"Error: {error}\n(the traceback: the job's log, where it is kept, or the same command with HYDRA_FULL_ERROR=1)", file=sys.stderr)
+    raise SystemExit(1)

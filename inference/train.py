@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .hydra_app import CONFIG_PATH, remove_if_only_hydra_files
+from .hydra_app import CONFIG_PATH, exit_if_refused, log_to_files, remove_if_only_hydra_files
 from .runs import FAILURE_MARK, train
 from .runs.rundir import RefusedRunDirectory, held
 from .runs.training_run import resume_mode
@@ -61,15 +61,22 @@ def main(cfg: DictConfig) -> float | None:
                 "leaves out valid; add it (evaluation.splits=[valid,test])"
             )
         metrics = train(cfg, run_dir)
-    except RefusedRunDirectory:
+    except RefusedRunDirectory as e:
         _leave_log_alone(run_dir)  # another run's: its log must not read as failed; the message goes to the terminal
+        exit_if_refused(e, also=(RefusedRunDirectory,))
         raise
     except Exception as e:
-        # into the job's log file, where inference.compare finds why a job of a sweep failed
-        log.error(f"{FAILURE_MARK} {type(e).__name__}: {e}".splitlines()[0], exc_info=True)
+        # into the job's log file, where inference.compare finds why a job of a sweep failed; on
+        # the terminal, a sweep's job says it too, a single run's refusal once (exit_if_refused)
+        failure = f"{FAILURE_MARK} {type(e).__name__}: {e}".splitlines()[0]
+        if HydraConfig.get().mode == RunMode.RUN:
+            log_to_files(log, failure)
+        else:
+            log.error(failure, exc_info=True)
         if HydraConfig.get().mode == RunMode.RUN and not cfg.train.resume:
             remove_if_only_hydra_files(run_dir)  # a sweep's jobs keep theirs, for compare to report
         if direction is None:
+            exit_if_refused(e)
             raise
         return _worst(direction)
     value = metrics.get("valid", {}).get("log_px", {}).get("mean")
