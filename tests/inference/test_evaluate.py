@@ -63,6 +63,7 @@ def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
     assert done.returncode == 0, done.stderr
     assert "test log p̂(x), AIS" in done.stdout and "BDMC on 8 simulated points" in done.stdout and " ± " in done.stdout.split("BDMC")[1]
     assert "evaluated the run's checkpoint in" in done.stdout and "] - trained" not in done.stdout and "NUTS on 1 test points" in done.stdout
+    assert "evaluating ais on test" in done.stdout and "evaluating posterior on test" in done.stdout  # what it is doing, as it does it
     assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == hydra_files  # the training's config, untouched
     assert "evaluation.ais_steps=20" in (run / "evaluate.log").read_text()  # the log names what changed
     updated = json.loads((run / "metrics.json").read_text())
