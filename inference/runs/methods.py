@@ -10,20 +10,19 @@ their options read the settings ``evaluation.*`` by their names of old (``points
 ${evaluation.ais_points}``), and :data:`SWITCHES` turns their methods on and off.
 """
 
-import copy
+import functools
 import importlib.resources
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.errors import InstantiationException
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import Dataset
 from ..evaluations import SUITE_KEYS, Programs
 from ..hydra_app import CONFIG_PATH
 from ..schema import EvaluationSchema
-from .build import instantiate
 
 __all__ = ["Method", "SPLITS", "SWITCHES", "applicable", "default_entries", "methods_of", "shipped_entry"]
 
@@ -52,12 +51,19 @@ def _evaluation_conf():
     return folder / "evaluation"
 
 
+@functools.cache
+def _shipped_options(name: str) -> dict | None:
+    """conf/evaluation/methods/NAME.yaml as written (its interpolations unresolved), read once."""
+    file = _evaluation_conf() / "methods" / f"{name}.yaml"
+    return OmegaConf.to_container(OmegaConf.create(file.read_text())) if file.is_file() else None
+
+
 def shipped_entry(name: str, required: bool = False) -> DictConfig | None:
     """The shipped entry of ``name`` (conf/evaluation/methods/NAME.yaml), or None (``required``: an error naming those there are)."""
     folder = _evaluation_conf() / "methods"
-    file = folder / f"{name}.yaml"
-    if file.is_file():
-        return OmegaConf.create(file.read_text())
+    options = _shipped_options(name)
+    if options is not None:
+        return OmegaConf.create(options)
     if required:
         shipped = sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml"))
         raise ValueError(f"evaluation/methods={name}: no such shipped method; choose one of {', '.join(shipped)}")
@@ -72,32 +78,35 @@ def default_entries() -> dict:
     return {name: shipped_entry(name) for name in names}
 
 
-def _switched(cfg: DictConfig) -> DictConfig:
-    """A copy of ``cfg`` whose ``evaluation.methods`` has the switches applied."""
-    cfg = copy.deepcopy(cfg)
-    OmegaConf.set_struct(cfg, False)
-    evaluation, methods = cfg.evaluation, cfg.evaluation.methods
+def _switched(evaluation: DictConfig) -> dict:
+    """``evaluation.methods`` with the switches applied: name → entry. The entries of the config
+    stay its nodes (their interpolations resolve in the run's config); a method a switch adds
+    is its shipped entry under what ``evaluation.methods.NAME.*`` gave, its ``${evaluation.*}``
+    resolved in a copy of the run's settings."""
+    methods = dict(evaluation.methods.items())
     on = {method: evaluation[key] for key, method in SWITCHES.items()}
     on["posterior"] = True if evaluation.posterior_points else None
     on["forecast"] = False if evaluation.forecast_horizon == 0 else None
     for name, setting in on.items():
         if setting is False:
             methods.pop(name, None)
-        elif setting is True:  # the shipped entry, under what evaluation.methods.NAME.* gave
-            methods[name] = OmegaConf.merge(shipped_entry(name), methods.get(name) or {})
-            methods[name].when_applicable = False  # asked for by its switch
-    return cfg
+        elif setting is True:
+            entry = OmegaConf.merge(shipped_entry(name), methods.get(name) or {})
+            entry.when_applicable = False  # asked for by its switch
+            settings = {key: value for key, value in evaluation.items_ex(resolve=False) if key != "methods"}
+            methods[name] = OmegaConf.create({"evaluation": {**settings, "methods": {name: entry}}}).evaluation.methods[name]
+    return methods
 
 
 def _check_aliases(name: str, entry: DictConfig, evaluation: DictConfig) -> None:
     """Refuse an option given both by its setting of old (``evaluation.ais_points=50``) and on
     the method (``evaluation.methods.ais.points=20``), differently."""
-    shipped = shipped_entry(name)
+    shipped = _shipped_options(name)
     if shipped is None:
         return
     defaults = EvaluationSchema()
     raw = OmegaConf.to_container(entry, resolve=False)
-    for option, value in OmegaConf.to_container(shipped, resolve=False).items():
+    for option, value in shipped.items():
         if not (isinstance(value, str) and value.startswith("${evaluation.")) or raw.get(option, value) == value:
             continue
         setting = value[len("${evaluation.") : -1]
@@ -110,9 +119,8 @@ def _check_aliases(name: str, entry: DictConfig, evaluation: DictConfig) -> None
 
 def methods_of(cfg: DictConfig) -> list[Method]:
     """The run's evaluations, built, in the order of ``evaluation.methods``."""
-    cfg = _switched(cfg)
     methods, claimed = [], {}
-    for name, entry in cfg.evaluation.methods.items():
+    for name, entry in _switched(cfg.evaluation).items():
         if entry is None:  # evaluation.methods.NAME=null takes a method out
             continue
         if "_target_" not in entry:
@@ -125,17 +133,20 @@ def methods_of(cfg: DictConfig) -> list[Method]:
         asked = not options.pop("when_applicable", False)
         if any(split not in SPLITS for split in splits):
             raise ValueError(f"evaluation.methods.{name}.splits={list(splits)} is invalid: expected a list of {', '.join(SPLITS)}")
+        target = options.pop("_target_")
         try:
-            evaluation = instantiate(OmegaConf.create(options))
-        except ValueError as e:
-            raise ValueError(f"evaluation.methods.{name}: {e}") from None
-        except InstantiationException as e:
+            kind = get_object(target)
+        except Exception as e:  # a module that does not import, a name it lacks
             raise ValueError(
-                f"evaluation.methods.{name}: {options['_target_']} could not be built ({str(e).splitlines()[0]}); put its module on the "
-                f"path (PYTHONPATH), fix its options, or take the method out with evaluation.methods.{name}=null"
+                f"evaluation.methods.{name}: {target} could not be built ({' '.join(line.strip() for line in str(e).splitlines() if line.strip())}); put its module on the "
+                f"path (PYTHONPATH), fix its name, or take the method out with evaluation.methods.{name}=null"
             ) from None
+        try:
+            evaluation = kind(**options)  # the options as they are: an evaluation is built from plain values
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"evaluation.methods.{name}: {e}") from None
         if not callable(evaluation):
-            raise TypeError(f"evaluation.methods.{name}: {options['_target_']} built a {type(evaluation).__name__}, which cannot be called with a context")
+            raise TypeError(f"evaluation.methods.{name}: {target} built a {type(evaluation).__name__}, which cannot be called with a context")
         keys = getattr(evaluation, "keys", None)
         for key in keys or (name,):
             if keys is None and key in SUITE_KEYS:

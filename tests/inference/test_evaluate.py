@@ -55,7 +55,7 @@ def test_a_users_method_lands_in_metrics_and_reevaluation_reproduces_every_numbe
 def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
     original = json.loads((run / "metrics.json").read_text())
     hydra_files = {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()}
-    nuts = ["evaluation.posterior_points=1", "evaluation.posterior_samples=20", "evaluation.posterior_warmup=20", "evaluation.posterior_chains=2"]
+    nuts = ["evaluation.posterior_points=1", "evaluation.posterior_samples=10", "evaluation.posterior_warmup=10", "evaluation.posterior_chains=2"]
     command = [sys.executable, "-m", "inference.evaluate", f"run={run}", *AIS, *nuts]
     # the run's own method is the tests' module: the command finds it on the path, as a user's would be
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
