@@ -1,7 +1,7 @@
 """Entry point: ``python -m inference.evaluate run=RUN_DIR [evaluation.KEY=VALUE ...]``
-re-evaluates a finished run with its own config and checkpoint, the RNG state its training
-ended with, and the given changes to ``evaluation.*`` (or ``train.device``), then merges the
-results into its ``metrics.json`` (:func:`inference.runs.reevaluation.reevaluate`).
+re-evaluates a finished run with its own config and checkpoint, each evaluation in its own
+random stream, and the given changes to ``evaluation.*`` (or ``train.device``, ``train.progress``),
+then merges the results into its ``metrics.json`` (:func:`inference.runs.reevaluation.reevaluate`).
 
 A Hydra app with its own primary config (conf/evaluate.yaml): composition checks the overrides'
 keys and types, the run's ``.hydra/`` is never written, and the log goes to ``RUN_DIR/evaluate.log``.

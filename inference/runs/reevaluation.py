@@ -23,7 +23,7 @@ __all__ = ["reevaluate"]
 
 def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     """Re-run the evaluation of a finished run with ``overrides`` of its ``evaluation`` (or
-    ``train.device``) keys, merge the results into its ``metrics.json``, and send them to the
+    ``train.device``, ``train.progress``) keys, merge the results into its ``metrics.json``, and send them to the
     run's experiment trackers (``logger``), if it has any."""
     run_dir = Path(run_dir)
     config_file = run_dir / ".hydra" / "config.yaml"
@@ -38,8 +38,8 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     overrides = [o for o in overrides if not o.startswith("evaluation/methods=")]
     for override in overrides:
         key = override.split("=", 1)[0]
-        if not (key.startswith("evaluation.") or key == "train.device"):
-            raise ValueError(f"{override}: only evaluation.* and train.device can change when re-evaluating a run")
+        if not (key.startswith("evaluation.") or key in ("train.device", "train.progress")):
+            raise ValueError(f"{override}: only evaluation.*, train.device and train.progress can change when re-evaluating a run")
     with open_dict(cfg.evaluation.methods):
         for name in (name.strip() for names in shipped for name in names.strip("[]").split(",")):
             cfg.evaluation.methods[name] = shipped_entry(name, required=True)

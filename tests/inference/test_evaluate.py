@@ -146,7 +146,7 @@ def test_a_run_from_before_a_key_existed_is_reevaluated_with_its_default(run, tm
 
 
 def test_reevaluation_refuses_what_it_cannot_change(run, tmp_path):
-    with pytest.raises(ValueError, match="z_dim=3: only evaluation.\\* and train.device can change"):
+    with pytest.raises(ValueError, match="z_dim=3: only evaluation.\\*, train.device and train.progress can change"):
         reevaluate(run, ["z_dim=3"])
     with pytest.raises(Exception, match="num_particle"):
         reevaluate(run, ["evaluation.num_particle=3"])
