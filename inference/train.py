@@ -4,6 +4,7 @@ guide with SVI, evaluates them, and writes the run directory (metrics.json, chec
 config; this module is its Hydra wrapper.
 """
 
+import difflib
 import logging
 import warnings
 from pathlib import Path
@@ -55,6 +56,7 @@ def main(cfg: DictConfig) -> float | None:
     direction = _optimized_direction()
     try:
         _check_experiment_package(cfg)
+        _check_top_level_keys(cfg)
         if direction is not None and "valid" not in cfg.evaluation.splits:
             raise ValueError(
                 f"the sweeper {direction}s the validation log p-hat(x), but evaluation.splits={list(cfg.evaluation.splits)} "
@@ -106,6 +108,22 @@ def _check_experiment_package(cfg: DictConfig) -> None:
         raise ValueError(
             f"experiment/{name}.yaml puts its keys under experiment. ({keys}), where they change nothing: "
             "make `# @package _global_` its first line, as every preset in conf/experiment/ has it"
+        )
+
+
+def _check_top_level_keys(cfg: DictConfig) -> None:
+    """A top-level key that is neither the suite's (``z_dim``, ``train``, ``evaluation``) nor a
+    config group's nor read by an interpolation (``width`` in ``encoder.hidden: ["${width}"]``):
+    a misspelling in an experiment file of one's own (``trian:``), which struct mode lets through
+    and nothing reads."""
+    known = {"z_dim", "train", "evaluation", *(group.split("/")[0] for group in HydraConfig.get().runtime.choices)}
+    written = OmegaConf.to_yaml(cfg)  # interpolations as written
+    unknown = [key for key in cfg if key not in known and "${" + str(key) not in written]
+    if unknown:
+        hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, n=1)) else key for key in unknown]
+        raise ValueError(
+            f"the config has top-level keys the suite does not read: {', '.join(hints)}; they change nothing. Fix the name in "
+            f"the experiment file or override that sets it; the top-level keys are {', '.join(sorted(known))}"
         )
 
 

@@ -297,6 +297,10 @@ def test_an_experiment_file_of_ones_own_without_its_package_line_is_refused(tmp_
     assert code != 0 and "experiment/mine.yaml puts its keys under experiment. (experiment.train), where they change nothing: " \
         "make `# @package _global_` its first line" in printed, printed
     assert not run_dir.exists()
+    experiment.write_text("# @package _global_\ntrian:\n  epochs: 1\n")  # a misspelled key, which struct mode lets through
+    code, printed = run_command(train_main, "--config-dir", str(tmp_path / "my_conf"), *RUN, "experiment=mine", f"hydra.run.dir={run_dir}")
+    assert code != 0 and "the config has top-level keys the suite does not read: trian (did you mean train?); they change nothing" in printed, printed
+    assert not run_dir.exists()
     experiment.write_text("# @package _global_\ntrain:\n  epochs: 1\n")
     mine = [o for o in RUN if not o.startswith("train.epochs=")]  # the file's epochs, not the tiny run's
     code, printed = run_command(train_main, "--config-dir", str(tmp_path / "my_conf"), *mine, "experiment=mine", f"hydra.run.dir={tmp_path / 'run'}")
