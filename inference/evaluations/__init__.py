@@ -10,7 +10,7 @@ functions every figure shares (:mod:`.figures`).
 
 from .accuracy import Accuracy
 from .annealed import Annealed
-from .base import Context, Evaluation, Programs, random_stream, skipped, stream_seed
+from .base import Context, Evaluation, Programs, positive_ints, random_stream, stream_seed
 from .bits_per_dim import BitsPerDim
 from .denoise import Denoise
 from .forecast import Forecast
@@ -42,7 +42,7 @@ __all__ = [
     "Programs",
     "SHIPPED",
     "SUITE_KEYS",
+    "positive_ints",
     "random_stream",
-    "skipped",
     "stream_seed",
 ]

@@ -8,12 +8,11 @@ under its name), why it cannot take a run's programs and data, its figures and i
 """
 
 import hashlib
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import pyro
 import torch
@@ -24,9 +23,7 @@ from models.capabilities import Capabilities, capabilities_of
 from ..data import Dataset
 from ..estimators import LatentVector, frozen, pairs_within
 
-__all__ = ["Context", "Evaluation", "Programs", "random_stream", "skipped", "stream_seed"]
-
-log = logging.getLogger(__name__)
+__all__ = ["Context", "Evaluation", "Programs", "positive_ints", "random_stream", "stream_seed"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,6 @@ class Context:
         return self.settings.chunk_size or pairs_within(self.model, self.guide, x, self.settings.memory_budget_mb, extra)
 
 
-@runtime_checkable
 class Evaluation(Protocol):
     """An evaluation: ``__call__`` is all it must have; the rest has defaults (the runs layer
     reads each with ``getattr``): ``keys`` ``None``, the others returning None or nothing."""
@@ -144,7 +140,8 @@ def random_stream(seed: int, *names: str) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def skipped(reason: str) -> dict:
-    """The entry of a method that met, while running, what it cannot take: the rest of the run goes on."""
-    log.warning(f"skipped: {reason}")
-    return {"skipped": True, "reason": reason}
+def positive_ints(expected: str, **options) -> None:
+    """Refuse an option that is not a positive integer, naming it and what was ``expected``."""
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key}={value!r}: expected {expected}")

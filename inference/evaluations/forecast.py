@@ -9,7 +9,7 @@ import torch
 from ..data import Dataset
 from ..estimators.forecast import ContextFilter, ContextState, forecast, forecast_errors
 from . import figures
-from .base import Context, Programs
+from .base import Context, Programs, positive_ints
 
 __all__ = ["Forecast", "filtered_context", "sequences_reason"]
 
@@ -48,9 +48,7 @@ class Forecast:
     keys = ("forecast",)
 
     def __init__(self, context: int = 10, horizon: int = 10, filter: str = "particles", particles: int = 4000):
-        for key, value in dict(context=context, horizon=horizon).items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key}={value!r}: expected a positive number of frames")
+        positive_ints("a positive number of frames", context=context, horizon=horizon)
         self.context, self.horizon, self.filter = context, horizon, ContextFilter(str(filter), particles)
 
     def unsupported(self, programs: Programs, data: Dataset) -> str | None:

@@ -10,7 +10,7 @@ from ..data.pendulum import PendulumSimulator
 from ..estimators.forecast import ContextFilter, ContextState
 from ..estimators.intervention import intervened_rollouts, intervention_errors
 from . import figures
-from .base import Context, Programs
+from .base import Context, Programs, positive_ints
 from .forecast import filtered_context, sequences_reason
 
 __all__ = ["Intervention"]
@@ -27,8 +27,7 @@ class Intervention:
 
     def __init__(self, context: int | None = None, forecast_context: int = 10, horizon: int = 0, filter: str = "particles", particles: int = 4000):
         self.context = context or forecast_context
-        if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 1:
-            raise ValueError(f"context={self.context!r}: expected a positive number of frames")
+        positive_ints("a positive number of frames", context=self.context)
         self.horizon, self.filter = horizon, ContextFilter(str(filter), particles)
 
     def unsupported(self, programs: Programs, data: Dataset) -> str | None:

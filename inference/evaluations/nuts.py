@@ -5,7 +5,7 @@ import time
 from ..data import Dataset
 from ..estimators.posterior import guide_draws, importance_draws, inference_data, mismatch, nuts, summaries
 from . import figures
-from .base import Context, Programs
+from .base import Context, Programs, positive_ints
 
 __all__ = ["Posterior"]
 
@@ -19,9 +19,7 @@ class Posterior:
     keys = ("posterior",)
 
     def __init__(self, points: int = 5, samples: int = 500, warmup: int = 500, chains: int = 4):
-        for key, value in dict(points=points, samples=samples, warmup=warmup, chains=chains).items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key}={value!r}: expected a positive integer (evaluation.posterior_points=N switches NUTS on with N points)")
+        positive_ints("a positive integer (evaluation.posterior_points=N switches NUTS on with N points)", points=points, samples=samples, warmup=warmup, chains=chains)
         self.points, self.samples, self.warmup, self.chains = points, samples, warmup, chains
 
     def unsupported(self, programs: Programs, data: Dataset) -> str | None:

@@ -60,7 +60,7 @@ def evaluate_run(model, guide, data: Dataset, cfg: DictConfig, run_dir: Path, cu
             start = time.perf_counter()
             with random_stream(seed, method.name, split):
                 out = method.evaluation(dataclasses.replace(context, name=method.name, seed=seed))  # the same results and per_point
-            context.results.update(out if getattr(method.evaluation, "keys", None) else {method.name: out})
+            context.results.update(method.placed(out))
             bar.update(), log.debug(f"{method.name} on {split}: {time.perf_counter() - start:.1f} s")
         if local_steps is not None:
             context.results["local_fit_steps"] = local_steps
@@ -74,18 +74,11 @@ def evaluate_run(model, guide, data: Dataset, cfg: DictConfig, run_dir: Path, cu
         with random_stream(seed, "figures"):
             draw_figures(model, guide, data, programs, results, curve, run_dir / "plots")
         for method in methods:
-            entry = _entry(method, results.get("test", {}))
+            entry = method.entry(results.get("test", {}))
             if callable(getattr(method.evaluation, "figures", None)) and entry and not entry.get("skipped"):
                 with random_stream(seed, method.name, "figures"):
                     method.evaluation.figures(dataclasses.replace(contexts["test"], name=method.name, seed=seed), entry)
     return results
-
-
-def _entry(method: Method, split_results: dict) -> dict | None:
-    """What ``method`` wrote in a split's results: its one key's value, or all it wrote."""
-    keys = getattr(method.evaluation, "keys", None) or (method.name,)
-    written = {key: split_results[key] for key in keys if key in split_results}
-    return written.get(keys[0]) if len(keys) == 1 else written
 
 
 def fit_local_guide(model: torch.nn.Module, guide: torch.nn.Module, x: torch.Tensor, programs: Programs) -> int | None:

@@ -29,7 +29,6 @@ __all__ = ["Method", "SPLITS", "SWITCHES", "applicable", "default_entries", "met
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
-RESERVED = ("splits", "when_applicable")
 # evaluation.KEY → the method it switches: true adds it (asked for), false takes it out, null
 # leaves evaluation.methods as it is
 SWITCHES = {"gaps": "gaps", "ais": "ais", "intervene": "intervention", "denoise": "denoise"}
@@ -43,6 +42,17 @@ class Method:
     evaluation: object  #: what its entry's _target_ built
     splits: tuple[str, ...]
     asked: bool  #: the user (or a preset) asked for it: it runs or the run is refused
+    keys: tuple[str, ...] | None = None  #: the keys it declares it writes in a split's entry; None: its dict goes under its name
+
+    def placed(self, out: dict) -> dict:
+        """What it returned, as it goes into the split's entry of metrics.json."""
+        return out if self.keys else {self.name: out}
+
+    def entry(self, split_results: dict) -> dict | None:
+        """What it wrote in a split's entry: its one key's value, or all it wrote."""
+        keys = self.keys or (self.name,)
+        written = {key: split_results[key] for key in keys if key in split_results}
+        return written.get(keys[0]) if len(keys) == 1 else written
 
 
 def _evaluation_conf():
@@ -154,7 +164,7 @@ def methods_of(cfg: DictConfig) -> list[Method]:
             if key in claimed:
                 raise ValueError(f"evaluation.methods.{name} and evaluation.methods.{claimed[key]} both write {key!r} in metrics.json; keep one")
             claimed[key] = name
-        methods.append(Method(name, evaluation, splits, asked))
+        methods.append(Method(name, evaluation, splits, asked, keys))
     return methods
 
 
