@@ -60,7 +60,7 @@ gpu-wheels: setup  ## here: the dependencies the GPU machine lacks, as wheels (a
 
 # The --captured table runs one process per architecture, and a failure does not stop the rest:
 # on torch 2.11 the hand-written captured step crashed (illegal memory access) after the suite's
-# capture in the IWAE architecture's process (BENCHMARKS.md, On a GPU).
+# capture in the IWAE architecture's process (docs/benchmarks/gpu.md).
 bench-gpu:  ## there: the CUDA tests, then bench.train_step (times, host reads), bench.estimator and bench.end_to_end on CUDA (needs .whl/ from make gpu-wheels)
 	$(GPU_PYTHON) -c "import sys, torch; print('# torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device'); \
 		sys.exit('$(BENCH_DEVICE)' == 'cuda' and not torch.cuda.is_available() and 'bench-gpu: no CUDA device here (BENCH_DEVICE=cpu runs it on the CPU)')"

@@ -17,7 +17,7 @@ __all__ = ["LogitBernoulli", "LogitBernoulliEvents", "LogitContinuousBernoulli",
 class LogitBernoulli(dist.Bernoulli):
     """Bernoulli(logits) with log p(x) = x·l − softplus(l): the same numbers as torch's
     ``binary_cross_entropy_with_logits`` in three elementwise passes instead of about seven.
-    The likelihood is the hottest computation of importance sampling (BENCHMARKS.md)."""
+    The likelihood is the hottest computation of importance sampling."""
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -38,8 +38,7 @@ class LogitBernoulliEvents(dist.Independent):
     """``LogitBernoulli(logits).to_event(n)``, whose log-probability sums before it negates:
     log p(x) = −Σ_d softplus(l_d·(1 − 2x_d)), which for binary x is Σ_d x_d·l_d − softplus(l_d).
     Two passes over the logits (a product, a softplus) instead of three, and the negation on the
-    sum: about 30% less time in the likelihood, the estimator's hottest computation
-    (BENCHMARKS.md). Exact on the support {0, 1} only, which the likelihood checks up front."""
+    sum, in the estimator's hottest computation. Exact on the support {0, 1} only, which the likelihood checks up front."""
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -59,11 +58,10 @@ class LogitContinuousBernoulli(dist.ContinuousBernoulli):
         log p(x) = x·l + log(l / (e^l − 1)),   E[x] = 1/(1 − e^−l) − 1/l,   x = log(1 + u·(e^l − 1)) / l.
 
     torch's ``ContinuousBernoulli`` computes them from the probability sigmoid(l), which float32
-    rounds to 0 or 1 beyond |l| ≈ 16, where torch clamps it: at l = −20 its log-density is 0.23
-    nats low and its mean 0.063 instead of 0.050, per pixel. A decoder that draws a crisp
-    background has most pixels there (the pendulum's, 90% beyond |l| = 15), and its log p(x)
-    comes out tens of nats low (BENCHMARKS.md, "The continuous Bernoulli in its logits"). The
-    forms in l are exact to rounding at any l, and take 0.60 of torch's time (``bench.likelihood``)."""
+    rounds to 0 or 1 beyond |l| ≈ 16, where torch clamps it, so that its log-density and mean are
+    wrong there. A decoder that draws a crisp background has most of its pixels there, and the
+    error adds up over them. The forms in l are exact to rounding at any l, and need no
+    sigmoid."""
 
     def _split(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The logits; where they are near 0 (the Taylor series' side); and the logits with 1 put
@@ -182,8 +180,8 @@ class DiagonalNormalMixture(TorchDistribution):
 
     ``log_prob`` computes all K component densities with two matrix products,
     Σ_d (z_d − μ_kd)²/σ_kd² = z²·(1/σ²)ᵀ − 2 z·(μ/σ²)ᵀ + Σ_d μ_kd²/σ_kd², instead of broadcasting
-    a ``(..., K, D)`` tensor: the VampPrior's 500 components at K = 5000 particles cost 30×
-    less time and memory this way. The products run in float64, because the expansion subtracts
+    a ``(..., K, D)`` tensor, whose size grows with components × particles × dimensions (the
+    VampPrior's hundreds of components at thousands of particles). The products run in float64, because the expansion subtracts
     large terms when scales are small.
 
     :param logits: ``(K,)`` unnormalized log mixture weights.

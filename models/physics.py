@@ -77,9 +77,8 @@ class PhysicsTransition(Transition):
         interval: fixed, or where it starts with ``learn_noise``.
     :param bool learn_noise: learn the velocity's noise. Off by default: a learned noise absorbs
         whatever the law does not yet explain, the drive above all, whose push over one frame
-        (A·dt, 0.1 rad/s on the default data) is below the 0.2 rad/s the learned noise settles
-        at; it then sent A to zero, while a fixed 0.02 makes the law explain the motion and
-        the drive is found (BENCHMARKS.md, "Sequences and latent physics").
+        (A·dt) is small: a noise larger than that push explains the drive away and sends A to
+        zero, while a small fixed noise makes the law explain the motion.
     :param float angle_noise: the scale of the noise on the angle, fixed. In the law the angle
         moves by the velocity alone; a small fixed noise keeps it so. Learned, it grows early in
         training while the guide's velocities are still wrong, and once it is large a wrong

@@ -4,8 +4,7 @@ reads the store.
 ``pyro.module(name, module)`` puts every parameter of ``module`` into Pyro's param store, which
 is how ``pyro.infer.SVI`` with a ``pyro.optim`` optimizer, ``JitTrace_ELBO`` and
 ``poutine.trace(param_only=True)`` find them. It sends one message per parameter through Pyro's
-effect handlers on every call of the program: about a tenth of a training step on the default
-networks (BENCHMARKS.md). The suite's training step takes its parameters from the modules
+effect handlers on every call of the program, a cost of its own on small networks. The suite's training step takes its parameters from the modules
 themselves, so its objective (:class:`inference.training.objectives.LeanTrace_ELBO`) runs the programs
 inside :func:`unregistered`. Programs call :func:`register` where they would call
 ``pyro.module``; anywhere else it is ``pyro.module``.

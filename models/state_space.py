@@ -8,8 +8,7 @@ Shalit & Sontag (2017) with swappable parts, after Pyro's ``dmm`` example.
 All under ``pyro.plate("data", B)``, a data point being a whole sequence ``x`` of shape
 ``(B, T, x_dim)``; the sites are ``z_1 … z_T``, the time steps under ``pyro.markov``, one
 site ``x`` of all the frames given their states (the decoder and likelihood run once on the
-``(B, T)`` states, not once a frame: a training step of the pendulum's physics preset takes half
-the time on one thread, BENCHMARKS.md), and whatever the transition keeps per sequence (``transition=physics``: the
+``(B, T)`` states, not once a frame: one large batched call instead of T small ones), and whatever the transition keeps per sequence (``transition=physics``: the
 drive's phase and amplitude). The decoder reads what the transition's ``emission`` makes of a
 state (all of it, but for the physics transition's (cos θ, sin θ)). With every part
 linear-Gaussian (``prior=standard_normal transition=linear decoder=linear likelihood=gaussian``

@@ -1,5 +1,5 @@
 """The hand-written references of bench/ compute what the suite computes, so that the ratios in
-BENCHMARKS.md compare like with like."""
+the benchmarks pages compare like with like."""
 
 import math
 

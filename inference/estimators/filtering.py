@@ -6,9 +6,7 @@ Forecasts start from this state (``evaluation.forecast_filter=particles``). The 
 q(z_k | x₁:k) is the other choice, and a poor one where it matters: a sequence guide is
 trained on whole sequences, its backward summary h_t reading x_t … x_T, so that on the first k
 frames alone its state at frame k reads one frame and its summary of the sequence k frames
-rather than T. On the pendulum its angular velocity at frame 10 was off by 0.93 rad/s rms at a
-posterior scale of 0.075, its drive phase no better than chance at a scale of 0.05
-(BENCHMARKS.md, "Hypotheses compared"). The filter asks nothing of the guide: the particles of
+rather than T, so that its state can be confidently wrong. The filter asks nothing of the guide: the particles of
 (z_1, the sequence latents) are drawn from the model's priors, moved by the transition, and
 weighed by each frame's likelihood (a sequence's particles are resampled, systematically, when
 their effective sample size falls under half; the other sequences' keep their weights, and the

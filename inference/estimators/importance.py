@@ -229,7 +229,7 @@ def importance_sampling(
     :param extra: the programs' batch keys (name → tensor with a row per point of ``x``).
     :param cuda_graphs: on CUDA, replay a seeded estimate's groups as CUDA graphs
         (:class:`~inference.estimators.graphs.SeededGroups`): the same numbers, fewer host
-        round trips. Ignored elsewhere. Off by default until it has been measured on a GPU.
+        round trips. Ignored elsewhere. Off by default.
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:

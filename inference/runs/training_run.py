@@ -72,8 +72,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 f"{run_dir} already holds a checkpoint: continue that run with train.resume=true (or auto), "
                 "or train into a new directory (hydra.run.dir=...)"
             )
-        # Pyro's and torch's argument checks cost about a tenth of a small training step
-        # (BENCHMARKS.md); the data's support is checked once up front instead.
+        # Pyro's and torch's argument checks run on every distribution of every step; the data's
+        # support is checked once up front instead.
         with pyro.validation_enabled(cfg.train.validate):
             return _train(cfg, run_dir, resume)
 

@@ -4,8 +4,8 @@ Each step evaluates ``Trace_ELBO``'s ``differentiable_loss(model, guide, x)`` (t
 path of :class:`~inference.training.objectives.LeanTrace_ELBO` when the guide is reparameterized) — the
 same single-sample ELBO estimator and surrogate that ``pyro.infer.SVI`` with ``Trace_ELBO`` uses —
 and steps one ordinary ``torch.optim`` optimizer over the parameters of both programs. That
-skips SVI's per-parameter optimizers and param-store bookkeeping, which cost more than the
-networks themselves at the batch sizes VAEs train with (see BENCHMARKS.md).
+skips SVI's per-parameter optimizers and param-store bookkeeping, a fixed cost per step that
+weighs most on the small networks and batches VAEs train with.
 
 The dataset is a tensor on the training device and a batch is an index slice of a random
 permutation (in the semi-supervised setting with ``data.labeled_per_batch``, of the unlabelled
@@ -208,9 +208,8 @@ def flush_subnormals() -> bool:
 
     Values that small arise as training goes on: Adam's moment estimates of a weight whose
     gradient is exactly zero (a ReLU unit that no longer fires) decay geometrically into them,
-    and x86 arithmetic on them is many times slower. MNIST M2's epochs took twice as long by
-    epoch 40, three and a half times by epoch 60, and flushing brought them back to the first
-    epochs' speed (BENCHMARKS.md). Nothing a float32 VAE computes needs values that small.
+    and x86 arithmetic on them is many times slower, so that epochs slow down as training goes
+    on. Nothing a float32 VAE computes needs values that small.
 
     The mode is per thread, and the worker threads of torch's CPU operators take it from the
     thread that starts them, once: called after they have started, it reaches the calling

@@ -33,8 +33,8 @@ class LeanTrace_ELBO(Trace_ELBO):
     directly where it can be: one particle, Pyro's validation off, and every guide site
     reparameterized. Then the loss is log q(z|x) − log p(x, z) from the guide's trace and the
     model replayed on it (``Trace.log_prob_sum``, which applies scales and masks), without
-    Trace_ELBO's score-function and enumeration bookkeeping: about 0.35 ms less per step
-    (BENCHMARKS.md). Anything else goes through ``Trace_ELBO`` itself.
+    Trace_ELBO's score-function and enumeration bookkeeping, which such a guide does not need.
+    Anything else goes through ``Trace_ELBO`` itself.
 
     The lean path runs the programs :func:`~models.registration.unregistered`: their networks
     are not put into Pyro's param store, because its caller (the training step) optimizes the
@@ -281,7 +281,7 @@ class WithClassification:
     α = 0.1·N / N_labelled, what ``aux_weight=None`` takes (:meth:`fit_to`; 50 for MNIST's
     50,000 points with 100 labels). With ``data.labeled_per_batch`` a labelled point comes back
     many times an epoch and α applies at every return, so that over an epoch the term weighs
-    that many times more than the paper's (what makes 100 labels count: BENCHMARKS.md).
+    that many times more than the paper's.
 
     :param loss: the bound, e.g. ``KLWeighted(EnumeratedTrace_ELBO)``.
     :param aux_weight: α per labelled point; None for the paper's choice.
