@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench bench-end-to-end bench-presets gpu-wheels gpu-site bench-gpu bench-paper clean
+.PHONY: setup run test docs docs-figures bench bench-end-to-end bench-presets gpu-wheels gpu-site bench-gpu bench-paper clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ test: setup  ## the linter, then the whole test suite; pass pytest options as AR
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
-bench: setup  ## the benchmarks of BENCHMARKS.md
+# The documentation site, strictly: a broken link, a page left out of the navigation or an API
+# reference that does not resolve fails the build (as tests/test_docs.py does in make test).
+docs: setup  ## build the documentation site into site/ (open site/index.html)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+bench: setup  ## the benchmarks of the docs' benchmarks pages
 	$(BIN)/python -m bench.train_step
 	$(BIN)/python -m bench.estimator
 	$(BIN)/python -m bench.ss_step
@@ -86,4 +91,4 @@ bench-paper: gpu-site  ## there: continue the IWAE paper's protocol from runs/iw
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.paper_protocol --data $(BENCH_DATA) --budget-seconds $(BUDGET) objective=graph_trace_elbo train.cuda_graphs=true
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .gpu-site
+	rm -rf $(VENV) *.egg-info .pytest_cache .gpu-site site
