@@ -12,11 +12,17 @@ from pathlib import Path
 from .runs.comparison import compare
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments() -> argparse.ArgumentParser:
+    """The command's arguments (the docs' test composes the documented commands with it)."""
+    parser = argparse.ArgumentParser(prog="python -m inference.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep folders (multirun/DATE/TIME) or folders of runs")
     parser.add_argument("--out", type=Path, help="where to write the table and figures (default: the first folder)")
     parser.add_argument("--baseline", type=Path, help="the run the paired differences are against (default: the first complete run)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments()
     args = parser.parse_args(argv)
     try:
         records = compare(args.dirs, args.out or args.dirs[0], args.baseline)

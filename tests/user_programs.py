@@ -133,7 +133,7 @@ class ClassConditional:
         return torch.distributions.MultivariateNormal(means[y], covariance).log_prob(x)
 
 
-# README, "Batches with more than x", as printed there
+# docs/guide/programs.md, "Batches with more than x", as printed there
 class ConditionalVAE(nn.Module):
     """p(z) p(x | z, y) and q(z | x, y): a VAE told each point's class."""
 

@@ -2,15 +2,11 @@
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from hydra.errors import ConfigCompositionException
 
 from bench.estimator import handwritten_log_px
@@ -258,18 +254,6 @@ def test_a_captured_kl_warm_up_longer_than_the_graphs_kept(tmp_path):
 
 
 @pytest.mark.slow  # a run of the command in a subprocess
-def test_command_line_run(tmp_path):
-    """The real entry point: a tiny run writes .hydra/ and the run directory, and prints the summary."""
-    run = [sys.executable, "-m", "inference.train", *RUN, f"hydra.run.dir={tmp_path}"]
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    done = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    config = yaml.safe_load((tmp_path / ".hydra" / "config.yaml").read_text())
-    assert config["train"]["epochs"] == 2 and json.loads((tmp_path / "metrics.json").read_text())["train"]["epochs"] == 2
-    for line in ("test ELBO", "test log p̂(x), guide proposal", "test log p̂(x), prior proposal", f"run directory: {tmp_path}"):
-        assert line in done.stdout + done.stderr
-
-
 def test_the_command_refuses_a_typo_and_a_bad_value_leaving_no_directory(tmp_path):
     """The command in this process: a key that is not in the config fails at composition, a value
     that only the checks can reject fails at start, its message once and no traceback; neither

@@ -1,5 +1,5 @@
 """fit's behaviours beyond the loop as callbacks: called in order at each hook, the defaults
-those the README's call gets, a stop and a restore that take effect."""
+those the documented call gets, a stop and a restore that take effect."""
 
 from functools import partial
 
