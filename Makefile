@@ -34,6 +34,29 @@ test: setup  ## the linter, then the whole test suite; pass pytest options as AR
 docs: setup  ## build the documentation site into site/ (open site/index.html)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# The tutorials' figures, drawn by small runs of the documented commands (each the preset with
+# fewer epochs, points and particles) and copied into docs/figures/: never edited by hand.
+FIGURE_RUNS := .figure_runs
+FIGURES := docs/figures
+SMALL := train.progress=false evaluation.max_points=100 evaluation.num_particles=100
+docs-figures: setup  ## regenerate docs/figures/ from small runs (about 15 minutes on 2 cores)
+	rm -rf $(FIGURE_RUNS) && mkdir -p $(FIGURES)
+	$(BIN)/python -m inference.train $(SMALL) hydra.run.dir=$(FIGURE_RUNS)/default
+	$(BIN)/python -m inference.train experiment=ss_digits $(SMALL) hydra.run.dir=$(FIGURE_RUNS)/ss_digits
+	$(BIN)/python -m inference.train experiment=denoise_digits $(SMALL) hydra.run.dir=$(FIGURE_RUNS)/denoise_digits
+	$(BIN)/python -m inference.train experiment=pendulum_sequences $(SMALL) train.epochs=100 evaluation.filter_particles=1000 hydra.run.dir=$(FIGURE_RUNS)/pendulum_sequences
+	$(BIN)/python -m inference.train experiment=pendulum_dynamics $(SMALL) train.epochs=100 evaluation.filter_particles=1000 hydra.run.dir=$(FIGURE_RUNS)/pendulum_dynamics
+	$(BIN)/python -m inference.train --multirun experiment=compare_guides guide=normal,full_rank,iaf $(SMALL) train.epochs=100 evaluation.gap_points=20 hydra.sweep.dir=$(FIGURE_RUNS)/compare_guides
+	$(BIN)/python -m inference.compare $(FIGURE_RUNS)/compare_guides
+	for plot in prior_samples reconstructions traversals log_px_against_k training_curve; do cp $(FIGURE_RUNS)/default/plots/$$plot.png $(FIGURES)/default_$$plot.png; done
+	for plot in class_analogies latent_by_class; do cp $(FIGURE_RUNS)/ss_digits/plots/$$plot.png $(FIGURES)/ss_digits_$$plot.png; done
+	cp $(FIGURE_RUNS)/denoise_digits/plots/denoising.png $(FIGURES)/denoise_digits_denoising.png
+	cp $(FIGURE_RUNS)/pendulum_sequences/plots/forecast.png $(FIGURES)/pendulum_sequences_forecast.png
+	cp $(FIGURE_RUNS)/pendulum_sequences/plots/forecast.gif $(FIGURES)/pendulum_sequences_forecast.gif
+	cp $(FIGURE_RUNS)/pendulum_dynamics/plots/intervention.png $(FIGURES)/pendulum_dynamics_intervention.png
+	cp $(FIGURE_RUNS)/pendulum_dynamics/plots/forecast.png $(FIGURES)/pendulum_dynamics_forecast.png
+	for plot in compare_bars compare_curves; do cp $(FIGURE_RUNS)/compare_guides/$$plot.png $(FIGURES)/compare_guides_$$plot.png; done
+
 bench: setup  ## the benchmarks of the docs' benchmarks pages
 	$(BIN)/python -m bench.train_step
 	$(BIN)/python -m bench.estimator

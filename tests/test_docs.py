@@ -199,31 +199,42 @@ def newest_run(folder: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def run(command: str, folder: Path) -> subprocess.CompletedProcess:
+def run(command: str, folder: Path) -> tuple[int, str]:
+    """The command's entry point run in this process, as its console script runs it (conftest's
+    ``run_command``: an interpreter of its own would add seconds of imports to each command)."""
+    import importlib
+
+    from conftest import run_command
+
     module, arguments = words(command)
     if (done := newest_run(folder)) is not None:
         arguments = [re.sub(r"\b(runs|outputs)/DATE/TIME\b", str(done), a) for a in arguments]
-    argv = [sys.executable, "-m", module, *arguments, *FAST.get(module, [])]
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(folder)}
-    env.pop("VAE_DATA", None)
-    return subprocess.run(argv, cwd=folder, capture_output=True, text=True, env=env, timeout=300)
+    return run_command(importlib.import_module(module).main, *arguments, *FAST.get(module, []))
 
 
 RUN = [(page, block) for page in ALL for block in page.blocks if block.mark == ("commands", "run")]
 
 
-@pytest.mark.slow  # each command in a subprocess of its own
+@pytest.mark.slow  # whole runs, one epoch each
 @pytest.mark.parametrize("page, block", RUN, ids=[str(block) for _, block in RUN])
-def test_the_blocks_commands_run(page, block, tmp_path):
+def test_the_blocks_commands_run(page, block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a reader runs the commands, with the page's files
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("VAE_DATA", raising=False)
+    files = [other.mark[1] for other in page.blocks if other.mark and other.mark[0] == "file"]
     for other in page.blocks:
         if other.mark and other.mark[0] == "file":
             (tmp_path / other.mark[1]).write_text(other.text + "\n")
-    for command in block.commands:
-        done = run(command, tmp_path)
-        assert done.returncode == 0, f"{block}: `{command}` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        if words(command)[0] == "inference.train":
-            assert "run directory: " in done.stdout + done.stderr
-            assert (newest_run(tmp_path) / "metrics.json").exists()
+    try:
+        for command in block.commands:
+            code, printed = run(command, tmp_path)
+            assert code == 0, f"{block}: `{command}` failed:\n{printed[-3000:]}"
+            if words(command)[0] == "inference.train":
+                assert "run directory: " in printed
+                assert (newest_run(tmp_path) / "metrics.json").exists()
+    finally:
+        for name in files:  # the next page's module of the same name must be imported afresh
+            sys.modules.pop(Path(name).stem, None)
 
 
 # ---------------------------------------------------------------------------------------------

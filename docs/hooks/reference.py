@@ -48,10 +48,10 @@ def configuration_reference() -> str:
 
 
 def cell(text) -> str:
-    """A value as a Markdown table cell: code, with pipes escaped."""
+    """A value as a Markdown table cell, in code (a pipe inside a code span does not split the row)."""
     if text is None or text == "":
         return ""
-    return "`" + str(text).replace("|", "\\|") + "`"
+    return "`" + str(text) + "`"
 
 
 def prose(text: str) -> str:
