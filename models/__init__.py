@@ -10,6 +10,8 @@ from .likelihoods import (
     Gaussian,
     Laplace,
     Likelihood,
+    NegativeBinomial,
+    Poisson,
 )
 from .linear_gaussian import LinearGaussian
 from .networks import MLP, ConvDecoder, ConvEncoder, RotatingDecoder
@@ -37,6 +39,8 @@ __all__ = [
     "LinearTransition",
     "MLP",
     "MixturePrior",
+    "NegativeBinomial",
+    "Poisson",
     "NeuralTransition",
     "PhysicsTransition",
     "RotatingDecoder",

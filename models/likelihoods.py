@@ -26,9 +26,14 @@ __all__ = [
     "Laplace",
     "Beta",
     "DiscretizedLogisticLikelihood",
+    "Poisson",
+    "NegativeBinomial",
 ]
 
 SCALE_MODES = ("fixed", "shared", "decoder")
+# The decoder's output is a log-rate (log-mean); clamped so that exp() stays finite in float32
+# whatever the network outputs early in training (e^±30 spans any count a dataset holds).
+LOG_RATE_BOUND = 30.0
 DEFAULT_LOGIT_BOUND = 48.0  # the continuous Bernoulli's b (likelihood.logit_bound)
 
 
@@ -248,3 +253,51 @@ class DiscretizedLogisticLikelihood(Likelihood):
                 "Use 8-bit data without binarization or dequantization (data.binarize=none "
                 "data.dequantize=false), and likelihood.num_bins to match the data's levels (17 for digits)",
             )
+
+
+class _Counts(Likelihood):
+    """A distribution over counts, non-negative integers (word or gene counts), whose mean is
+    exp of the decoder's output (the log link of generalized linear models)."""
+
+    discrete = True
+
+    def check_support(self, x: torch.Tensor) -> None:
+        super().check_support(x)
+        if not ((x >= 0) & (x == x.round())).all():
+            self._refuse(
+                x,
+                "counts, non-negative integers",
+                "Use likelihood=gaussian for real values, or data.values=counts only on data that holds counts",
+            )
+
+    @staticmethod
+    def _log_mean(decoder_output: torch.Tensor) -> torch.Tensor:
+        return decoder_output.clamp(-LOG_RATE_BOUND, LOG_RATE_BOUND)
+
+
+class Poisson(_Counts):
+    """x_d ~ Poisson(rate = exp(decoder output)): counts whose variance is their mean."""
+
+    def forward(self, decoder_output: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Poisson(self._log_mean(decoder_output).exp(), validate_args=False).to_event(1)
+
+
+class NegativeBinomial(_Counts):
+    """x_d ~ NB(mean μ_d = exp(decoder output), dispersion θ_d): counts more spread than a
+    Poisson's, Var = μ + μ²/θ (the gamma-Poisson mixture, as scVI models gene counts). θ is a
+    learned parameter per data dimension, the same for every z; as θ → ∞ it is the Poisson.
+
+    :param int x_dim: the data's dimension, one dispersion each (handed by the run).
+    :param float dispersion: θ's initial value, the same for every dimension.
+    """
+
+    def __init__(self, x_dim: int, dispersion: float = 1.0):
+        super().__init__()
+        if not (isinstance(dispersion, (int, float)) and not isinstance(dispersion, bool) and dispersion > 0):
+            raise ValueError(f"likelihood.dispersion must be a positive number, got {dispersion!r}")
+        self.log_dispersion = nn.Parameter(torch.full((x_dim,), math.log(dispersion)))
+
+    def forward(self, decoder_output: torch.Tensor) -> dist.TorchDistribution:
+        log_mean, log_dispersion = self._log_mean(decoder_output), self.log_dispersion
+        # torch's NegativeBinomial(total_count=θ, logits=l) has mean θ·e^l: l = log μ − log θ
+        return dist.NegativeBinomial(total_count=log_dispersion.exp(), logits=log_mean - log_dispersion, validate_args=False).to_event(1)

@@ -25,6 +25,8 @@ FITS = {
     "laplace": ["data.binarize=none"],
     "beta": ["data.binarize=none", "data.dequantize=true"],
     "discretized_logistic": ["data.binarize=none", "likelihood.num_bins=17", "likelihood.mixtures=2"],
+    "poisson": ["data.binarize=fixed"],  # 0 and 1 are counts
+    "negative_binomial": ["data.binarize=fixed"],
 }
 SIZES = {"vamp": ["prior.components=5"], "mixture": ["prior.components=3"], "flow": ["prior.layers=2", "prior.hidden=[16]"]}
 

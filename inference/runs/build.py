@@ -27,11 +27,11 @@ from .trackers import Trackers
 __all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared", "trackers_of"]
 
 
-def instantiate(node: DictConfig):
+def instantiate(node: DictConfig, **options):
     """Hydra's instantiate, but a component's own ValueError or missing-file error reaches the
     user as it was raised, rather than wrapped in Hydra's InstantiationException."""
     try:
-        return hydra_instantiate(node)
+        return hydra_instantiate(node, **options)
     except InstantiationException as e:
         if isinstance(e.__cause__, (ValueError, OSError)):
             raise e.__cause__ from None
@@ -118,7 +118,7 @@ def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.part
             f"must stay fixed, but data={data.name} redraws it every epoch; set {redrawn}"
         )
     make_model = functools.partial(
-        make_model, decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=instantiate(cfg.likelihood), x_dim=data.x_dim
+        make_model, decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=bind(instantiate(cfg.likelihood, _partial_=True), x_dim=data.x_dim)(), x_dim=data.x_dim
     )
     if "transition" in inspect.signature(make_model).parameters:  # a sequence model
         if cfg.get("transition") is None:

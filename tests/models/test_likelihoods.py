@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import integrate
+from scipy import integrate, stats
 
-from models import Bernoulli, Beta, ContinuousBernoulli, DiscretizedLogisticLikelihood, Gaussian, Laplace
+from models import Bernoulli, Beta, ContinuousBernoulli, DiscretizedLogisticLikelihood, Gaussian, Laplace, NegativeBinomial, Poisson
 from models.distributions import DiscretizedLogistic
 
 B, D = 5, 7
@@ -107,11 +107,36 @@ def test_discretized_logistic_sums_to_one(num_bins):
     assert d.sample((100,)).shape == (100, 4)
 
 
+def test_poisson_is_scipys():
+    torch.manual_seed(0)
+    out = torch.randn(B, D) * 2
+    x = torch.poisson(out.exp())
+    expected = stats.poisson.logpmf(x.numpy(), out.exp().numpy()).sum(-1)
+    assert np.allclose(Poisson()(out).log_prob(x).numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_negative_binomial_is_scipys_with_a_dispersion_per_dimension():
+    torch.manual_seed(0)
+    likelihood = NegativeBinomial(x_dim=D, dispersion=2.0)
+    with torch.no_grad():
+        likelihood.log_dispersion.copy_(torch.linspace(-1.0, 2.0, D))  # θ from 0.37 to 7.4
+    out = torch.randn(B, D) * 2
+    mean, theta = out.exp().numpy(), likelihood.log_dispersion.exp().detach().numpy()
+    x = torch.tensor(stats.nbinom.rvs(theta, theta / (theta + mean), random_state=np.random.default_rng(0)), dtype=torch.float32)
+    expected = stats.nbinom.logpmf(x.numpy(), theta, theta / (theta + mean)).sum(-1)  # scipy's n, p: mean n(1 − p)/p
+    d = likelihood(out)
+    assert np.allclose(d.log_prob(x).detach().numpy(), expected, rtol=1e-5, atol=1e-3)
+    assert np.allclose(d.mean.detach().numpy(), mean, rtol=1e-5)  # the decoder's output is the log-mean
+    assert np.allclose(d.variance.detach().numpy(), mean + mean**2 / theta, rtol=1e-4)
+
+
 SUPPORT_ERRORS = [
     (Bernoulli(), torch.tensor([[0.0, 0.25, 1.0]]), "Bernoulli likelihood needs binary data in {0, 1}", "data.binarize=dynamic"),
     (ContinuousBernoulli(), torch.tensor([[-0.5, 0.5]]), "ContinuousBernoulli likelihood needs data in [0, 1]", "likelihood=gaussian"),
     (Beta(), torch.tensor([[0.0, 0.5, 1.0]]), "Beta likelihood needs data strictly inside (0, 1)", "data.dequantize=true"),
     (DiscretizedLogisticLikelihood(), torch.tensor([[0.5001, 0.3]]), "DiscretizedLogistic likelihood needs values on the 256 levels k/255", "likelihood.num_bins"),
+    (Poisson(), torch.tensor([[0.0, 2.5, 3.0]]), "Poisson likelihood needs counts, non-negative integers", "likelihood=gaussian"),
+    (NegativeBinomial(x_dim=3), torch.tensor([[-1.0, 2.0, 3.0]]), "NegativeBinomial likelihood needs counts, non-negative integers", "likelihood=gaussian"),
 ]
 
 
@@ -135,6 +160,8 @@ def test_bad_settings_are_refused():
         Gaussian(scale=0.0)
     with pytest.raises(ValueError, match="scale_mode must be one of"):
         Laplace(scale_mode="learned")
+    with pytest.raises(ValueError, match="likelihood.dispersion must be a positive number, got 0"):
+        NegativeBinomial(x_dim=3, dispersion=0)
 
 
 def test_the_exact_continuous_bernoulli_reads_saturated_pixels_as_float64_does():
