@@ -28,6 +28,8 @@ __all__ = [
     "DiscretizedLogisticLikelihood",
     "Poisson",
     "NegativeBinomial",
+    "auto",
+    "AUTO",
 ]
 
 SCALE_MODES = ("fixed", "shared", "decoder")
@@ -301,3 +303,23 @@ class NegativeBinomial(_Counts):
         log_mean, log_dispersion = self._log_mean(decoder_output), self.log_dispersion
         # torch's NegativeBinomial(total_count=θ, logits=l) has mean θ·e^l: l = log μ − log θ
         return dist.NegativeBinomial(total_count=log_dispersion.exp(), logits=log_mean - log_dispersion, validate_args=False).to_event(1)
+
+
+# likelihood=auto: the likelihood that fits what the data's values are (Dataset.values)
+AUTO = {"binary": "Bernoulli", "levels": "ContinuousBernoulli", "counts": "Poisson", "real": "Gaussian"}
+
+
+def auto(values: str | None = None, levels: int | None = None) -> Likelihood:
+    """The default likelihood of a user's data (``likelihood=auto``), from what its values are:
+    binary → Bernoulli, 8-bit levels → the continuous Bernoulli (as for Fashion-MNIST), counts
+    → Poisson, real → Gaussian. The built-in sets, which have no ``values``, are read by their
+    ``levels`` (2: binary; more: levels; none: real).
+
+    :param values: the data's ``values`` (handed by the run).
+    :param levels: the data's ``levels`` (handed by the run).
+    """
+    if values is None:
+        values = "real" if levels is None else "binary" if levels == 2 else "levels"
+    if values not in AUTO:
+        raise ValueError(f"likelihood=auto: the data's values are {values!r}, expected one of {', '.join(AUTO)}")
+    return globals()[AUTO[values]]()

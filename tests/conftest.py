@@ -285,3 +285,22 @@ def caltech_root(tmp_path) -> Path:
     splits = {f"{k}_data": rng.integers(0, 2, (n, 784)).astype(np.float64) for k, n in [("train", 20), ("val", 10), ("test", 10)]}
     savemat(root / "caltech101_silhouettes_28_split1.mat", splits)
     return root
+
+
+@pytest.fixture
+def own_root(tmp_path) -> Path:
+    """A user's own data of each kind: ``d.npz`` (60 8×8 uint8 images with labels), ``images/``
+    (two class folders of 20 PNGs) and ``t.csv`` (60 rows of two real columns and a label)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "own"
+    root.mkdir()
+    np.savez(root / "d.npz", x=rng.integers(0, 256, (60, 8, 8)).astype(np.uint8), y=np.arange(60) % 3)
+    for c in range(2):
+        (root / "images" / f"class_{c}").mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 256, (8, 8)).astype(np.uint8)).save(root / "images" / f"class_{c}" / f"{i}.png")
+    rows = ["a,b,label"] + [f"{rng.normal():.4f},{rng.normal():.4f},{'xy'[i % 2]}" for i in range(60)]
+    (root / "t.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -27,6 +27,7 @@ FITS = {
     "discretized_logistic": ["data.binarize=none", "likelihood.num_bins=17", "likelihood.mixtures=2"],
     "poisson": ["data.binarize=fixed"],  # 0 and 1 are counts
     "negative_binomial": ["data.binarize=fixed"],
+    "auto": ["data.binarize=fixed"],  # the digits binarized: the Bernoulli
 }
 SIZES = {"vamp": ["prior.components=5"], "mixture": ["prior.components=3"], "flow": ["prior.layers=2", "prior.hidden=[16]"]}
 

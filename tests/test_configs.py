@@ -37,6 +37,9 @@ PARTNERS = {
     "experiment/frey_gaussian": ["data.root={frey_root}", "data.num_valid=5", "data.num_test=5"],
     "experiment/pendulum": ["data.num_train=100", "data.num_test=50", "data.num_valid=50"],
     "data/binarized_mnist": ["data.root={binarized_mnist_root}"],
+    "data/arrays": ["data.path={own_root}/d.npz"],
+    "data/images": ["data.path={own_root}/images"],
+    "data/table": ["data.path={own_root}/t.csv", "data.label_column=label"],
     "model/program": ["model.program=user_programs.PyroExampleVAE", "guide=program"],
     "guide/program": ["model=program", "model.program=user_programs.PyroExampleVAE"],
     "model/ss_vae": ["guide=ss_vae", "objective=ss_elbo", "data.num_labeled=50"],
@@ -67,9 +70,9 @@ def test_every_group_is_listed():
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_root, frey_root, caltech_root):
+def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_root, frey_root, caltech_root, own_root):
     group, name = option.split("/")
-    roots = dict(mnist_root=mnist_root, binarized_mnist_root=binarized_mnist_root, frey_root=frey_root, caltech_root=caltech_root)
+    roots = dict(mnist_root=mnist_root, binarized_mnist_root=binarized_mnist_root, frey_root=frey_root, caltech_root=caltech_root, own_root=own_root)
     partners = [p.format(**roots) for p in PARTNERS.get(option, [])]
     cfg = compose_config(*TINY, f"{group}={name}", *partners)
     data = instantiate(cfg.data)

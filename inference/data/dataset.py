@@ -64,6 +64,9 @@ class Dataset:
         drawn from all points alike.
     :ivar frame_interval: for sequences, the seconds between successive frames (what a
         transition of the law behind them integrates over).
+    :ivar values: what the values are, for data read from a user's files
+        (:mod:`inference.data.files`): ``binary``, ``levels``, ``counts`` or ``real``, which
+        ``likelihood=auto`` follows; None for the built-in sets, which name their likelihood.
     :ivar simulator: for simulated data, the simulator that made it, as its own module defines
         it (the pendulum's :class:`~inference.data.pendulum.PendulumSimulator`); only that use's
         evaluations look inside.
@@ -87,6 +90,7 @@ class Dataset:
     extra: dict[str, dict[str, torch.Tensor]] | None = None
     labeled_per_batch: int = 0
     frame_interval: float | None = None
+    values: str | None = None
     simulator: object | None = None
 
     def __post_init__(self):

@@ -121,11 +121,12 @@ def prior_samples(model, x_like: torch.Tensor, image_shape, path: Path, n: int =
 
 def reconstructions(model, guide, x: torch.Tensor, image_shape, path: Path, n: int = 32) -> Path:
     """Inputs (odd rows) above their reconstructions from z ~ q(z|x) (even rows)."""
-    x = x[: n // 8 * 8]
+    width = min(8, len(x))  # a split may hold fewer points than the figure's rows
+    x = x[: min(n, len(x)) // width * width]
     recon, kind = _generated(model, x, _guide_latents(guide, x))
-    rows = torch.stack([x.reshape(-1, 8, x.shape[1]), recon.reshape(-1, 8, x.shape[1])], 1).reshape(-1, x.shape[1])
+    rows = torch.stack([x.reshape(-1, width, x.shape[1]), recon.reshape(-1, width, x.shape[1])], 1).reshape(-1, x.shape[1])
     fig = _figure(f"Reconstructions: inputs above, the {kind} of p(x|z), z ~ q(z|x), below")
-    _grid(fig, rows, image_shape, rows.shape[0] // 8, 8, row_labels=["input", "recon."] * (rows.shape[0] // 16))
+    _grid(fig, rows, image_shape, rows.shape[0] // width, width, row_labels=["input", "recon."] * (rows.shape[0] // (2 * width)))
     return _save(fig, path)
 
 

@@ -6,6 +6,7 @@ likelihood or guide plugs in with its YAML file alone.
 """
 
 import functools
+import logging
 import inspect
 
 import pyro
@@ -25,6 +26,9 @@ from ..training import adopt_store_parameters
 from .trackers import Trackers
 
 __all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared", "trackers_of"]
+
+
+log = logging.getLogger(__name__)
 
 
 def instantiate(node: DictConfig, **options):
@@ -117,9 +121,11 @@ def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.part
             f"guide={guide_name(cfg)} keeps parameters for each training point, so the training data "
             f"must stay fixed, but data={data.name} redraws it every epoch; set {redrawn}"
         )
-    make_model = functools.partial(
-        make_model, decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=bind(instantiate(cfg.likelihood, _partial_=True), x_dim=data.x_dim)(), x_dim=data.x_dim
-    )
+    # a likelihood is handed what it asks for: x_dim (a dispersion per dimension), the data's values (likelihood=auto)
+    likelihood = bind(instantiate(cfg.likelihood, _partial_=True), x_dim=data.x_dim, values=data.values, levels=data.levels)()
+    if cfg.likelihood.get("_target_") == "models.likelihoods.auto":
+        log.info(f"likelihood=auto: data={data.name} holds {data.values or 'its'} values, so the likelihood is {type(likelihood).__name__}")
+    make_model = functools.partial(make_model, decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=likelihood, x_dim=data.x_dim)
     if "transition" in inspect.signature(make_model).parameters:  # a sequence model
         if cfg.get("transition") is None:
             raise ValueError(f"model={model_name(cfg)} needs a transition p(z_t | z_(t-1)): add transition=neural, linear or physics")

@@ -1,0 +1,258 @@
+"""A user's own data, named by one key, ``data.path``: arrays (``data=arrays``), a folder of
+images (``data=images``) or a table (``data=table``).
+
+Each loader reads the file or folder (a relative path from the directory the run starts in),
+finds what its values are (:func:`values_of`: binary, levels, counts or real, or as
+``data.values`` says), splits it into train, valid and test (as the file fixes them, or
+``num_valid`` and ``num_test`` points, or ``valid_fraction`` and ``test_fraction`` of them, drawn
+with ``seed``) and returns a :class:`~inference.data.dataset.Dataset` whose ``values`` the
+default likelihood (``likelihood=auto``, :func:`models.likelihoods.auto`) follows. What cannot
+be read is refused before training, naming the file and the fix.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import SPLITS, Dataset, transformed, with_labels_kept
+
+__all__ = ["VALUES", "arrays", "images", "table", "values_of"]
+
+VALUES = ("binary", "levels", "counts", "real")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def values_of(x: np.ndarray) -> str:
+    """What the values are: exactly {0, 1} → ``binary``; ``uint8`` → ``levels`` (256 of them);
+    non-negative integers (an integer dtype, or floats that are all whole) → ``counts``;
+    anything else → ``real``."""
+    if x.size and np.isin(x, (0, 1)).all():
+        return "binary"
+    if x.dtype == np.uint8:
+        return "levels"
+    if np.issubdtype(x.dtype, np.integer) and (x >= 0).all():
+        return "counts"
+    return "real"
+
+
+def resolved(path: str | Path | None, kind: str) -> Path:
+    """``data.path`` as an absolute path, from the directory the run starts in; refused when absent."""
+    if path is None or str(path) in ("", "???"):
+        raise ValueError(f"data={kind} reads your own data: name it with data.path=FILE_OR_FOLDER")
+    absolute = Path(path).expanduser().resolve()
+    if not absolute.exists():
+        raise FileNotFoundError(f"data.path={path}: {absolute} does not exist; data.path is read from the directory the run starts in")
+    return absolute
+
+
+def _check_finite(x: np.ndarray, source: Path) -> None:
+    bad = ~np.isfinite(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(x.shape, bool)
+    if bad.any():
+        first = np.unravel_index(np.flatnonzero(bad)[0], x.shape)
+        raise ValueError(f"{source}: {int(bad.sum())} NaN or infinite values, the first at index {tuple(int(i) for i in first)}; clean them before training")
+
+
+def _split_order(n: int, num_valid, num_test, valid_fraction: float, test_fraction: float, seed: int, source: Path) -> tuple[np.ndarray, ...]:
+    """Indices of train, valid and test: ``num_valid``/``num_test`` points where given, else the fractions."""
+    for name, fraction in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= fraction < 1:
+            raise ValueError(f"data.{name}={fraction}: expected a fraction in [0, 1)")
+    valid = int(num_valid) if num_valid is not None else int(round(valid_fraction * n))
+    test = int(num_test) if num_test is not None else int(round(test_fraction * n))
+    if test < 1 or valid < 0 or valid + test >= n:
+        raise ValueError(
+            f"{source}: {n} points cannot be split into {valid} for validation and {test} for the test with training points left; "
+            "bring more points, or set data.num_valid and data.num_test (or data.valid_fraction and data.test_fraction) smaller"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return order[valid + test:], order[:valid], order[valid:valid + test]
+
+
+def _assembled(
+    name: str, source: Path, splits: list[np.ndarray], labels: list[np.ndarray] | None, values: str | None, image_shape: tuple[int, ...],
+    binarize: str, dequantize: bool, seed: int, num_labeled, labeled_per_batch: int,
+) -> Dataset:
+    """The splits as a Dataset: their values found (or as ``values`` says) and scaled as the kind wants."""
+    found = values_of(np.concatenate([s.reshape(-1) for s in splits]))
+    values = values or found
+    if values not in VALUES:
+        raise ValueError(f"data.values={values!r}: expected one of {', '.join(VALUES)} (or null: found from the data, here {found})")
+    if values == "levels":
+        if found not in ("levels", "binary"):
+            raise ValueError(f"{source}: data.values=levels reads 8-bit values 0..255, but the data is {found}; set data.values={found}")
+        splits, levels = [s.astype(np.float32) / 255.0 for s in splits], 256
+    elif values == "binary":
+        if found != "binary":
+            raise ValueError(f"{source}: data.values=binary needs values in {{0, 1}}, but the data is {found}; set data.values={found}")
+        levels = 2
+    elif values == "counts":
+        whole = all((s >= 0).all() and (s == np.round(s)).all() for s in splits)
+        if not whole:
+            raise ValueError(f"{source}: data.values=counts needs non-negative integers, but the data holds other values; set data.values=real")
+        levels = None
+    else:
+        levels = None
+    label_tensors = {split: torch.as_tensor(y, dtype=torch.long) for split, y in zip(SPLITS, labels)} if labels is not None else None
+    data = transformed(name, [s.astype(np.float32).reshape(len(s), -1) for s in splits], image_shape, levels, binarize, dequantize, seed,
+                       source=source, labels=label_tensors, values=values)
+    return with_labels_kept(data, num_labeled, seed, labeled_per_batch)
+
+
+def _as_points(x: np.ndarray, source: Path, key: str = "x") -> tuple[np.ndarray, tuple[int, ...]]:
+    """(N, D) vectors, (N, H, W) or (N, C, H, W) images: the array and one point's image shape."""
+    if x.dtype == object:
+        raise ValueError(f"{source}: {key} is a ragged array (points of different sizes); every point must have the same shape")
+    if x.ndim < 2 or x.ndim > 4:
+        raise ValueError(f"{source}: {key} has shape {x.shape}; expected (N, D) vectors, (N, H, W) or (N, C, H, W) images, one point per row")
+    if x.ndim == 4 and x.shape[1] != 1:
+        raise ValueError(f"{source}: {key} has {x.shape[1]} channels; the networks take one channel today, so convert the images to gray")
+    image_shape = tuple(x.shape[-2:]) if x.ndim >= 3 else (x.shape[1],)
+    _check_finite(x, source)
+    return x.reshape(len(x), *image_shape), image_shape
+
+
+def arrays(
+    path: str, values: str | None = None, num_valid: int | None = None, num_test: int | None = None, valid_fraction: float = 0.1,
+    test_fraction: float = 0.1, binarize: str = "none", dequantize: bool = False, seed: int = 0, num_labeled: int | None = None,
+    labeled_per_batch: int = 0,
+) -> Dataset:
+    """``data=arrays``: a ``.npz`` with the array ``x`` (and optionally ``y``, the class labels;
+    ``x_valid``, ``x_test``, ``y_valid``, ``y_test`` fix the splits) or a ``.npy`` holding x alone.
+
+    :param path: the file (``data.path``).
+    :param values: ``binary``, ``levels``, ``counts`` or ``real``; None: found from the data.
+    """
+    source = resolved(path, "arrays")
+    if source.suffix not in (".npz", ".npy"):
+        raise ValueError(f"data.path={path}: data=arrays reads a .npz or a .npy file; for images use data=images, for a .csv data=table")
+    try:
+        stored = dict(np.load(source, allow_pickle=False)) if source.suffix == ".npz" else {"x": np.load(source, allow_pickle=False)}
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}; save every point with the same shape (a ragged array cannot be read)") from e
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{source}: cannot be read as {source.suffix} ({e}); the file is corrupt or truncated") from e
+    if "x" not in stored:
+        raise ValueError(f"{source}: holds {', '.join(sorted(stored)) or 'no arrays'}, but no array named x; save the data as x (np.savez(file, x=..., y=...))")
+    x, image_shape = _as_points(stored["x"], source)
+    y = stored.get("y")
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"{source}: y has {len(y)} labels for {len(x)} points in x")
+    if "x_test" in stored:  # the file fixes the splits
+        splits = [x, *(_as_points(stored[k], source, k)[0] if k in stored else x[:0] for k in ("x_valid", "x_test"))]
+        labels = [y, stored.get("y_valid", np.zeros(len(splits[1]), int)), stored.get("y_test")] if y is not None else None
+        if labels is not None and labels[2] is None:
+            raise ValueError(f"{source}: holds y but no y_test for x_test; save the test labels as y_test")
+    else:
+        order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
+        splits = [x[i] for i in order]
+        labels = [y[i] for i in order] if y is not None else None
+    return _assembled("arrays", source, splits, labels, values, image_shape, binarize, dequantize, seed, num_labeled, labeled_per_batch)
+
+
+def images(
+    path: str, image_size: list[int] | None = None, channels: int = 1, values: str | None = None, num_valid: int | None = None,
+    num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, binarize: str = "none", dequantize: bool = False,
+    seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0,
+) -> Dataset:
+    """``data=images``: a folder of PNG or JPEG images, or of class subfolders whose sorted
+    names give the labels ``y``, read as 8-bit gray (256 levels, scaled to [0, 1]).
+
+    :param path: the folder (``data.path``).
+    :param image_size: ``[H, W]`` to resize every image to; None: every image must have the size of the first.
+    :param channels: 1 (gray); colour is not taken yet.
+    """
+    from PIL import Image, UnidentifiedImageError  # imported here: only this loader needs Pillow
+
+    source = resolved(path, "images")
+    if not source.is_dir():
+        raise ValueError(f"data.path={path}: data=images reads a folder of images (or of class folders); for arrays in a file use data=arrays")
+    if channels != 1:
+        raise ValueError(f"data.channels={channels}: the networks take gray images today; use data.channels=1 (colour images are converted to gray)")
+    folders = sorted(p for p in source.iterdir() if p.is_dir())
+    classes = folders if folders else [source]
+    files, y = [], []
+    for label, folder in enumerate(classes):
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ValueError(f"{folder}: holds no PNG or JPEG images; every class folder needs images (or remove the folder)")
+        files += found
+        y += [label] * len(found)
+    target = tuple(image_size) if image_size is not None else None
+    size, pixels = target, []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                gray = image.convert("L")
+                if target is not None and gray.size != (target[1], target[0]):
+                    gray = gray.resize((target[1], target[0]), Image.Resampling.BILINEAR)
+                array = np.asarray(gray, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"{file}: cannot be read as an image ({e}); the file is corrupt or truncated: replace or remove it") from e
+        if size is None:
+            size = array.shape
+        elif array.shape != tuple(size):
+            raise ValueError(f"{file} is {array.shape[1]}×{array.shape[0]} pixels where {files[0].name} is {size[1]}×{size[0]}; set data.image_size=[H,W] to resize every image")
+        pixels.append(array)
+    x = np.stack(pixels)
+    labels = np.asarray(y) if folders else None
+    order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
+    splits = [x[i] for i in order]
+    split_labels = [labels[i] for i in order] if labels is not None else None
+    return _assembled("images", source, splits, split_labels, values or "levels", tuple(size), binarize, dequantize, seed, num_labeled, labeled_per_batch)
+
+
+def table(
+    path: str, columns: list[str] | None = None, label_column: str | None = None, values: str | None = None, num_valid: int | None = None,
+    num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, num_labeled: int | None = None,
+    labeled_per_batch: int = 0,
+) -> Dataset:
+    """``data=table``: a ``.csv`` with a header row; each row a point, ``columns`` its values
+    (default: every numeric column but the label), ``label_column`` its class (its distinct
+    values, sorted, become the classes of ``y``).
+
+    :param path: the file (``data.path``).
+    """
+    import csv
+
+    source = resolved(path, "table")
+    if source.suffix.lower() != ".csv":
+        raise ValueError(f"data.path={path}: data=table reads a .csv file with a header row; for arrays use data=arrays")
+    with open(source, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ValueError(f"{source}: needs a header row and at least one row of values")
+    header, body = rows[0], rows[1:]
+    if label_column is not None and label_column not in header:
+        raise ValueError(f"{source}: data.label_column={label_column!r} is not a column; the columns are {', '.join(header)}")
+
+    def numeric(name: str) -> bool:
+        i = header.index(name)
+        try:
+            [float(row[i]) for row in body]
+        except (ValueError, IndexError):
+            return False
+        return True
+
+    chosen = list(columns) if columns is not None else [name for name in header if name != label_column and numeric(name)]
+    unknown = [name for name in chosen if name not in header]
+    if unknown:
+        raise ValueError(f"{source}: data.columns names {', '.join(unknown)}, not in the file; the columns are {', '.join(header)}")
+    if not chosen:
+        raise ValueError(f"{source}: no numeric column to model; name them with data.columns=[...]")
+    try:
+        x = np.array([[float(row[header.index(name)]) for name in chosen] for row in body])
+    except (ValueError, IndexError) as e:
+        raise ValueError(f"{source}: a row has a value that is not a number in the columns {', '.join(chosen)} ({e}); fix it, or leave its column out with data.columns") from e
+    _check_finite(x, source)
+    if (x == np.round(x)).all() and (x >= 0).all():
+        x = x.astype(np.int64)  # whole non-negative numbers in a table are counts (or binary)
+    labels = None
+    if label_column is not None:
+        raw = [row[header.index(label_column)] for row in body]
+        classes = sorted(set(raw))
+        labels = np.array([classes.index(value) for value in raw])
+    order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
+    splits = [x[i] for i in order]
+    split_labels = [labels[i] for i in order] if labels is not None else None
+    return _assembled("table", source, splits, split_labels, values, (x.shape[1],), "none", False, seed, num_labeled, labeled_per_batch)

@@ -1,0 +1,148 @@
+"""A user's own data with one override: arrays, image folders and tables, read from tiny files
+of the real formats made here; what the values are, the likelihood that follows, the splits,
+the labels, and each bad input refused with the file named."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY, compose_config
+from inference.data import arrays, images, table
+from inference.data.files import values_of
+from inference.runs import train
+from inference.runs.build import build, instantiate
+from models import Bernoulli, ContinuousBernoulli, Gaussian, Poisson
+
+RNG = np.random.default_rng(0)
+
+
+def write_images(folder: Path, classes: int = 2, per_class: int = 30, size=(10, 12)) -> Path:
+    for c in range(classes):
+        (folder / f"class_{c}").mkdir(parents=True)
+        for i in range(per_class):  # class c a brighter block on the left or the right
+            pixels = (RNG.random(size) * 60).astype(np.uint8)
+            pixels[:, c * size[1] // 2:(c + 1) * size[1] // 2] += 150
+            Image.fromarray(pixels).save(folder / f"class_{c}" / f"{i}.png")
+    return folder
+
+
+def write_table(path: Path, rows: int = 150) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["height", "weight", "note", "species"])
+        for i in range(rows):
+            writer.writerow([RNG.normal(170, 10), RNG.normal(70, 5), "free text", ["ash", "oak", "elm"][i % 3]])
+    return path
+
+
+def test_what_the_values_are_follows_the_rules():
+    assert values_of(np.array([[0, 1], [1, 0]], dtype=np.float32)) == "binary"
+    assert values_of(np.array([[0, 7], [255, 3]], dtype=np.uint8)) == "levels"
+    assert values_of(np.array([[0, 7], [300, 3]], dtype=np.int64)) == "counts"
+    assert values_of(np.array([[0.5, 7.0]])) == "real"
+    assert values_of(np.array([[-1, 2]], dtype=np.int64)) == "real"
+
+
+def test_arrays_split_by_fraction_scale_levels_and_keep_labels(tmp_path):
+    x, y = RNG.integers(0, 256, (200, 6, 5)).astype(np.uint8), RNG.integers(0, 4, 200)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    data = arrays(str(tmp_path / "d.npz"), seed=3)
+    assert (data.train.shape[0], data.valid.shape[0], data.test.shape[0]) == (160, 20, 20)
+    assert data.image_shape == (6, 5) and data.levels == 256 and data.values == "levels"
+    assert data.train.max() <= 1 and data.train.min() >= 0
+    # every point is in exactly one split, with its own label
+    together = torch.cat([data.train, data.valid, data.test]) * 255
+    assert sorted(map(tuple, together.round().long().tolist())) == sorted(map(tuple, x.reshape(200, -1).tolist()))
+    rows = {tuple(row): label for row, label in zip(x.reshape(200, -1).tolist(), y)}
+    assert all(rows[tuple(row)] == label for row, label in zip((data.test * 255).round().long().tolist(), data.labels["test"].tolist()))
+
+
+def test_arrays_whose_file_fixes_the_splits_keep_them(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((30, 4)), x_valid=np.zeros((5, 4)), x_test=np.full((7, 4), 2.0))
+    data = arrays(str(tmp_path / "d.npz"))
+    assert (data.train.shape[0], data.valid.shape[0], data.test.shape[0]) == (30, 5, 7)
+    assert data.test.eq(2).all() and data.values == "real"
+
+
+@pytest.mark.parametrize("kind, make, overrides, likelihood", [
+    ("npz of 8-bit images", lambda p: np.savez(p / "d.npz", x=RNG.integers(0, 256, (120, 8, 8)).astype(np.uint8)) or p / "d.npz", ["data=arrays"], ContinuousBernoulli),
+    ("npy of counts", lambda p: np.save(p / "d.npy", RNG.poisson(2.0, (120, 12))) or p / "d.npy", ["data=arrays"], Poisson),
+    ("folder of PNGs in class folders", lambda p: write_images(p / "images"), ["data=images", "encoder=conv", "decoder=conv"], ContinuousBernoulli),
+    ("csv with a label column", lambda p: write_table(p / "t.csv"), ["data=table", "data.label_column=species"], Gaussian),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_three_epoch_run_on_each_kind_trains_and_evaluates(kind, make, overrides, likelihood, tmp_path):
+    path = make(tmp_path)
+    cfg = compose_config(*TINY, *overrides, f"data.path={path}", "train.epochs=3")
+    metrics = train(cfg, tmp_path / "run")
+    assert np.isfinite(metrics["test"]["log_px"]["mean"]) and metrics["train"]["epochs"] == 3
+    assert metrics["test"]["log_px"]["mean"] >= metrics["test"]["elbo"] - 3 * metrics["test"]["log_px"]["stderr"]
+    assert type(build(cfg, instantiate(cfg.data))[0].likelihood) is likelihood  # likelihood=auto, from the values
+
+
+def test_binary_arrays_get_the_bernoulli_and_counts_can_be_read_as_real(tmp_path):
+    np.save(tmp_path / "b.npy", RNG.integers(0, 2, (50, 6)))
+    cfg = compose_config(*TINY, "data=arrays", f"data.path={tmp_path / 'b.npy'}")
+    data = instantiate(cfg.data)
+    assert data.values == "binary" and data.levels == 2 and type(build(cfg, data)[0].likelihood) is Bernoulli
+    np.save(tmp_path / "c.npy", RNG.poisson(2.0, (50, 6)))
+    assert arrays(str(tmp_path / "c.npy"), values="real").values == "real"
+
+
+def test_image_class_folders_give_labels_for_the_semi_supervised_model(tmp_path):
+    folder = write_images(tmp_path / "images", classes=2, per_class=40)
+    cfg = compose_config(*TINY, "data=images", f"data.path={folder}", "model=ss_vae", "guide=ss_vae", "objective=ss_elbo",
+                         "data.num_labeled=10", "train.epochs=3", "evaluation.supervised_only_steps=50")
+    metrics = train(cfg, tmp_path / "run")
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and "accuracy_supervised_only" in metrics["test"]
+
+
+def test_images_resize_to_image_size(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, size in enumerate([(10, 12)] * 20 + [(20, 24)] * 20):
+        Image.fromarray((RNG.random(size) * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    with pytest.raises(ValueError, match=r"20.png is 24×20 pixels where 00.png is 12×10; set data.image_size=\[H,W\]"):
+        images(str(folder))
+    assert images(str(folder), image_size=[8, 8]).image_shape == (8, 8)
+
+
+def test_table_reads_numeric_columns_and_names_its_classes(tmp_path):
+    data = table(str(write_table(tmp_path / "t.csv")), label_column="species")
+    assert data.x_dim == 2 and data.values == "real"  # the free-text column is left out
+    assert set(data.labels["train"].tolist()) == {0, 1, 2}
+
+
+BAD = [
+    ("missing path", lambda p: (arrays, {"path": str(p / "nope.npz")}), r"nope.npz does not exist; data.path is read from the directory the run starts in"),
+    ("no path", lambda p: (arrays, {"path": None}), r"name it with data.path=FILE_OR_FOLDER"),
+    ("1-D array", lambda p: (np.save(p / "v.npy", np.arange(10.0)), arrays, {"path": str(p / "v.npy")})[1:], r"v.npy: x has shape \(10,\); expected \(N, D\) vectors"),
+    ("ragged array", lambda p: (np.save(p / "r.npy", np.array([np.zeros(3), np.zeros(4)], dtype=object)), arrays, {"path": str(p / "r.npy")})[1:],
+     r"r.npy: .*ragged array cannot be read"),
+    ("NaN", lambda p: (np.save(p / "n.npy", np.array([[1.0, 2.0], [np.nan, 1.0], [np.inf, 0.0]])), arrays, {"path": str(p / "n.npy")})[1:],
+     r"n.npy: 2 NaN or infinite values, the first at index \(1, 0\)"),
+    ("no x in the npz", lambda p: (np.savez(p / "w.npz", data=np.zeros((5, 2))), arrays, {"path": str(p / "w.npz")})[1:], r"w.npz: holds data, but no array named x"),
+    ("too few points", lambda p: (np.save(p / "f.npy", np.zeros((4, 2))), arrays, {"path": str(p / "f.npy")})[1:], r"f.npy: 4 points cannot be split"),
+    ("empty class folder", lambda p: ((p / "img" / "a").mkdir(parents=True), images, {"path": str(p / "img")})[1:], r"img/a: holds no PNG or JPEG images"),
+    ("unreadable image", lambda p: ((p / "img").mkdir(), (p / "img" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n broken"), images, {"path": str(p / "img")})[2:],
+     r"img/x.png: cannot be read as an image"),
+    ("missing label column", lambda p: (table, {"path": str(write_table(p / "t.csv")), "label_column": "kind"}),
+     r"t.csv: data.label_column='kind' is not a column; the columns are height, weight, note, species"),
+]
+
+
+@pytest.mark.parametrize("case, setup, message", BAD, ids=[case for case, _, _ in BAD])
+def test_bad_input_is_refused_naming_the_file_and_the_fix(case, setup, message, tmp_path):
+    loader, options = setup(tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        loader(**options)
+
+
+def test_real_values_under_a_count_likelihood_are_refused_before_training(tmp_path):
+    cfg = compose_config(*TINY, "data=table", f"data.path={write_table(tmp_path / 't.csv')}", "likelihood=poisson")
+    with pytest.raises(ValueError, match="Poisson likelihood needs counts, non-negative integers"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
