@@ -27,13 +27,10 @@ def values_of(x: np.ndarray) -> str:
     """What the values are: exactly {0, 1} → ``binary``; ``uint8`` → ``levels`` (256 of them);
     non-negative integers (an integer dtype, or floats that are all whole) → ``counts``;
     anything else → ``real``."""
-    if x.size and np.isin(x, (0, 1)).all():
-        return "binary"
-    if x.dtype == np.uint8:
-        return "levels"
-    if np.issubdtype(x.dtype, np.integer) and (x >= 0).all():
-        return "counts"
-    return "real"
+    if np.issubdtype(x.dtype, np.integer):  # min and max say it all, without a pass per value test
+        low, high = (x.min(), x.max()) if x.size else (0, 0)
+        return "binary" if low >= 0 and high <= 1 else "levels" if x.dtype == np.uint8 else "counts" if low >= 0 else "real"
+    return "binary" if x.size and ((x == 0) | (x == 1)).all() else "real"
 
 
 def resolved(path: str | Path | None, kind: str) -> Path:
@@ -74,14 +71,15 @@ def _assembled(
     binarize: str, dequantize: bool, seed: int, num_labeled, labeled_per_batch: int,
 ) -> Dataset:
     """The splits as a Dataset: their values found (or as ``values`` says) and scaled as the kind wants."""
-    found = values_of(np.concatenate([s.reshape(-1) for s in splits]))
+    kinds = {values_of(s) for s in splits if s.size}
+    found = kinds.pop() if len(kinds) == 1 else "counts" if kinds <= {"binary", "counts"} else "levels" if kinds <= {"binary", "levels"} else "real"
     values = values or found
     if values not in VALUES:
         raise ValueError(f"data.values={values!r}: expected one of {', '.join(VALUES)} (or null: found from the data, here {found})")
     if values == "levels":
         if found not in ("levels", "binary"):
             raise ValueError(f"{source}: data.values=levels reads 8-bit values 0..255, but the data is {found}; set data.values={found}")
-        splits, levels = [s.astype(np.float32) / 255.0 for s in splits], 256
+        splits, levels = [np.divide(s, np.float32(255), dtype=np.float32) for s in splits], 256
     elif values == "binary":
         if found != "binary":
             raise ValueError(f"{source}: data.values=binary needs values in {{0, 1}}, but the data is {found}; set data.values={found}")
@@ -94,7 +92,8 @@ def _assembled(
     else:
         levels = None
     label_tensors = {split: torch.as_tensor(y, dtype=torch.long) for split, y in zip(SPLITS, labels)} if labels is not None else None
-    data = transformed(name, [s.astype(np.float32).reshape(len(s), -1) for s in splits], image_shape, levels, binarize, dequantize, seed,
+    flat = [s.astype(np.float32, copy=False).reshape(s.shape[0], int(np.prod(s.shape[1:]))) for s in splits]  # an empty split keeps its width
+    data = transformed(name, flat, image_shape, levels, binarize, dequantize, seed,
                        source=source, labels=label_tensors, values=values)
     return with_labels_kept(data, num_labeled, seed, labeled_per_batch)
 

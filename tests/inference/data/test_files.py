@@ -66,6 +66,9 @@ def test_arrays_whose_file_fixes_the_splits_keep_them(tmp_path):
     data = arrays(str(tmp_path / "d.npz"))
     assert (data.train.shape[0], data.valid.shape[0], data.test.shape[0]) == (30, 5, 7)
     assert data.test.eq(2).all() and data.values == "real"
+    np.savez(tmp_path / "e.npz", x=np.ones((30, 2, 2)), x_test=np.zeros((7, 2, 2)))  # no validation split
+    data = arrays(str(tmp_path / "e.npz"))
+    assert (data.train.shape, data.valid.shape, data.test.shape) == ((30, 4), (0, 4), (7, 4))
 
 
 @pytest.mark.parametrize("kind, make, overrides, likelihood", [
