@@ -17,7 +17,7 @@ import torch
 
 from .dataset import SPLITS, Dataset, transformed, with_labels_kept
 
-__all__ = ["VALUES", "arrays", "images", "table", "values_of"]
+__all__ = ["VALUES", "arrays", "content_digest", "images", "pinned", "table", "values_of"]
 
 VALUES = ("binary", "levels", "counts", "real")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -33,14 +33,46 @@ def values_of(x: np.ndarray) -> str:
     return "binary" if x.size and ((x == 0) | (x == 1)).all() else "real"
 
 
-def resolved(path: str | Path | None, kind: str) -> Path:
-    """``data.path`` as an absolute path, from the directory the run starts in; refused when absent."""
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (their relative paths and bytes, in
+    sorted order): what a run records of its data, so that a changed file is noticed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def resolved(path: str | Path | None, kind: str, sha256: str | None = None) -> Path:
+    """``data.path`` as an absolute path, from the directory the run starts in; refused when
+    absent, or when its content no longer has the ``sha256`` the run recorded."""
     if path is None or str(path) in ("", "???"):
         raise ValueError(f"data={kind} reads your own data: name it with data.path=FILE_OR_FOLDER")
     absolute = Path(path).expanduser().resolve()
     if not absolute.exists():
         raise FileNotFoundError(f"data.path={path}: {absolute} does not exist; data.path is read from the directory the run starts in")
+    if sha256 is not None and (now := content_digest(absolute)) != sha256:
+        raise ValueError(
+            f"{absolute} changed since the run recorded it (sha256 {sha256[:12]}…, now {now[:12]}…): the run's numbers are of the data "
+            "as it was; restore it, or train a new run on the data as it is"
+        )
     return absolute
+
+
+def pinned(data_cfg) -> dict[str, str] | None:
+    """What a run records of the data ``data.path`` names: the path made absolute and the
+    content's hash (``path``, ``sha256``); None for data named otherwise. A hash already recorded
+    is checked instead (a resumed run: the file must be the one it trained on)."""
+    if data_cfg.get("path") is None or "sha256" not in data_cfg:
+        return None
+    source = resolved(data_cfg.path, data_cfg.get("_target_", "data").rsplit(".", 1)[-1], data_cfg.get("sha256"))
+    return {"path": str(source), "sha256": data_cfg.get("sha256") or content_digest(source)}
 
 
 def _check_finite(x: np.ndarray, source: Path) -> None:
@@ -114,15 +146,16 @@ def _as_points(x: np.ndarray, source: Path, key: str = "x") -> tuple[np.ndarray,
 def arrays(
     path: str, values: str | None = None, num_valid: int | None = None, num_test: int | None = None, valid_fraction: float = 0.1,
     test_fraction: float = 0.1, binarize: str = "none", dequantize: bool = False, seed: int = 0, num_labeled: int | None = None,
-    labeled_per_batch: int = 0,
+    labeled_per_batch: int = 0, sha256: str | None = None,
 ) -> Dataset:
     """``data=arrays``: a ``.npz`` with the array ``x`` (and optionally ``y``, the class labels;
     ``x_valid``, ``x_test``, ``y_valid``, ``y_test`` fix the splits) or a ``.npy`` holding x alone.
 
     :param path: the file (``data.path``).
     :param values: ``binary``, ``levels``, ``counts`` or ``real``; None: found from the data.
+    :param sha256: the content's hash the run recorded (``data.sha256``); a file that no longer has it is refused.
     """
-    source = resolved(path, "arrays")
+    source = resolved(path, "arrays", sha256)
     if source.suffix not in (".npz", ".npy"):
         raise ValueError(f"data.path={path}: data=arrays reads a .npz or a .npy file; for images use data=images, for a .csv data=table")
     try:
@@ -152,7 +185,7 @@ def arrays(
 def images(
     path: str, image_size: list[int] | None = None, channels: int = 1, values: str | None = None, num_valid: int | None = None,
     num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, binarize: str = "none", dequantize: bool = False,
-    seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0,
+    seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0, sha256: str | None = None,
 ) -> Dataset:
     """``data=images``: a folder of PNG or JPEG images, or of class subfolders whose sorted
     names give the labels ``y``, read as 8-bit gray (256 levels, scaled to [0, 1]).
@@ -160,10 +193,11 @@ def images(
     :param path: the folder (``data.path``).
     :param image_size: ``[H, W]`` to resize every image to; None: every image must have the size of the first.
     :param channels: 1 (gray); colour is not taken yet.
+    :param sha256: the folder's hash the run recorded (``data.sha256``).
     """
     from PIL import Image, UnidentifiedImageError  # imported here: only this loader needs Pillow
 
-    source = resolved(path, "images")
+    source = resolved(path, "images", sha256)
     if not source.is_dir():
         raise ValueError(f"data.path={path}: data=images reads a folder of images (or of class folders); for arrays in a file use data=arrays")
     if channels != 1:
@@ -204,17 +238,18 @@ def images(
 def table(
     path: str, columns: list[str] | None = None, label_column: str | None = None, values: str | None = None, num_valid: int | None = None,
     num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, num_labeled: int | None = None,
-    labeled_per_batch: int = 0,
+    labeled_per_batch: int = 0, sha256: str | None = None,
 ) -> Dataset:
     """``data=table``: a ``.csv`` with a header row; each row a point, ``columns`` its values
     (default: every numeric column but the label), ``label_column`` its class (its distinct
     values, sorted, become the classes of ``y``).
 
     :param path: the file (``data.path``).
+    :param sha256: the content's hash the run recorded (``data.sha256``).
     """
     import csv
 
-    source = resolved(path, "table")
+    source = resolved(path, "table", sha256)
     if source.suffix.lower() != ".csv":
         raise ValueError(f"data.path={path}: data=table reads a .csv file with a header row; for arrays use data=arrays")
     with open(source, newline="") as f:

@@ -15,6 +15,7 @@ from pyro.infer import JitTrace_ELBO
 
 from models.capabilities import capabilities_of
 
+from ..data.files import pinned
 from ..training import fit, new_progress, parameters_of
 from ..training.callbacks import TimeLimit, ValidationElbo
 from ..training.capture import capturable, capture_problem
@@ -72,10 +73,28 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 f"{run_dir} already holds a checkpoint: continue that run with train.resume=true (or auto), "
                 "or train into a new directory (hydra.run.dir=...)"
             )
+        pin_data(cfg, run_dir, record=not resume)
         # Pyro's and torch's argument checks run on every distribution of every step; the data's
         # support is checked once up front instead.
         with pyro.validation_enabled(cfg.train.validate):
             return _train(cfg, run_dir, resume)
+
+
+def pin_data(cfg: DictConfig, run_dir: Path, record: bool) -> None:
+    """A user's data (``data.path``) as the run records it: the path absolute and its content's
+    hash, in ``cfg`` (so in the checkpoint) and, for a new run, in ``.hydra/config.yaml``, which
+    a re-evaluation reads: from any directory it finds the file, and it refuses one that changed."""
+    source = pinned(cfg.data)
+    if source is None:
+        return
+    cfg.data.path, cfg.data.sha256 = source["path"], source["sha256"]
+    written = run_dir / ".hydra" / "config.yaml"
+    if record and written.is_file():
+        recorded = OmegaConf.load(written)
+        recorded.data.path, recorded.data.sha256 = source["path"], source["sha256"]
+        partial = written.with_suffix(".yaml.partial")
+        OmegaConf.save(recorded, partial)
+        partial.replace(written)  # atomically: the run's config is never half written
 
 
 def resume_mode(setting: bool | str, run_dir: Path) -> bool | str:

@@ -149,3 +149,31 @@ def test_real_values_under_a_count_likelihood_are_refused_before_training(tmp_pa
     with pytest.raises(ValueError, match="Poisson likelihood needs counts, non-negative integers"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_run_records_the_data_absolute_with_its_hash_and_a_changed_file_is_refused_on_reevaluation(tmp_path, monkeypatch):
+    """data.path is read from the launch directory and recorded absolute with the content's hash,
+    in the run's .hydra/config.yaml and checkpoint; re-evaluated from elsewhere it finds the file,
+    and once the file changes the re-evaluation is refused, the run's files left as they were."""
+    from omegaconf import OmegaConf
+
+    from inference.runs import reevaluate
+
+    monkeypatch.chdir(tmp_path)
+    np.savez("d.npz", x=RNG.integers(0, 256, (60, 4, 4)).astype(np.uint8))
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    cfg = compose_config(*TINY, "data=arrays", "data.path=d.npz")
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as Hydra writes it before the run
+    train(cfg, run_dir)
+    recorded = OmegaConf.load(run_dir / ".hydra" / "config.yaml").data
+    assert recorded.path == str(tmp_path / "d.npz") and len(recorded.sha256) == 64
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["config"]["data"]["sha256"] == recorded.sha256
+
+    monkeypatch.chdir(run_dir)  # another directory
+    assert np.isfinite(reevaluate(run_dir, ["evaluation.num_particles=4"])["test"]["log_px"]["mean"])
+    np.savez(tmp_path / "d.npz", x=RNG.integers(0, 256, (60, 4, 4)).astype(np.uint8))  # the data changes
+    metrics = (run_dir / "metrics.json").read_text()
+    with pytest.raises(ValueError, match=r"d.npz changed since the run recorded it \(sha256 .*\): the run's numbers are of the data as it was"):
+        reevaluate(run_dir, ["evaluation.num_particles=4"])
+    assert (run_dir / "metrics.json").read_text() == metrics
