@@ -67,6 +67,8 @@ class Dataset:
     :ivar values: what the values are, for data read from a user's files
         (:mod:`inference.data.files`): ``binary``, ``levels``, ``counts`` or ``real``, which
         ``likelihood=auto`` follows; None for the built-in sets, which name their likelihood.
+    :ivar origin: for data read from a user's files, the file or folder (absolute) and the
+        SHA-256 of its content, which the run records (``data.path``, ``data.sha256``).
     :ivar simulator: for simulated data, the simulator that made it, as its own module defines
         it (the pendulum's :class:`~inference.data.pendulum.PendulumSimulator`); only that use's
         evaluations look inside.
@@ -91,6 +93,7 @@ class Dataset:
     labeled_per_batch: int = 0
     frame_interval: float | None = None
     values: str | None = None
+    origin: tuple[str, str] | None = None
     simulator: object | None = None
 
     def __post_init__(self):

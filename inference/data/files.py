@@ -17,7 +17,7 @@ import torch
 
 from .dataset import SPLITS, Dataset, transformed, with_labels_kept
 
-__all__ = ["VALUES", "arrays", "content_digest", "images", "pinned", "table", "values_of"]
+__all__ = ["VALUES", "arrays", "content_digest", "images", "table", "values_of"]
 
 VALUES = ("binary", "levels", "counts", "real")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -49,30 +49,22 @@ def content_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolved(path: str | Path | None, kind: str, sha256: str | None = None) -> Path:
-    """``data.path`` as an absolute path, from the directory the run starts in; refused when
-    absent, or when its content no longer has the ``sha256`` the run recorded."""
+def resolved(path: str | Path | None, kind: str, sha256: str | None = None) -> tuple[Path, str]:
+    """``data.path`` as an absolute path, from the directory the run starts in, and the SHA-256
+    of its content; refused when absent, or when its content no longer has the ``sha256`` the
+    run recorded."""
     if path is None or str(path) in ("", "???"):
         raise ValueError(f"data={kind} reads your own data: name it with data.path=FILE_OR_FOLDER")
     absolute = Path(path).expanduser().resolve()
     if not absolute.exists():
         raise FileNotFoundError(f"data.path={path}: {absolute} does not exist; data.path is read from the directory the run starts in")
-    if sha256 is not None and (now := content_digest(absolute)) != sha256:
+    digest = content_digest(absolute)
+    if sha256 is not None and digest != sha256:
         raise ValueError(
-            f"{absolute} changed since the run recorded it (sha256 {sha256[:12]}…, now {now[:12]}…): the run's numbers are of the data "
+            f"{absolute} changed since the run recorded it (sha256 {sha256[:12]}…, now {digest[:12]}…): the run's numbers are of the data "
             "as it was; restore it, or train a new run on the data as it is"
         )
-    return absolute
-
-
-def pinned(data_cfg) -> dict[str, str] | None:
-    """What a run records of the data ``data.path`` names: the path made absolute and the
-    content's hash (``path``, ``sha256``); None for data named otherwise. A hash already recorded
-    is checked instead (a resumed run: the file must be the one it trained on)."""
-    if data_cfg.get("path") is None or "sha256" not in data_cfg:
-        return None
-    source = resolved(data_cfg.path, data_cfg.get("_target_", "data").rsplit(".", 1)[-1], data_cfg.get("sha256"))
-    return {"path": str(source), "sha256": data_cfg.get("sha256") or content_digest(source)}
+    return absolute, digest
 
 
 def _check_finite(x: np.ndarray, source: Path) -> None:
@@ -99,7 +91,7 @@ def _split_order(n: int, num_valid, num_test, valid_fraction: float, test_fracti
 
 
 def _assembled(
-    name: str, source: Path, splits: list[np.ndarray], labels: list[np.ndarray] | None, values: str | None, image_shape: tuple[int, ...],
+    name: str, source: Path, digest: str, splits: list[np.ndarray], labels: list[np.ndarray] | None, values: str | None, image_shape: tuple[int, ...],
     binarize: str, dequantize: bool, seed: int, num_labeled, labeled_per_batch: int,
 ) -> Dataset:
     """The splits as a Dataset: their values found (or as ``values`` says) and scaled as the kind wants."""
@@ -126,7 +118,7 @@ def _assembled(
     label_tensors = {split: torch.as_tensor(y, dtype=torch.long) for split, y in zip(SPLITS, labels)} if labels is not None else None
     flat = [s.astype(np.float32, copy=False).reshape(s.shape[0], int(np.prod(s.shape[1:]))) for s in splits]  # an empty split keeps its width
     data = transformed(name, flat, image_shape, levels, binarize, dequantize, seed,
-                       source=source, labels=label_tensors, values=values)
+                       source=source, labels=label_tensors, values=values, origin=(str(source), digest))
     return with_labels_kept(data, num_labeled, seed, labeled_per_batch)
 
 
@@ -155,7 +147,7 @@ def arrays(
     :param values: ``binary``, ``levels``, ``counts`` or ``real``; None: found from the data.
     :param sha256: the content's hash the run recorded (``data.sha256``); a file that no longer has it is refused.
     """
-    source = resolved(path, "arrays", sha256)
+    source, digest = resolved(path, "arrays", sha256)
     if source.suffix not in (".npz", ".npy"):
         raise ValueError(f"data.path={path}: data=arrays reads a .npz or a .npy file; for images use data=images, for a .csv data=table")
     try:
@@ -179,7 +171,7 @@ def arrays(
         order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
         splits = [x[i] for i in order]
         labels = [y[i] for i in order] if y is not None else None
-    return _assembled("arrays", source, splits, labels, values, image_shape, binarize, dequantize, seed, num_labeled, labeled_per_batch)
+    return _assembled("arrays", source, digest, splits, labels, values, image_shape, binarize, dequantize, seed, num_labeled, labeled_per_batch)
 
 
 def images(
@@ -197,7 +189,7 @@ def images(
     """
     from PIL import Image, UnidentifiedImageError  # imported here: only this loader needs Pillow
 
-    source = resolved(path, "images", sha256)
+    source, digest = resolved(path, "images", sha256)
     if not source.is_dir():
         raise ValueError(f"data.path={path}: data=images reads a folder of images (or of class folders); for arrays in a file use data=arrays")
     if channels != 1:
@@ -232,7 +224,7 @@ def images(
     order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
     splits = [x[i] for i in order]
     split_labels = [labels[i] for i in order] if labels is not None else None
-    return _assembled("images", source, splits, split_labels, values or "levels", tuple(size), binarize, dequantize, seed, num_labeled, labeled_per_batch)
+    return _assembled("images", source, digest, splits, split_labels, values or "levels", tuple(size), binarize, dequantize, seed, num_labeled, labeled_per_batch)
 
 
 def table(
@@ -249,7 +241,7 @@ def table(
     """
     import csv
 
-    source = resolved(path, "table", sha256)
+    source, digest = resolved(path, "table", sha256)
     if source.suffix.lower() != ".csv":
         raise ValueError(f"data.path={path}: data=table reads a .csv file with a header row; for arrays use data=arrays")
     with open(source, newline="") as f:
@@ -275,7 +267,8 @@ def table(
     if not chosen:
         raise ValueError(f"{source}: no numeric column to model; name them with data.columns=[...]")
     try:
-        x = np.array([[float(row[header.index(name)]) for name in chosen] for row in body])
+        at = [header.index(name) for name in chosen]
+        x = np.array([[float(row[i]) for i in at] for row in body])
     except (ValueError, IndexError) as e:
         raise ValueError(f"{source}: a row has a value that is not a number in the columns {', '.join(chosen)} ({e}); fix it, or leave its column out with data.columns") from e
     _check_finite(x, source)
@@ -289,4 +282,4 @@ def table(
     order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
     splits = [x[i] for i in order]
     split_labels = [labels[i] for i in order] if labels is not None else None
-    return _assembled("table", source, splits, split_labels, values, (x.shape[1],), "none", False, seed, num_labeled, labeled_per_batch)
+    return _assembled("table", source, digest, splits, split_labels, values, (x.shape[1],), "none", False, seed, num_labeled, labeled_per_batch)

@@ -6,8 +6,8 @@ likelihood or guide plugs in with its YAML file alone.
 """
 
 import functools
-import logging
 import inspect
+import logging
 
 import pyro
 import torch

@@ -15,11 +15,11 @@ from pyro.infer import JitTrace_ELBO
 
 from models.capabilities import capabilities_of
 
-from ..data.files import pinned
 from ..training import fit, new_progress, parameters_of
 from ..training.callbacks import TimeLimit, ValidationElbo
 from ..training.capture import capturable, capture_problem
-from ..training.checkpoint import CHECKPOINT, Checkpoints, config_differences, load_checkpoint, restore
+from ..data import Dataset
+from ..training.checkpoint import CHECKPOINT, Checkpoints, atomic_write, config_differences, load_checkpoint, restore
 from ..training.objectives import GraphTrace_ELBO, WithClassification
 from .build import guide_name, instantiate, model_name, objective_name, prepared, trackers_of
 from .checks import check_config, pinned_device, resolve_device, thread_count
@@ -73,28 +73,25 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 f"{run_dir} already holds a checkpoint: continue that run with train.resume=true (or auto), "
                 "or train into a new directory (hydra.run.dir=...)"
             )
-        pin_data(cfg, run_dir, record=not resume)
         # Pyro's and torch's argument checks run on every distribution of every step; the data's
         # support is checked once up front instead.
         with pyro.validation_enabled(cfg.train.validate):
             return _train(cfg, run_dir, resume)
 
 
-def pin_data(cfg: DictConfig, run_dir: Path, record: bool) -> None:
+def record_origin(cfg: DictConfig, data: Dataset, run_dir: Path, record: bool) -> None:
     """A user's data (``data.path``) as the run records it: the path absolute and its content's
-    hash, in ``cfg`` (so in the checkpoint) and, for a new run, in ``.hydra/config.yaml``, which
-    a re-evaluation reads: from any directory it finds the file, and it refuses one that changed."""
-    source = pinned(cfg.data)
-    if source is None:
+    hash, as the loader found them, in ``cfg`` (so in the checkpoint, where a resume compares
+    them) and, for a new run, in ``.hydra/config.yaml``, which a re-evaluation reads: from any
+    directory it finds the file, and it refuses one that changed."""
+    if data.origin is None:
         return
-    cfg.data.path, cfg.data.sha256 = source["path"], source["sha256"]
+    cfg.data.path, cfg.data.sha256 = data.origin
     written = run_dir / ".hydra" / "config.yaml"
     if record and written.is_file():
         recorded = OmegaConf.load(written)
-        recorded.data.path, recorded.data.sha256 = source["path"], source["sha256"]
-        partial = written.with_suffix(".yaml.partial")
-        OmegaConf.save(recorded, partial)
-        partial.replace(written)  # atomically: the run's config is never half written
+        recorded.data.path, recorded.data.sha256 = data.origin
+        atomic_write(written, lambda f: f.write(OmegaConf.to_yaml(recorded).encode()))
 
 
 def resume_mode(setting: bool | str, run_dir: Path) -> bool | str:
@@ -176,6 +173,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
         log.info(f"sweep job {job_num}: {torch.get_num_threads()} torch threads on {device}")
     pyro.set_rng_seed(cfg.train.seed)
     data = instantiate(cfg.data).to(device)
+    record_origin(cfg, data, run_dir, record=not resume)
     model, guide = prepared(cfg, data, device)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler = instantiate(cfg.schedule)(optimizer)

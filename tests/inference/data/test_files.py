@@ -177,3 +177,6 @@ def test_a_run_records_the_data_absolute_with_its_hash_and_a_changed_file_is_ref
     with pytest.raises(ValueError, match=r"d.npz changed since the run recorded it \(sha256 .*\): the run's numbers are of the data as it was"):
         reevaluate(run_dir, ["evaluation.num_particles=4"])
     assert (run_dir / "metrics.json").read_text() == metrics
+    monkeypatch.chdir(tmp_path)  # and a resume, from where the run started, compares the hash with the checkpoint's
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in data.sha256: "):
+        train(compose_config(*TINY, "data=arrays", "data.path=d.npz", "train.resume=true"), run_dir)
