@@ -306,7 +306,7 @@ class NegativeBinomial(_Counts):
 
 
 # likelihood=auto: the likelihood that fits what the data's values are (Dataset.values)
-AUTO = {"binary": "Bernoulli", "levels": "ContinuousBernoulli", "counts": "Poisson", "real": "Gaussian"}
+AUTO = {"binary": Bernoulli, "levels": ContinuousBernoulli, "counts": Poisson, "real": Gaussian}
 
 
 def auto(values: str | None = None, levels: int | None = None) -> Likelihood:
@@ -322,4 +322,4 @@ def auto(values: str | None = None, levels: int | None = None) -> Likelihood:
         values = "real" if levels is None else "binary" if levels == 2 else "levels"
     if values not in AUTO:
         raise ValueError(f"likelihood=auto: the data's values are {values!r}, expected one of {', '.join(AUTO)}")
-    return globals()[AUTO[values]]()
+    return AUTO[values]()

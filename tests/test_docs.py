@@ -4,8 +4,8 @@ composed, and every Python block runs.
 Each fenced block that holds a command (a line starting with ``python -m inference.``, ``vae-``,
 ``torchrun`` or ``make``) is marked, on the line before it, with its class:
 
-- ``<!-- commands: run -->``: each command runs in a subprocess, in a working folder of the
-  page's own, with small fixed overrides appended (one epoch, few particles and points);
+- ``<!-- commands: run -->``: each command runs through its entry point, in this process, in a
+  working folder of the page's own, with small fixed overrides appended (one epoch, few particles and points);
   ``DATE/TIME`` in a path stands for the run directory the commands before it made;
 - ``<!-- commands: composed -->``: each command's config is composed (Hydra's compose, as
   ``--cfg job`` does; every job of a ``--multirun`` sweep), ``compare``'s arguments parsed, a
@@ -215,16 +215,22 @@ def run(command: str, folder: Path) -> tuple[int, str]:
 RUN = [(page, block) for page in ALL for block in page.blocks if block.mark == ("commands", "run")]
 
 
+def with_page_files(page: Page, folder: Path, monkeypatch) -> list[str]:
+    """Work in ``folder``, as a reader in theirs, with the page's ``<!-- file: NAME.py -->`` blocks
+    saved there and importable; returns their names."""
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))
+    files = [block for block in page.blocks if block.mark and block.mark[0] == "file"]
+    for block in files:
+        (folder / block.mark[1]).write_text(block.text + "\n")
+    return [block.mark[1] for block in files]
+
+
 @pytest.mark.slow  # whole runs, one epoch each
 @pytest.mark.parametrize("page, block", RUN, ids=[str(block) for _, block in RUN])
 def test_the_blocks_commands_run(page, block, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # where a reader runs the commands, with the page's files
-    monkeypatch.syspath_prepend(str(tmp_path))
+    files = with_page_files(page, tmp_path, monkeypatch)
     monkeypatch.delenv("VAE_DATA", raising=False)
-    files = [other.mark[1] for other in page.blocks if other.mark and other.mark[0] == "file"]
-    for other in page.blocks:
-        if other.mark and other.mark[0] == "file":
-            (tmp_path / other.mark[1]).write_text(other.text + "\n")
     try:
         for command in block.commands:
             code, printed = run(command, tmp_path)
@@ -246,11 +252,7 @@ PYTHON = [(page, block) for page in ALL for block in page.blocks if block.langua
 
 @pytest.mark.parametrize("page, block", PYTHON, ids=[str(block) for _, block in PYTHON])
 def test_the_python_block_runs(page, block, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for other in page.blocks:
-        if other.mark and other.mark[0] == "file":
-            (tmp_path / other.mark[1]).write_text(other.text + "\n")
+    with_page_files(page, tmp_path, monkeypatch)
     exec(compile(block.text, str(block), "exec"), {"__name__": "docs_block"})  # noqa: S102 - the page's own code
 
 

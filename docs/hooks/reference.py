@@ -18,6 +18,7 @@ file appears on the next build, and a ``_target_`` that does not import fails th
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib
 import inspect
 import re
@@ -78,10 +79,10 @@ def type_name(annotation) -> str:
     return str(annotation).replace("typing.", "").replace("NoneType", "None")
 
 
-def comments(path: Path) -> tuple[str, dict[str, str]]:
-    """The file's leading comment (its description) and each top-level key's inline comment."""
+def comments(text: str) -> tuple[str, dict[str, str]]:
+    """A YAML file's leading comment (its description) and each key's inline comment."""
     description, inline, leading = [], {}, True
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         if leading and line.startswith("#"):
             if not line.startswith("# @package"):
                 description.append(line.lstrip("# ").rstrip())
@@ -121,7 +122,7 @@ def resolve(path: str):
 
 
 def top_level() -> str:
-    _, inline = comments(CONF / "train.yaml")
+    _, inline = comments((CONF / "train.yaml").read_text())
     entry = yaml.safe_load((CONF / "train.yaml").read_text())
     rows = [f"| {cell(key)} | {type_name(type(value))} | {cell(yaml_value(value))} | {prose(inline.get(key, ''))} |"
             for key, value in entry.items() if key != "defaults"]
@@ -137,7 +138,7 @@ def schema_section(name: str, schema: str) -> str:
     rows = []
     for field in dataclasses.fields(cls):
         default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-        if isinstance(default, str) and not isinstance(default, type(None)) and type(default) is not str:
+        if isinstance(default, enum.Enum):
             default = default.value  # an enum member: its name
         rows.append(f"| {cell(f'{name}.{field.name}')} | {cell(type_name(hints[field.name]))} | {cell(yaml_value(default))} | {prose(field.metadata.get('help', ''))} |")
     doc = prose(inspect.getdoc(cls) or "")
@@ -166,14 +167,15 @@ def group_section(group: str) -> str:
 
 
 def option_section(group: str, path: Path) -> str:
-    description, inline = comments(path)
-    values = yaml.safe_load(path.read_text()) or {}
+    text = path.read_text()
+    description, inline = comments(text)
+    values = yaml.safe_load(text) or {}
     target = values.get("_target_")
     cls = resolve(target) if isinstance(target, str) else None
     prefix = "evaluation.methods." + path.stem if group == "evaluation/methods" else group.replace("/", ".")
     choose = f"`+evaluation/methods={path.stem}`" if group == "evaluation/methods" else f"`{group}={path.stem}`"
     head = f"### {choose}\n\n" + (prose(description) + " " if description else "") + (f"Class: `{target}`." if target else "")
-    package_global = "# @package _global_" in path.read_text()
+    package_global = "# @package _global_" in text
     rows = option_rows("" if package_global else prefix, values, cls, inline)
     if not rows:
         return head + " No keys of its own."
@@ -208,7 +210,7 @@ def experiments() -> str:
     parts = ["## `experiment`", "A preset sets the keys below over the defaults (`experiment=NAME`); any of them can "
              "still be overridden on the command line after it."]
     for path in sorted((CONF / "experiment").glob("*.yaml")):
-        description, _ = comments(path)
+        description, _ = comments(path.read_text())
         text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#") or not line.strip())
         body = "\n".join(line for line in text.splitlines() if line.strip())
         parts.append(f"### `experiment={path.stem}`\n\n{prose(description)}\n\n```yaml\n{body}\n```")
