@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-__all__ = ["CONFIG_PATH", "REFUSALS", "exit_if_refused", "log_to_files", "remove_if_only_hydra_files"]
+__all__ = ["CONFIG_PATH", "REFUSALS", "config_group", "exit_if_refused", "log_to_files", "remove_if_only_hydra_files"]
 
 # What the suite raises when it refuses (a config value, data outside a likelihood's support, a
 # missing file, a NaN it stopped at): each message names the problem and the fix, which a
@@ -24,6 +24,15 @@ REFUSALS = (ValueError, OSError, FloatingPointError)
 # module named `conf` that an editable install does not have.
 _CHECKOUT_CONF = Path(__file__).resolve().parents[1] / "conf"
 CONFIG_PATH = str(_CHECKOUT_CONF) if (_CHECKOUT_CONF / "train.yaml").is_file() else "pkg://inference.conf"
+
+
+def config_group(group: str):
+    """The folder conf/GROUP/ (a path, or the installed package's resource), where the code reads
+    an option's YAML file as written."""
+    import importlib.resources
+
+    folder = importlib.resources.files("inference.conf") if CONFIG_PATH.startswith("pkg://") else Path(CONFIG_PATH)
+    return folder.joinpath(*group.split("/"))
 
 
 def remove_if_only_hydra_files(run_dir: Path) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "NegativeBinomial",
     "auto",
     "AUTO",
+    "auto_choice",
 ]
 
 SCALE_MODES = ("fixed", "shared", "decoder")
@@ -309,17 +310,24 @@ class NegativeBinomial(_Counts):
 AUTO = {"binary": Bernoulli, "levels": ContinuousBernoulli, "counts": Poisson, "real": Gaussian}
 
 
-def auto(values: str | None = None, levels: int | None = None) -> Likelihood:
-    """The default likelihood of a user's data (``likelihood=auto``), from what its values are:
-    binary → Bernoulli, 8-bit levels → the continuous Bernoulli (as for Fashion-MNIST), counts
-    → Poisson, real → Gaussian. The built-in sets, which have no ``values``, are read by their
-    ``levels`` (2: binary; more: levels; none: real).
-
-    :param values: the data's ``values`` (handed by the run).
-    :param levels: the data's ``levels`` (handed by the run).
-    """
+def auto_choice(values: str | None = None, levels: int | None = None) -> type[Likelihood]:
+    """The likelihood that fits what the data's values are: binary → Bernoulli, 8-bit levels →
+    the continuous Bernoulli (as for Fashion-MNIST), counts → Poisson, real → Gaussian. The
+    built-in sets, which have no ``values``, are read by their ``levels`` (2: binary; more:
+    levels; none: real)."""
     if values is None:
         values = "real" if levels is None else "binary" if levels == 2 else "levels"
     if values not in AUTO:
         raise ValueError(f"likelihood=auto: the data's values are {values!r}, expected one of {', '.join(AUTO)}")
-    return AUTO[values]()
+    return AUTO[values]
+
+
+def auto(values: str | None = None, levels: int | None = None) -> Likelihood:
+    """The default likelihood of a user's data (``likelihood=auto``), :func:`auto_choice` with its
+    defaults. A training run replaces ``likelihood=auto`` in its config by the option chosen, so
+    that a re-evaluation makes the same choice.
+
+    :param values: the data's ``values`` (handed by the run).
+    :param levels: the data's ``levels`` (handed by the run).
+    """
+    return auto_choice(values, levels)()

@@ -14,18 +14,20 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from guides.denoising import Denoising, NoCorruption
 from models.capabilities import capabilities_of
+from models.likelihoods import auto_choice
 
 from ..data import Dataset
 from ..estimators import log_importance_weights
+from ..hydra_app import config_group
 from ..estimators.programs import sliced
 from ..training import adopt_store_parameters
 from .trackers import Trackers
 
-__all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "guide_name", "instantiate", "model_name", "prepared", "trackers_of"]
+__all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "choose_likelihood", "guide_name", "instantiate", "model_name", "prepared", "trackers_of"]
 
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,6 @@ def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.part
         )
     # a likelihood is handed what it asks for: x_dim (a dispersion per dimension), the data's values (likelihood=auto)
     likelihood = bind(instantiate(cfg.likelihood, _partial_=True), x_dim=data.x_dim, values=data.values, levels=data.levels)()
-    if cfg.likelihood.get("_target_") == "models.likelihoods.auto":
-        log.info(f"likelihood=auto: data={data.name} holds {data.values or 'its'} values, so the likelihood is {type(likelihood).__name__}")
     make_model = functools.partial(make_model, decoder=bind(instantiate(cfg.decoder), image_shape=image_shape), likelihood=likelihood, x_dim=data.x_dim)
     if "transition" in inspect.signature(make_model).parameters:  # a sequence model
         if cfg.get("transition") is None:
@@ -138,6 +138,21 @@ def _build_from_parts(cfg: DictConfig, data: Dataset, make_model: functools.part
         model = make_model(prior=prior)
         guide = bind(make_guide, prior=prior, model=model)()
     return model, guide
+
+
+def choose_likelihood(cfg: DictConfig, data: Dataset) -> bool:
+    """``likelihood=auto`` made concrete in ``cfg``: the option that fits the data's values
+    (conf/likelihood/NAME.yaml, as ``likelihood=NAME`` gives it) takes its place, so that the
+    run's config and checkpoint name the choice and a re-evaluation makes the same one.
+    Returns whether there was a choice to make."""
+    if cfg.get("likelihood") is None or cfg.likelihood.get("_target_") != "models.likelihoods.auto":
+        return False
+    target = f"models.{auto_choice(data.values, data.levels).__name__}"
+    options = {f.name.removesuffix(".yaml"): f.read_text() for f in config_group("likelihood").iterdir() if f.name.endswith(".yaml")}
+    name, text = next((name, text) for name, text in sorted(options.items()) if OmegaConf.create(text).get("_target_") == target)
+    cfg.likelihood = OmegaConf.create(text)
+    log.info(f"likelihood=auto: data={data.name} holds {data.values or 'its'} values, so the run takes likelihood={name}")
+    return True
 
 
 def build_program(cfg: DictConfig, data: Dataset, make_model: functools.partial) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -11,17 +11,15 @@ ${evaluation.ais_points}``), and :data:`SWITCHES` turns their methods on and off
 """
 
 import functools
-import importlib.resources
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import Dataset
 from ..evaluations import SUITE_KEYS, Programs
-from ..hydra_app import CONFIG_PATH
+from ..hydra_app import config_group
 from ..schema import EvaluationSchema
 
 __all__ = ["Method", "SPLITS", "SWITCHES", "applicable", "default_entries", "methods_of", "shipped_entry"]
@@ -55,22 +53,16 @@ class Method:
         return written.get(keys[0]) if len(keys) == 1 else written
 
 
-def _evaluation_conf():
-    """conf/evaluation/ of the checkout, or of the installed package."""
-    folder = importlib.resources.files("inference.conf") if CONFIG_PATH.startswith("pkg://") else Path(CONFIG_PATH)
-    return folder / "evaluation"
-
-
 @functools.cache
 def _shipped_options(name: str) -> dict | None:
     """conf/evaluation/methods/NAME.yaml as written (its interpolations unresolved), read once."""
-    file = _evaluation_conf() / "methods" / f"{name}.yaml"
+    file = config_group("evaluation/methods") / f"{name}.yaml"
     return OmegaConf.to_container(OmegaConf.create(file.read_text())) if file.is_file() else None
 
 
 def shipped_entry(name: str, required: bool = False) -> DictConfig | None:
     """The shipped entry of ``name`` (conf/evaluation/methods/NAME.yaml), or None (``required``: an error naming those there are)."""
-    folder = _evaluation_conf() / "methods"
+    folder = config_group("evaluation/methods")
     options = _shipped_options(name)
     if options is not None:
         return OmegaConf.create(options)
@@ -83,7 +75,7 @@ def shipped_entry(name: str, required: bool = False) -> DictConfig | None:
 def default_entries() -> dict:
     """The entries every run gets (conf/evaluation/default.yaml's defaults list): those of a run
     whose config predates ``evaluation.methods``."""
-    defaults = OmegaConf.create((_evaluation_conf() / "default.yaml").read_text()).defaults
+    defaults = OmegaConf.create((config_group("evaluation") / "default.yaml").read_text()).defaults
     names = [entry.split("/", 1)[1] for entry in defaults if isinstance(entry, str) and entry.startswith("methods/")]
     return {name: shipped_entry(name) for name in names}
 

@@ -21,7 +21,7 @@ from ..training.capture import capturable, capture_problem
 from ..data import Dataset
 from ..training.checkpoint import CHECKPOINT, Checkpoints, atomic_write, config_differences, load_checkpoint, restore
 from ..training.objectives import GraphTrace_ELBO, WithClassification
-from .build import guide_name, instantiate, model_name, objective_name, prepared, trackers_of
+from .build import choose_likelihood, guide_name, instantiate, model_name, objective_name, prepared, trackers_of
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run, evaluations
 from .rundir import METRICS, RunDirectoryTaken, locked, read_metrics, write_metrics
@@ -79,18 +79,22 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             return _train(cfg, run_dir, resume)
 
 
-def record_origin(cfg: DictConfig, data: Dataset, run_dir: Path, record: bool) -> None:
-    """A user's data (``data.path``) as the run records it: the path absolute and its content's
-    hash, as the loader found them, in ``cfg`` (so in the checkpoint, where a resume compares
-    them) and, for a new run, in ``.hydra/config.yaml``, which a re-evaluation reads: from any
-    directory it finds the file, and it refuses one that changed."""
-    if data.origin is None:
-        return
-    cfg.data.path, cfg.data.sha256 = data.origin
+def record_resolved(cfg: DictConfig, data: Dataset, run_dir: Path, record: bool) -> None:
+    """What the run settled once its data was loaded, in ``cfg`` (so in the checkpoint, where a
+    resume compares it) and, for a new run, in ``.hydra/config.yaml``, which a re-evaluation
+    reads: a user's data (``data.path``) absolute with its content's hash, so that a
+    re-evaluation finds the file from any directory and refuses one that changed, and the
+    likelihood that ``likelihood=auto`` chose, so that it makes the same choice."""
+    if data.origin is not None:
+        cfg.data.path, cfg.data.sha256 = data.origin
+    auto = choose_likelihood(cfg, data)
     written = run_dir / ".hydra" / "config.yaml"
-    if record and written.is_file():
+    if record and (data.origin is not None or auto) and written.is_file():
         recorded = OmegaConf.load(written)
-        recorded.data.path, recorded.data.sha256 = data.origin
+        if data.origin is not None:
+            recorded.data.path, recorded.data.sha256 = data.origin
+        if auto:
+            recorded.likelihood = cfg.likelihood
         atomic_write(written, lambda f: f.write(OmegaConf.to_yaml(recorded).encode()))
 
 
@@ -173,7 +177,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
         log.info(f"sweep job {job_num}: {torch.get_num_threads()} torch threads on {device}")
     pyro.set_rng_seed(cfg.train.seed)
     data = instantiate(cfg.data).to(device)
-    record_origin(cfg, data, run_dir, record=not resume)
+    record_resolved(cfg, data, run_dir, record=not resume)
     model, guide = prepared(cfg, data, device)
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler = instantiate(cfg.schedule)(optimizer)

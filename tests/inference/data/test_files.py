@@ -83,7 +83,8 @@ def test_a_three_epoch_run_on_each_kind_trains_and_evaluates(kind, make, overrid
     metrics = train(cfg, tmp_path / "run")
     assert np.isfinite(metrics["test"]["log_px"]["mean"]) and metrics["train"]["epochs"] == 3
     assert metrics["test"]["log_px"]["mean"] >= metrics["test"]["elbo"] - 3 * metrics["test"]["log_px"]["stderr"]
-    assert type(build(cfg, instantiate(cfg.data))[0].likelihood) is likelihood  # likelihood=auto, from the values
+    # likelihood=auto chose from the values, and the run's config names the choice
+    assert cfg.likelihood._target_ == f"models.{likelihood.__name__}" and type(build(cfg, instantiate(cfg.data))[0].likelihood) is likelihood
 
 
 def test_binary_arrays_get_the_bernoulli_and_counts_can_be_read_as_real(tmp_path):
@@ -153,8 +154,9 @@ def test_real_values_under_a_count_likelihood_are_refused_before_training(tmp_pa
 
 def test_a_run_records_the_data_absolute_with_its_hash_and_a_changed_file_is_refused_on_reevaluation(tmp_path, monkeypatch):
     """data.path is read from the launch directory and recorded absolute with the content's hash,
-    in the run's .hydra/config.yaml and checkpoint; re-evaluated from elsewhere it finds the file,
-    and once the file changes the re-evaluation is refused, the run's files left as they were."""
+    in the run's .hydra/config.yaml and checkpoint, with the likelihood that likelihood=auto chose;
+    re-evaluated from elsewhere it finds the file, a resume makes the same choice, and once the
+    file changes the re-evaluation is refused, the run's files left as they were."""
     from omegaconf import OmegaConf
 
     from inference.runs import reevaluate
@@ -169,6 +171,10 @@ def test_a_run_records_the_data_absolute_with_its_hash_and_a_changed_file_is_ref
     recorded = OmegaConf.load(run_dir / ".hydra" / "config.yaml").data
     assert recorded.path == str(tmp_path / "d.npz") and len(recorded.sha256) == 64
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["config"]["data"]["sha256"] == recorded.sha256
+    chosen = compose_config(*TINY, "likelihood=continuous_bernoulli").likelihood  # 8-bit levels
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").likelihood == chosen
+    resumed = train(compose_config(*TINY, "data=arrays", "data.path=d.npz", "train.resume=true", "train.epochs=3", "evaluation.num_particles=4"), run_dir)
+    assert resumed["train"]["epochs"] == 3
 
     monkeypatch.chdir(run_dir)  # another directory
     assert np.isfinite(reevaluate(run_dir, ["evaluation.num_particles=4"])["test"]["log_px"]["mean"])
