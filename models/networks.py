@@ -2,7 +2,8 @@
 
 Every network maps ``(..., in_features)`` to ``(..., out_features)`` over any leading dims
 (particles, data points). The convolutional ones also take ``image_shape``, the (H, W) of one
-flat data point, and work for any size (28×28, 28×20, 8×8, ...).
+flat gray data point or the (C, H, W) of a colour one (channel first, as the data holds it), and
+work for any size (28×28, 28×20, 8×8, ...).
 """
 
 import math
@@ -51,10 +52,11 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-def _image_shape(name: str, image_shape: Sequence[int]) -> tuple[int, int]:
-    if len(image_shape) != 2:
-        raise ValueError(f"{name} needs image data with an (H, W) image_shape, got {tuple(image_shape)}; use an MLP for flat data")
-    return int(image_shape[0]), int(image_shape[1])
+def _image_shape(name: str, image_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(C, H, W) of a gray (H, W) or a (C, H, W) image."""
+    if len(image_shape) not in (2, 3):
+        raise ValueError(f"{name} needs image data with an (H, W) or (C, H, W) image_shape, got {tuple(image_shape)}; use an MLP for flat data")
+    return tuple(int(n) for n in (1, *image_shape)[-3:])
 
 
 class ConvEncoder(nn.Module):
@@ -65,11 +67,11 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int], channels: Sequence[int] = (32, 64), activation: str = "ReLU"):
         super().__init__()
-        H, W = self.image_shape = _image_shape("ConvEncoder", image_shape)
-        if H * W != in_features:
-            raise ValueError(f"ConvEncoder: image_shape {H}x{W} does not hold {in_features} values")
+        C, H, W = self.image_shape = _image_shape("ConvEncoder", image_shape)
+        if C * H * W != in_features:
+            raise ValueError(f"ConvEncoder: image_shape {C}x{H}x{W} does not hold {in_features} values")
         _check_widths("ConvEncoder", [*channels, out_features])
-        layers, c_in = [], 1
+        layers, c_in = [], C
         for c in channels:
             layers += [nn.Conv2d(c_in, int(c), kernel_size=3, stride=2, padding=1), _activation(activation)]
             c_in = int(c)
@@ -79,13 +81,13 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch_shape = x.shape[:-1]
-        h = self.convs(x.reshape(-1, 1, *self.image_shape))  # (N, C·h·w)
+        h = self.convs(x.reshape(-1, *self.image_shape))  # (N, C·h·w)
         return self.linear(h).reshape(*batch_shape, -1)
 
 
 class ConvDecoder(nn.Module):
     """A linear layer to a small feature map, transposed convolutions (each doubling H and W),
-    a crop to the image size, and a 3×3 convolution to one channel per likelihood parameter.
+    a crop to the image size, and a 3×3 convolution to one map per likelihood parameter and channel.
 
     The output ``(..., P·H·W)`` holds the P parameter maps side by side, as likelihoods expect.
 
@@ -94,9 +96,9 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int], channels: Sequence[int] = (64, 32), activation: str = "ReLU"):
         super().__init__()
-        H, W = self.image_shape = _image_shape("ConvDecoder", image_shape)
-        if out_features % (H * W):
-            raise ValueError(f"ConvDecoder: {out_features} outputs are not a whole number of {H}x{W} maps")
+        C, H, W = self.image_shape = _image_shape("ConvDecoder", image_shape)
+        if out_features % (C * H * W):
+            raise ValueError(f"ConvDecoder: {out_features} outputs are not a whole number of {C}x{H}x{W} images")
         _check_widths("ConvDecoder", [in_features, *channels])
         self.params_per_pixel = out_features // (H * W)
         channels = [int(c) for c in channels]
@@ -111,9 +113,9 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         batch_shape = z.shape[:-1]
-        H, W = self.image_shape
+        _, H, W = self.image_shape
         h = self.linear(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
-        h = self.out(self.deconvs(h)[..., :H, :W])  # (N, P, H, W)
+        h = self.out(self.deconvs(h)[..., :H, :W])  # (N, P·C, H, W): parameter p of channel c is map p·C + c
         return h.reshape(*batch_shape, -1)
 
 
@@ -136,7 +138,7 @@ class RotatingDecoder(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, image_shape: Sequence[int], gain: float = 20.0):
         super().__init__()
-        H, W = self.image_shape = _image_shape("RotatingDecoder", image_shape)
+        _, H, W = self.image_shape = _image_shape("RotatingDecoder", image_shape)
         if in_features < 2:
             raise ValueError(f"RotatingDecoder reads an angle from 2 features (cos, sin), but gets {in_features}; use it with transition=physics")
         if out_features % (H * W):
@@ -151,7 +153,7 @@ class RotatingDecoder(nn.Module):
         # the sampling grid of the rotation, (x, y) -> (cos x - sin y, sin x + cos y), at the pixel
         # centres: what affine_grid gives, without its batched 3x2 products (a sixth of a
         # particle filter's time on the pendulum)
-        H, W = self.image_shape
+        _, H, W = self.image_shape
         xs = (torch.arange(W, device=z.device, dtype=z.dtype) * 2 + 1) / W - 1
         ys = ((torch.arange(H, device=z.device, dtype=z.dtype) * 2 + 1) / H - 1)[:, None]
         cos, sin = cos[:, None, None], sin[:, None, None]

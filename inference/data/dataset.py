@@ -45,8 +45,9 @@ SPLITS = ("train", "valid", "test")
 class Dataset:
     """Train/valid/test splits as ``(N, x_dim)`` float tensors (``(N, T, x_dim)`` for sequences).
 
-    :ivar image_shape: the shape of one example as an image, e.g. ``(28, 28)``; ``(x_dim,)``
-        for data that is not an image.
+    :ivar image_shape: the shape of one example as an image, ``(H, W)`` gray, e.g. ``(28, 28)``,
+        or ``(3, H, W)`` in colour (channel first, as the flat points hold it); ``(x_dim,)`` for
+        data that is not an image (:attr:`images`).
     :ivar levels: how many discrete values the data takes (2 once binarized, 256 for 8-bit
         images); ``None`` for real values.
     :ivar binarize: ``"dynamic"`` when ``train`` holds pixel probabilities to be binarized
@@ -106,6 +107,11 @@ class Dataset:
     def x_dim(self) -> int:
         """The dimension of one point, or of one frame of a sequence."""
         return self.train.shape[-1]
+
+    @property
+    def images(self) -> bool:
+        """Whether a point (or a frame) is an image, gray or colour, which the figures draw."""
+        return len(self.image_shape) in (2, 3)
 
     @property
     def frames(self) -> int | None:

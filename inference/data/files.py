@@ -123,14 +123,19 @@ def _assembled(
 
 
 def _as_points(x: np.ndarray, source: Path, key: str = "x") -> tuple[np.ndarray, tuple[int, ...]]:
-    """(N, D) vectors, (N, H, W) or (N, C, H, W) images: the array and one point's image shape."""
+    """(N, D) vectors, (N, H, W) or (N, C, H, W) images (C = 1 or 3): the array and one point's
+    image shape, (H, W) for gray images, (3, H, W) for colour ones."""
     if x.dtype == object:
         raise ValueError(f"{source}: {key} is a ragged array (points of different sizes); every point must have the same shape")
     if x.ndim < 2 or x.ndim > 4:
         raise ValueError(f"{source}: {key} has shape {x.shape}; expected (N, D) vectors, (N, H, W) or (N, C, H, W) images, one point per row")
-    if x.ndim == 4 and x.shape[1] != 1:
-        raise ValueError(f"{source}: {key} has {x.shape[1]} channels; the networks take one channel today, so convert the images to gray")
-    image_shape = tuple(x.shape[-2:]) if x.ndim >= 3 else (x.shape[1],)
+    if x.ndim == 4 and x.shape[1] not in (1, 3):
+        last = x.shape[-1] in (1, 3)
+        raise ValueError(
+            f"{source}: {key} has shape {x.shape}, so {x.shape[1]} channels; images are (N, C, H, W) with C = 1 (gray) or 3 (colour)"
+            + ("; these look channel-last: save x.transpose(0, 3, 1, 2)" if last else "")
+        )
+    image_shape = (x.shape[1], *x.shape[-2:]) if x.ndim == 4 and x.shape[1] == 3 else tuple(x.shape[-2:]) if x.ndim >= 3 else (x.shape[1],)
     _check_finite(x, source)
     return x.reshape(len(x), *image_shape), image_shape
 
@@ -174,26 +179,46 @@ def arrays(
     return _assembled("arrays", source, digest, splits, labels, values, image_shape, binarize, dequantize, seed, num_labeled, labeled_per_batch)
 
 
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow's modes of one channel (LA: with transparency)
+
+
+def _pixels(file: Path, channels: int | None, target: tuple[int, int] | None) -> np.ndarray:
+    """One image as 8-bit (H, W) gray or (H, W, 3) colour, resized to ``target`` (H, W): as
+    ``channels`` says, or (None) gray where the image is, equal colour channels included."""
+    from PIL import Image
+
+    with Image.open(file) as image:
+        gray = channels == 1 or (channels is None and image.mode in GRAY_MODES)
+        converted = image.convert("L" if gray else "RGB")
+        if target is not None and converted.size != (target[1], target[0]):
+            converted = converted.resize((target[1], target[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(converted, dtype=np.uint8)
+    if channels is None and array.ndim == 3 and (array == array[..., :1]).all():
+        return array[..., 0]
+    return array
+
+
 def images(
-    path: str, image_size: list[int] | None = None, channels: int = 1, values: str | None = None, num_valid: int | None = None,
+    path: str, image_size: list[int] | None = None, channels: int | None = None, values: str | None = None, num_valid: int | None = None,
     num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, binarize: str = "none", dequantize: bool = False,
     seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0, sha256: str | None = None,
 ) -> Dataset:
     """``data=images``: a folder of PNG or JPEG images, or of class subfolders whose sorted
-    names give the labels ``y``, read as 8-bit gray (256 levels, scaled to [0, 1]).
+    names give the labels ``y``, read as 8-bit gray or colour (256 levels, scaled to [0, 1]).
 
     :param path: the folder (``data.path``).
     :param image_size: ``[H, W]`` to resize every image to; None: every image must have the size of the first.
-    :param channels: 1 (gray); colour is not taken yet.
+    :param channels: 1 (gray), 3 (colour, the images then ``(3, H, W)``); None: 1 where every
+        image is gray (a colour file whose channels are all equal counts as gray), else 3.
     :param sha256: the folder's hash the run recorded (``data.sha256``).
     """
-    from PIL import Image, UnidentifiedImageError  # imported here: only this loader needs Pillow
+    from PIL import UnidentifiedImageError  # imported here: only this loader needs Pillow
 
     source, digest = resolved(path, "images", sha256)
     if not source.is_dir():
         raise ValueError(f"data.path={path}: data=images reads a folder of images (or of class folders); for arrays in a file use data=arrays")
-    if channels != 1:
-        raise ValueError(f"data.channels={channels}: the networks take gray images today; use data.channels=1 (colour images are converted to gray)")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"data.channels={channels}: expected 1 (gray), 3 (colour) or null (found from the images)")
     folders = sorted(p for p in source.iterdir() if p.is_dir())
     classes = folders if folders else [source]
     files, y = [], []
@@ -207,24 +232,23 @@ def images(
     size, pixels = target, []
     for file in files:
         try:
-            with Image.open(file) as image:
-                gray = image.convert("L")
-                if target is not None and gray.size != (target[1], target[0]):
-                    gray = gray.resize((target[1], target[0]), Image.Resampling.BILINEAR)
-                array = np.asarray(gray, dtype=np.uint8)
+            array = _pixels(file, channels, target)
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"{file}: cannot be read as an image ({e}); the file is corrupt or truncated: replace or remove it") from e
         if size is None:
-            size = array.shape
-        elif array.shape != tuple(size):
+            size = array.shape[:2]
+        elif array.shape[:2] != tuple(size):
             raise ValueError(f"{file} is {array.shape[1]}×{array.shape[0]} pixels where {files[0].name} is {size[1]}×{size[0]}; set data.image_size=[H,W] to resize every image")
         pixels.append(array)
-    x = np.stack(pixels)
+    if channels == 3 or any(a.ndim == 3 for a in pixels):  # colour, channel first; gray images among them repeat their one channel
+        x, image_shape = np.stack([a if a.ndim == 3 else np.repeat(a[..., None], 3, -1) for a in pixels]).transpose(0, 3, 1, 2), (3, *size)
+    else:
+        x, image_shape = np.stack(pixels), tuple(size)
     labels = np.asarray(y) if folders else None
     order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
     splits = [x[i] for i in order]
     split_labels = [labels[i] for i in order] if labels is not None else None
-    return _assembled("images", source, digest, splits, split_labels, values or "levels", tuple(size), binarize, dequantize, seed, num_labeled, labeled_per_batch)
+    return _assembled("images", source, digest, splits, split_labels, values or "levels", image_shape, binarize, dequantize, seed, num_labeled, labeled_per_batch)
 
 
 def table(

@@ -36,7 +36,7 @@ class Denoise:
         return {"denoise": {**scores, "seconds": time.perf_counter() - start}}
 
     def figures(self, context: Context, entry: dict) -> None:
-        if len(context.dataset.image_shape) != 2:
+        if not context.dataset.images:
             return
         clean, levels = context.x[:8], self.levels[:3]
         noisy = [type(context.guide.corruption)(level)(clean) for level in levels]

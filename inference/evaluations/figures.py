@@ -75,13 +75,15 @@ def _guide_latents(guide, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def _grid(fig, images: torch.Tensor, image_shape, rows: int, cols: int, row_labels=(), xlabel: str = "") -> None:
+    """The images on a rows × cols grid, gray ((H, W)) or in colour ((C, H, W), C = 3), white lines between them."""
     ax = fig.add_subplot(1, 1, 1)
-    h, w = image_shape
-    canvas = np.ones((rows * (h + 1), cols * (w + 1)))
-    for i, image in enumerate(images[: rows * cols].detach().cpu().clamp(0, 1).reshape(-1, h, w).numpy()):
-        r, c = divmod(i, cols)
-        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)  # white lines between the images
+    c, h, w = (1, *image_shape)[-3:]
+    canvas = np.ones((rows * (h + 1), cols * (w + 1), c))
+    pictures = images[: rows * cols].detach().cpu().clamp(0, 1).reshape(-1, c, h, w).permute(0, 2, 3, 1).numpy()  # channel last, as imshow takes colour
+    for i, image in enumerate(pictures):
+        r, col = divmod(i, cols)
+        canvas[r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = image
+    ax.imshow(canvas if c == 3 else canvas[..., 0], cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([(h + 1) * (r + 0.5) for r in range(len(row_labels))], row_labels) if row_labels else ax.set_yticks([])
     ax.set_xlabel(xlabel)

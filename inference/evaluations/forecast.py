@@ -66,7 +66,7 @@ class Forecast:
         return {"forecast": {**forecast_errors(context.model, context.x, start, self.horizon), "seconds": time.perf_counter() - begun}}
 
     def figures(self, context: Context, entry: dict) -> None:
-        if len(context.dataset.image_shape) != 2:
+        if not context.dataset.images:
             return
         x = context.x[:4]
         start = self.filter(context.model, context.guide, x, self.context)

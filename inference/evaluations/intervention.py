@@ -59,7 +59,7 @@ class Intervention:
         return truth.to(switched_off), switched_off, as_learned
 
     def figures(self, context: Context, entry: dict) -> None:
-        if len(context.dataset.image_shape) != 2:
+        if not context.dataset.images:
             return
         start = self.filter(context.model, context.guide, context.x[:4], self.context)
         truth, switched_off, as_learned = self.frames(context, start, len(entry["horizons"]))

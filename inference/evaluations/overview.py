@@ -26,7 +26,7 @@ def draw_figures(model, guide, data: Dataset, programs: Programs, results: dict,
     if "log_px" in results.get("test", {}):
         figures.log_px_against_k(results["test"], folder / "log_px_against_k.png")
     if programs.guide.classifier and data.labels is not None:  # a semi-supervised model runs on x alone, its label y then a latent site
-        if len(data.image_shape) == 2:
+        if data.images:
             figures.class_analogies(model, guide, x, data.image_shape, folder / "class_analogies.png")
         figures.latent_by_class(guide, x, data.labels["test"][:500], folder / "latent_by_class.png")
     if programs.takes_keys:
@@ -35,7 +35,7 @@ def draw_figures(model, guide, data: Dataset, programs: Programs, results: dict,
     if data.frames:
         return
     vector = programs.latent_vector is None
-    if len(data.image_shape) == 2:
+    if data.images:
         figures.prior_samples(model, x, data.image_shape, folder / "prior_samples.png")
         figures.reconstructions(model, guide, x, data.image_shape, folder / "reconstructions.png")
         if programs.guide.amortized:  # a local guide knows only the points it was fitted to

@@ -19,12 +19,28 @@ def test_conv_networks_fit_every_image_shape(image_shape):
     assert torch.equal(out.chunk(3, -1)[1], maps[:, :, 1])
 
 
+def test_colour_images_go_through_the_conv_networks_channel_first():
+    """A (3, H, W) image: the encoder convolves its three channels together, and the decoder's
+    output holds, for each of P likelihood parameters, a whole colour image laid out as the
+    data is, channel first: parameter p of channel c is the flat block p·C + c."""
+    C, H, W = 3, 10, 12
+    encoder = ConvEncoder(C * H * W, 8, (C, H, W))
+    assert encoder.convs[0].in_channels == 3 and encoder(torch.rand(4, C * H * W)).shape == (4, 8)
+    decoder = ConvDecoder(5, 2 * C * H * W, (C, H, W))  # two parameters per value (a Gaussian's loc and scale)
+    with torch.no_grad():  # each output map constant at its own index
+        decoder.out.weight.zero_()
+        decoder.out.bias.copy_(torch.arange(2 * C, dtype=torch.float))
+    blocks = decoder(torch.randn(4, 5)).reshape(4, 2, C, H, W)  # as a likelihood chunks it, then as x's layout
+    assert torch.equal(blocks[0, :, :, 0, 0], torch.tensor([[0.0, 1, 2], [3, 4, 5]]))
+    assert torch.equal(blocks, blocks[..., :1, :1].expand_as(blocks))
+
+
 def test_conv_networks_refuse_flat_data_and_wrong_sizes():
-    with pytest.raises(ValueError, match=r"needs image data with an \(H, W\) image_shape, got \(10,\)"):
+    with pytest.raises(ValueError, match=r"needs image data with an \(H, W\) or \(C, H, W\) image_shape, got \(10,\)"):
         ConvEncoder(10, 4, (10,))
-    with pytest.raises(ValueError, match="image_shape 8x8 does not hold 60 values"):
+    with pytest.raises(ValueError, match="image_shape 1x8x8 does not hold 60 values"):
         ConvEncoder(60, 4, (8, 8))
-    with pytest.raises(ValueError, match="100 outputs are not a whole number of 8x8 maps"):
+    with pytest.raises(ValueError, match="100 outputs are not a whole number of 1x8x8 images"):
         ConvDecoder(4, 100, (8, 8))
 
 

@@ -30,6 +30,15 @@ def write_images(folder: Path, classes: int = 2, per_class: int = 30, size=(10, 
     return folder
 
 
+def write_colour_images(folder: Path, per_class: int = 30, size=(8, 10)) -> Path:
+    for name, colour in (("blue", (20, 20, 200)), ("red", (200, 20, 20))):
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = (RNG.random((*size, 3)) * 50).astype(np.uint8) + np.array(colour, np.uint8)
+            Image.fromarray(pixels, "RGB").save(folder / name / f"{i}.png")
+    return folder
+
+
 def write_table(path: Path, rows: int = 150) -> Path:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -114,6 +123,29 @@ def test_images_resize_to_image_size(tmp_path):
     assert images(str(folder), image_size=[8, 8]).image_shape == (8, 8)
 
 
+def test_colour_images_train_through_the_conv_networks_and_are_drawn_in_colour(tmp_path):
+    """Colour is found (data.channels=null), held channel first as (3, H, W), trained through
+    the conv networks and drawn in colour; gray files saved as RGB stay gray, and
+    data.channels=1 turns colour gray."""
+    folder = write_colour_images(tmp_path / "colour")
+    data = images(str(folder))
+    assert data.image_shape == (3, 8, 10) and data.x_dim == 240
+    channel_means = [data.train[data.labels["train"] == c].reshape(-1, 3, 80).mean((0, 2)) for c in (0, 1)]  # classes: blue, red
+    assert channel_means[0][2] > 0.75 > 0.25 > channel_means[0][0] and channel_means[1][0] > 0.75 > 0.25 > channel_means[1][2]
+    cfg = compose_config(*TINY, "data=images", f"data.path={folder}", "encoder=conv", "decoder=conv", "train.epochs=3", "evaluation.figures=true")
+    assert np.isfinite(train(cfg, tmp_path / "run")["test"]["log_px"]["mean"])
+    figure = np.asarray(Image.open(tmp_path / "run" / "plots" / "reconstructions.png").convert("RGB")).astype(int)
+    assert (figure[..., 0] - figure[..., 2] > 100).any() and (figure[..., 2] - figure[..., 0] > 100).any()  # red and blue inputs
+
+    gray_as_rgb = tmp_path / "gray_rgb"
+    gray_as_rgb.mkdir()
+    for i in range(20):
+        Image.fromarray((RNG.random((6, 7)) * 255).astype(np.uint8)).convert("RGB").save(gray_as_rgb / f"{i}.png")
+    assert images(str(gray_as_rgb)).image_shape == (6, 7) and images(str(folder), channels=1).image_shape == (8, 10)
+    np.savez(tmp_path / "c.npz", x=RNG.integers(0, 256, (40, 3, 5, 6)).astype(np.uint8))  # arrays: (N, 3, H, W) is colour
+    assert arrays(str(tmp_path / "c.npz")).image_shape == (3, 5, 6)
+
+
 def test_table_reads_numeric_columns_and_names_its_classes(tmp_path):
     data = table(str(write_table(tmp_path / "t.csv")), label_column="species")
     assert data.x_dim == 2 and data.values == "real"  # the free-text column is left out
@@ -133,6 +165,8 @@ BAD = [
     ("empty class folder", lambda p: ((p / "img" / "a").mkdir(parents=True), images, {"path": str(p / "img")})[1:], r"img/a: holds no PNG or JPEG images"),
     ("unreadable image", lambda p: ((p / "img").mkdir(), (p / "img" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n broken"), images, {"path": str(p / "img")})[2:],
      r"img/x.png: cannot be read as an image"),
+    ("channel-last images", lambda p: (np.save(p / "hwc.npy", np.zeros((9, 5, 6, 3), np.uint8)), arrays, {"path": str(p / "hwc.npy")})[1:],
+     r"hwc.npy: x has shape \(9, 5, 6, 3\), so 5 channels; .* these look channel-last: save x.transpose\(0, 3, 1, 2\)"),
     ("missing label column", lambda p: (table, {"path": str(write_table(p / "t.csv")), "label_column": "kind"}),
      r"t.csv: data.label_column='kind' is not a column; the columns are height, weight, note, species"),
 ]
