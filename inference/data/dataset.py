@@ -70,6 +70,11 @@ class Dataset:
         ``likelihood=auto`` follows; None for the built-in sets, which name their likelihood.
     :ivar origin: for data read from a user's files, the file or folder (absolute) and the
         SHA-256 of its content, which the run records (``data.path``, ``data.sha256``).
+    :ivar log_jacobian: for data standardized as it was read (``data=table``'s
+        ``data.standardize``), log |det ∂x'/∂x| of the map from the data's units to the values
+        the model sees, the same for every point: a log-density of x' plus it is one of x, which
+        the evaluations report (log p̂, the ELBO, AIS), so that they stay in the data's units.
+        0 for data left as it is.
     :ivar simulator: for simulated data, the simulator that made it, as its own module defines
         it (the pendulum's :class:`~inference.data.pendulum.PendulumSimulator`); only that use's
         evaluations look inside.
@@ -95,6 +100,7 @@ class Dataset:
     frame_interval: float | None = None
     values: str | None = None
     origin: tuple[str, str] | None = None
+    log_jacobian: float = 0.0
     simulator: object | None = None
 
     def __post_init__(self):

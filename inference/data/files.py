@@ -10,6 +10,7 @@ default likelihood (``likelihood=auto``, :func:`models.likelihoods.auto`) follow
 be read is refused before training, naming the file and the fix.
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ __all__ = ["VALUES", "arrays", "content_digest", "images", "table", "values_of"]
 
 VALUES = ("binary", "levels", "counts", "real")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+log = logging.getLogger(__name__)
 
 
 def values_of(x: np.ndarray) -> str:
@@ -92,9 +95,10 @@ def _split_order(n: int, num_valid, num_test, valid_fraction: float, test_fracti
 
 def _assembled(
     name: str, source: Path, digest: str, splits: list[np.ndarray], labels: list[np.ndarray] | None, values: str | None, image_shape: tuple[int, ...],
-    binarize: str, dequantize: bool, seed: int, num_labeled, labeled_per_batch: int,
+    binarize: str, dequantize: bool, seed: int, num_labeled, labeled_per_batch: int, standardize: bool = False,
 ) -> Dataset:
-    """The splits as a Dataset: their values found (or as ``values`` says) and scaled as the kind wants."""
+    """The splits as a Dataset: their values found (or as ``values`` says) and scaled as the kind
+    wants; real values ``standardize``d by the training split's mean and sd."""
     kinds = {values_of(s) for s in splits if s.size}
     found = kinds.pop() if len(kinds) == 1 else "counts" if kinds <= {"binary", "counts"} else "levels" if kinds <= {"binary", "levels"} else "real"
     values = values or found
@@ -117,8 +121,14 @@ def _assembled(
         levels = None
     label_tensors = {split: torch.as_tensor(y, dtype=torch.long) for split, y in zip(SPLITS, labels)} if labels is not None else None
     flat = [s.astype(np.float32, copy=False).reshape(s.shape[0], int(np.prod(s.shape[1:]))) for s in splits]  # an empty split keeps its width
+    log_jacobian = 0.0
+    if standardize and values == "real":
+        mean, sd = flat[0].mean(0, dtype=np.float64), flat[0].std(0, dtype=np.float64)
+        sd[sd == 0] = 1.0  # a constant column stays as it is (shifted to 0)
+        flat = [((s - mean) / sd).astype(np.float32) for s in flat]
+        log_jacobian = float(-np.log(sd).sum())  # log |d x_standardized / d x| per point
     data = transformed(name, flat, image_shape, levels, binarize, dequantize, seed,
-                       source=source, labels=label_tensors, values=values, origin=(str(source), digest))
+                       source=source, labels=label_tensors, values=values, origin=(str(source), digest), log_jacobian=log_jacobian)
     return with_labels_kept(data, num_labeled, seed, labeled_per_batch)
 
 
@@ -251,59 +261,104 @@ def images(
     return _assembled("images", source, digest, splits, split_labels, values or "levels", image_shape, binarize, dequantize, seed, num_labeled, labeled_per_batch)
 
 
-def table(
-    path: str, columns: list[str] | None = None, label_column: str | None = None, values: str | None = None, num_valid: int | None = None,
-    num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, num_labeled: int | None = None,
-    labeled_per_batch: int = 0, sha256: str | None = None,
-) -> Dataset:
-    """``data=table``: a ``.csv`` with a header row; each row a point, ``columns`` its values
-    (default: every numeric column but the label), ``label_column`` its class (its distinct
-    values, sorted, become the classes of ``y``).
-
-    :param path: the file (``data.path``).
-    :param sha256: the content's hash the run recorded (``data.sha256``).
-    """
+def _csv_columns(source: Path) -> dict[str, np.ndarray]:
+    """A ``.csv``'s columns by their header's names: floats where every value is a number, else strings."""
     import csv
 
-    source, digest = resolved(path, "table", sha256)
-    if source.suffix.lower() != ".csv":
-        raise ValueError(f"data.path={path}: data=table reads a .csv file with a header row; for arrays use data=arrays")
     with open(source, newline="") as f:
         rows = list(csv.reader(f))
     if len(rows) < 2:
         raise ValueError(f"{source}: needs a header row and at least one row of values")
     header, body = rows[0], rows[1:]
-    if label_column is not None and label_column not in header:
-        raise ValueError(f"{source}: data.label_column={label_column!r} is not a column; the columns are {', '.join(header)}")
-
-    def numeric(name: str) -> bool:
-        i = header.index(name)
+    short = next((i for i, row in enumerate(body) if len(row) != len(header)), None)
+    if short is not None:
+        raise ValueError(f"{source}: row {short + 2} has {len(body[short])} values for the header's {len(header)} columns; every row needs one per column")
+    columns = {}
+    for i, name in enumerate(header):
+        values = np.array([row[i] for row in body])
         try:
-            [float(row[i]) for row in body]
-        except (ValueError, IndexError):
-            return False
-        return True
+            columns[name] = values.astype(np.float64)
+        except ValueError:
+            columns[name] = values
+    return columns
 
-    chosen = list(columns) if columns is not None else [name for name in header if name != label_column and numeric(name)]
-    unknown = [name for name in chosen if name not in header]
+
+def _parquet_columns(source: Path) -> dict[str, np.ndarray]:
+    """A ``.parquet``'s columns by name (read with pyarrow, the ``parquet`` extra): numbers as
+    floats (a missing one as NaN), anything else as strings."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ValueError(f"{source}: reading .parquet needs pyarrow: pip install 'vae-suite[parquet]' (or save the table as .csv)") from e
+    import pyarrow as pa
+
+    try:
+        stored = pq.read_table(source)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{source}: cannot be read as .parquet ({e}); the file is corrupt or truncated") from e
+    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    return {
+        name: column.cast(pa.float64()).to_numpy(zero_copy_only=False) if any(kind(column.type) for kind in numeric) else np.array(column.to_pylist(), dtype=str)
+        for name, column in zip(stored.column_names, stored.columns)
+    }
+
+
+def table(
+    path: str, columns: list[str] | None = None, label_column: str | None = None, values: str | None = None, standardize: bool = True,
+    num_valid: int | None = None, num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
+    num_labeled: int | None = None, labeled_per_batch: int = 0, sha256: str | None = None,
+) -> Dataset:
+    """``data=table``: a ``.csv`` with a header row, or a ``.parquet`` (with pyarrow); each row a
+    point, ``columns`` its values (default: every numeric column but the label),
+    ``label_column`` its class (its distinct values, sorted, become the classes of ``y``).
+
+    :param path: the file (``data.path``).
+    :param standardize: real values are shifted and scaled to mean 0 and sd 1 per column (by the
+        training split's mean and sd); log p̂ then adds the map's log-Jacobian, −Σ log sd, so
+        that it stays a density of the data in its own units. Counts and binary values are
+        left as they are.
+    :param sha256: the content's hash the run recorded (``data.sha256``).
+    """
+    source, digest = resolved(path, "table", sha256)
+    suffix = source.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"data.path={path}: data=table reads a .csv file with a header row, or a .parquet; for arrays use data=arrays")
+    stored = _csv_columns(source) if suffix == ".csv" else _parquet_columns(source)
+    header = list(stored)
+    if label_column is not None and label_column not in stored:
+        raise ValueError(f"{source}: data.label_column={label_column!r} is not a column; the columns are {', '.join(header)}")
+    numeric = [name for name in header if stored[name].dtype.kind == "f"]
+    chosen = list(columns) if columns is not None else [name for name in numeric if name != label_column]
+    unknown = [name for name in chosen if name not in stored]
     if unknown:
         raise ValueError(f"{source}: data.columns names {', '.join(unknown)}, not in the file; the columns are {', '.join(header)}")
     if not chosen:
         raise ValueError(f"{source}: no numeric column to model; name them with data.columns=[...]")
-    try:
-        at = [header.index(name) for name in chosen]
-        x = np.array([[float(row[i]) for i in at] for row in body])
-    except (ValueError, IndexError) as e:
-        raise ValueError(f"{source}: a row has a value that is not a number in the columns {', '.join(chosen)} ({e}); fix it, or leave its column out with data.columns") from e
+    left_out = [name for name in header if name not in numeric and name != label_column] if columns is None else []
+    if left_out:
+        log.warning(f"{source}: left out {', '.join(left_out)}, whose values are not all numbers; name the columns to model with data.columns=[...]")
+    for name in chosen:
+        if name not in numeric:
+            row, value = next((i, v) for i, v in enumerate(stored[name]) if not _is_number(v))
+            raise ValueError(f"{source}: column {name} holds {str(value)!r} (row {row + 1}), not a number; fix it, or leave the column out with data.columns")
+    x = np.stack([stored[name] for name in chosen], 1)
     _check_finite(x, source)
     if (x == np.round(x)).all() and (x >= 0).all():
         x = x.astype(np.int64)  # whole non-negative numbers in a table are counts (or binary)
     labels = None
     if label_column is not None:
-        raw = [row[header.index(label_column)] for row in body]
-        classes = sorted(set(raw))
-        labels = np.array([classes.index(value) for value in raw])
+        raw = stored[label_column]
+        classes, labels = np.unique(raw, return_inverse=True)  # sorted distinct values, each row's index among them
     order = _split_order(len(x), num_valid, num_test, valid_fraction, test_fraction, seed, source)
     splits = [x[i] for i in order]
     split_labels = [labels[i] for i in order] if labels is not None else None
-    return _assembled("table", source, digest, splits, split_labels, values, (x.shape[1],), "none", False, seed, num_labeled, labeled_per_batch)
+    return _assembled("table", source, digest, splits, split_labels, values, (x.shape[1],), "none", False, seed, num_labeled, labeled_per_batch,
+                      standardize=standardize)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

@@ -108,6 +108,7 @@ def inference_gaps(
     max_steps: int = 5000,
     flow: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    log_jacobian: float = 0.0,
 ) -> dict:
     """Approximation, amortization and inference gaps on the points ``x``, each with its
     standard error over the points, in nats per data point.
@@ -116,13 +117,15 @@ def inference_gaps(
     with ``num_particles``; the ELBOs average 1000 samples per point. With ``flow``, a local
     IAF (for guides of one latent site "z") adds the ELBO a flexible family reaches. The
     estimates evaluate ``chunk_size`` particle × point pairs a pass, each point's draws from a
-    seed of its own, so that the numbers do not depend on ``chunk_size``.
+    seed of its own, so that the numbers do not depend on ``chunk_size``. ``log_jacobian`` is
+    added to each log-density (data the model sees standardized, ``Dataset.log_jacobian``).
     """
     model.eval(), guide.eval()
 
     def estimate(proposal, num_particles):
         seed = int(torch.randint(2**62, ()))  # from the run's RNG, not from how the points are split
-        return importance_sampling(model, proposal, x, num_particles, chunk_size, seed=seed)
+        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, seed=seed)
+        return estimate._replace(log_px=estimate.log_px + log_jacobian, elbo=estimate.elbo + log_jacobian)
 
     local = localized(guide, x)
     local_steps = fit_local(model, local, x, max_steps=max_steps)

@@ -62,6 +62,7 @@ def evaluate(
     prior_proposal: bool = True,
     extra: Extra | None = None,
     per_point: dict | None = None,
+    log_jacobian: float = 0.0,
 ) -> dict:
     """Per-datapoint ELBO and log p̂(x), averaged over the data points of ``x``.
 
@@ -74,6 +75,9 @@ def evaluate(
     :param extra: the programs' batch keys (name → tensor with a row per point of ``x``).
     :param per_point: a dict to receive each point's numbers as NumPy arrays: ``log_px``
         (``log_px_prior``), ``elbo``, and the guide's weights' ``pareto_k`` and ``ess``.
+    :param log_jacobian: added to every log-density of a point: for data the model sees
+        standardized, the map's log-Jacobian (``Dataset.log_jacobian``), so that the numbers
+        are of the data in its own units.
     :returns: ``{"elbo": float, "log_px": {...}[, "log_px_prior": {...}][, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
@@ -89,9 +93,10 @@ def evaluate(
         # not depend on the memory budget that splits the work into passes
         seed = int(torch.randint(2**62, ()))
         estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=extra)
-        at_k = {str(k): mean_and_stderr(v) for k, v in estimate.by_num_particles.items()}
+        log_px, elbo = estimate.log_px + log_jacobian, estimate.elbo + log_jacobian
+        at_k = {str(k): mean_and_stderr(v + log_jacobian) for k, v in estimate.by_num_particles.items()}
         metrics[key] = {
-            **mean_and_stderr(estimate.log_px),
+            **mean_and_stderr(log_px),
             "num_particles": num_particles,
             "proposal": name,
             "curve": {k: v["mean"] for k, v in at_k.items()},
@@ -99,13 +104,13 @@ def evaluate(
             "diagnostics": summarize(estimate.pareto_k, estimate.ess),
         }
         if proposal is not None:
-            metrics["elbo"] = estimate.elbo.mean().item()
+            metrics["elbo"] = elbo.mean().item()
         if per_point is not None:
-            per_point[key] = estimate.log_px.cpu().numpy()
+            per_point[key] = log_px.cpu().numpy()
             if proposal is not None:
-                per_point.update(elbo=estimate.elbo.cpu().numpy(), pareto_k=estimate.pareto_k.cpu().numpy(), ess=estimate.ess.cpu().numpy())
+                per_point.update(elbo=elbo.cpu().numpy(), pareto_k=estimate.pareto_k.cpu().numpy(), ess=estimate.ess.cpu().numpy())
     if capabilities_of(model).exact_log_px:
-        exact = model.exact_log_px(x)
+        exact = model.exact_log_px(x) + log_jacobian
         metrics["log_px_exact"] = mean_and_stderr(exact)
         if per_point is not None:
             per_point["log_px_exact"] = exact.cpu().numpy()

@@ -35,18 +35,19 @@ class Annealed:
     def __call__(self, context: Context) -> dict:
         model, x = context.model, context.x[: self.points]
         start = time.perf_counter()
+        shift = context.dataset.log_jacobian  # in the data's units where it was standardized
         estimate = ais(model, x, guide=context.guide if self.start == "guide" else None, **self.options)
-        out = {"log_px_ais": {**mean_and_stderr(estimate.log_px), **self.options, "start": self.start, "acceptance": estimate.acceptance}}
+        out = {"log_px_ais": {**mean_and_stderr(estimate.log_px + shift), **self.options, "start": self.start, "acceptance": estimate.acceptance}}
         out["log_px_ais"]["seconds"] = time.perf_counter() - start
         start = time.perf_counter()
         sandwich = bidirectional(model, x, x.shape[0], **self.options)
         seed = int(torch.randint(2**62, ()))  # as for the test split: the same numbers for any pass size
         importance = importance_sampling(model, context.guide, sandwich["x"], context.settings.num_particles, context.pass_size(sandwich["x"], {}), seed=seed).log_px
         out["bdmc"] = {
-            "lower": mean_and_stderr(sandwich["lower"]),
-            "upper": mean_and_stderr(sandwich["upper"]),
+            "lower": mean_and_stderr(sandwich["lower"] + shift),
+            "upper": mean_and_stderr(sandwich["upper"] + shift),
             "width": mean_and_stderr(sandwich["upper"] - sandwich["lower"]),
-            "log_px_importance": mean_and_stderr(importance),
+            "log_px_importance": mean_and_stderr(importance + shift),
             "points": x.shape[0],
             "acceptance": sandwich["acceptance"],
             "seconds": time.perf_counter() - start,

@@ -31,5 +31,6 @@ class Gaps:
         start = time.perf_counter()
         x = context.x[: self.points]
         guide = context.guide.guide if context.programs.guide.denoising else context.guide
-        gaps = inference_gaps(context.model, guide, x, self.particles, max_steps=self.fit_steps, chunk_size=context.pass_size(x))
+        gaps = inference_gaps(context.model, guide, x, self.particles, max_steps=self.fit_steps, chunk_size=context.pass_size(x),
+                              log_jacobian=context.dataset.log_jacobian)
         return {"gaps": {**gaps, "seconds": time.perf_counter() - start}}

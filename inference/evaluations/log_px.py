@@ -31,6 +31,6 @@ class LogPx:
         chunk_size = context.pass_size()
         results = evaluate(
             context.model, context.guide, context.x, num_particles=context.settings.num_particles, chunk_size=chunk_size,
-            prior_proposal=self.prior_proposal, extra=context.extra, per_point=context.per_point,
+            prior_proposal=self.prior_proposal, extra=context.extra, per_point=context.per_point, log_jacobian=context.dataset.log_jacobian,
         )
         return {**results, "chunk_size": chunk_size, "seconds": time.perf_counter() - start}

@@ -59,7 +59,8 @@ class ValidationElbo(Callback):
         self.model.eval(), self.guide.eval()
         if self.data.valid.shape[0] > 0 and capabilities_of(self.guide).amortized:
             extra = self.data.batch_extra("valid", capabilities_of(self.model).batch_keys)
-            row["valid_elbo"] = importance_sampling(self.model, self.guide, self.data.valid, num_particles=1, extra=extra).elbo.mean().item()
+            elbo = importance_sampling(self.model, self.guide, self.data.valid, num_particles=1, extra=extra).elbo.mean().item()
+            row["valid_elbo"] = elbo + self.data.log_jacobian  # in the data's units where it was standardized
         progress["valid_seconds"] += time.perf_counter() - start
 
 

@@ -368,8 +368,9 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every
     step.check()
     seconds = time.perf_counter() - start
     state["seconds"] += seconds
-    # per point seen: with labeled_per_batch the labelled points count as often as they were seen
+    # per point seen: with labeled_per_batch the labelled points count as often as they were seen;
+    # in the data's units where it was standardized (data.log_jacobian)
     return {
-        "epoch": epoch, "train_elbo": -step.loss_sum.item() / seen, "valid_elbo": None, "seconds": seconds,
+        "epoch": epoch, "train_elbo": -step.loss_sum.item() / seen + data.log_jacobian, "valid_elbo": None, "seconds": seconds,
         "lr": float(step.optimizer.param_groups[0]["lr"]), "kl_weight": kl_weight(step.loss),
     }

@@ -146,10 +146,47 @@ def test_colour_images_train_through_the_conv_networks_and_are_drawn_in_colour(t
     assert arrays(str(tmp_path / "c.npz")).image_shape == (3, 5, 6)
 
 
-def test_table_reads_numeric_columns_and_names_its_classes(tmp_path):
+def test_table_reads_numeric_columns_and_names_its_classes(tmp_path, caplog):
     data = table(str(write_table(tmp_path / "t.csv")), label_column="species")
-    assert data.x_dim == 2 and data.values == "real"  # the free-text column is left out
+    assert data.x_dim == 2 and data.values == "real" and "left out note, whose values are not all numbers" in caplog.text
     assert set(data.labels["train"].tolist()) == {0, 1, 2}
+
+
+def test_a_standardized_table_reports_log_px_in_the_data_units(tmp_path):
+    """Real columns are standardized by the training rows, and log p̂ adds the map's
+    log-Jacobian: the same table with a column in centimetres rather than metres trains the same
+    model on the same standardized values, and its density, by the change of variables, is
+    lower by log 100 per point (log p̂ and the ELBO alike)."""
+    rows = RNG.normal([1.7, 70.0], [0.1, 5.0], (150, 2))
+    for name, scale in (("metres", 1.0), ("centimetres", 100.0)):
+        np.savetxt(tmp_path / f"{name}.csv", rows * [scale, 1.0], delimiter=",", header="height,weight", comments="")
+    data = table(str(tmp_path / "metres.csv"))
+    assert data.train.mean(0).abs().max() < 1e-5 and (data.train.std(0, correction=0) - 1).abs().max() < 1e-5
+    metrics = {name: train(compose_config(*TINY, "data=table", f"data.path={tmp_path / name}.csv"), tmp_path / name)["test"] for name in ("metres", "centimetres")}
+    assert metrics["metres"]["log_px"]["mean"] - metrics["centimetres"]["log_px"]["mean"] == pytest.approx(np.log(100), abs=1e-3)
+    assert metrics["metres"]["elbo"] - metrics["centimetres"]["elbo"] == pytest.approx(np.log(100), abs=1e-3)
+    unscaled = table(str(tmp_path / "metres.csv"), standardize=False)
+    every = torch.cat([unscaled.split(split) for split in ("train", "valid", "test")])  # data.standardize=false: the values as written
+    assert unscaled.log_jacobian == 0 and torch.allclose(every[:, 1].sort().values, torch.as_tensor(np.sort(rows[:, 1]), dtype=torch.float32))
+
+
+def test_a_parquet_table_reads_as_its_csv_does(tmp_path, monkeypatch):
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv_path = write_table(tmp_path / "t.csv")
+    with open(csv_path) as f:
+        header, *body = [line.strip().split(",") for line in f]
+    columns = {name: [row[i] for row in body] for i, name in enumerate(header)}
+    pq.write_table(pa.table({**{n: [float(v) for v in columns[n]] for n in ("height", "weight")}, "note": columns["note"], "species": columns["species"]}), tmp_path / "t.parquet")
+    from_csv, from_parquet = (table(str(tmp_path / f"t.{kind}"), label_column="species") for kind in ("csv", "parquet"))
+    for split in ("train", "valid", "test"):
+        assert torch.equal(from_csv.split(split), from_parquet.split(split)) and torch.equal(from_csv.labels[split], from_parquet.labels[split])
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as where the extra is not installed
+    with pytest.raises(ValueError, match=r"t.parquet: reading .parquet needs pyarrow: pip install 'vae-suite\[parquet\]'"):
+        table(str(tmp_path / "t.parquet"))
 
 
 BAD = [
@@ -167,6 +204,10 @@ BAD = [
      r"img/x.png: cannot be read as an image"),
     ("channel-last images", lambda p: (np.save(p / "hwc.npy", np.zeros((9, 5, 6, 3), np.uint8)), arrays, {"path": str(p / "hwc.npy")})[1:],
      r"hwc.npy: x has shape \(9, 5, 6, 3\), so 5 channels; .* these look channel-last: save x.transpose\(0, 3, 1, 2\)"),
+    ("ragged csv row", lambda p: ((p / "r.csv").write_text("a,b\n1,2\n3\n"), table, {"path": str(p / "r.csv")})[1:],
+     r"r.csv: row 3 has 1 values for the header's 2 columns"),
+    ("not a number in a chosen column", lambda p: (table, {"path": str(write_table(p / "t.csv")), "columns": ["height", "note"]}),
+     r"t.csv: column note holds 'free text' \(row 1\), not a number; fix it, or leave the column out with data.columns"),
     ("missing label column", lambda p: (table, {"path": str(write_table(p / "t.csv")), "label_column": "kind"}),
      r"t.csv: data.label_column='kind' is not a column; the columns are height, weight, note, species"),
 ]
