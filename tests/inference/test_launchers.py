@@ -21,30 +21,35 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 LAUNCHERS = {"joblib": ["hydra.launcher.n_jobs=2"], "submitit_local": ["hydra.launcher.timeout_min=10"]}
+# joblib runs two jobs at once in one pool, where one job could write into another's directory;
+# submitit runs each job in a process of its own, and one job shows that it works (and is a
+# process less in the suite's time)
+GUIDES = {"joblib": ("normal", "full_rank"), "submitit_local": ("full_rank",)}
 
 
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory) -> dict[str, Path]:
-    """The same two-job sweep (guide=normal,full_rank) under each launcher."""
+    """A sweep over guides under each launcher (GUIDES)."""
     out = {}
     for launcher, extra in LAUNCHERS.items():
         out[launcher] = tmp_path_factory.mktemp(f"sweep-{launcher}")
         command = [sys.executable, "-m", "inference.train", "--multirun", f"hydra/launcher={launcher}", *extra]
-        command += [*TINY, *SMALL_NETS, "guide=normal,full_rank", f"hydra.sweep.dir={out[launcher]}"]
+        command += [*TINY, *SMALL_NETS, f"guide={','.join(GUIDES[launcher])}", f"hydra.sweep.dir={out[launcher]}"]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     return out
 
 
-@pytest.mark.slow  # two sweeps in subprocesses, one per launcher (the module's fixture)
+@pytest.mark.slow  # a sweep in subprocesses per launcher (the module's fixture)
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_each_job_of_the_sweep_writes_its_own_run_directory(sweeps, launcher):
     """Job N ran the Nth value of the sweep, and its metrics are those of its own checkpoint's
     programs (not another job's: the two guides estimate differently)."""
-    for job, guide in (("0", "AmortizedNormal"), ("1", "AmortizedFullRank")):
-        run_dir = sweeps[launcher] / job
+    classes = {"normal": "AmortizedNormal", "full_rank": "AmortizedFullRank"}
+    for job, guide in enumerate(GUIDES[launcher]):
+        run_dir = sweeps[launcher] / str(job)
         cfg = typed(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
-        assert cfg.guide._target_ == f"guides.{guide}"
+        assert cfg.guide._target_ == f"guides.{classes[guide]}"
         assert_run_estimates_its_programs(cfg, run_dir)
 
 
@@ -59,8 +64,8 @@ def test_compare_reads_the_sweeps_of_both_launchers(sweeps, tmp_path):
     compare([*map(str, sweeps.values()), "--out", str(tmp_path)])
     with (tmp_path / "compare.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 and all(r["status"] == "complete" for r in rows)
-    assert sorted(r["guide"] for r in rows) == ["full_rank", "full_rank", "normal", "normal"]
+    assert len(rows) == 3 and all(r["status"] == "complete" for r in rows)
+    assert sorted(r["guide"] for r in rows) == ["full_rank", "full_rank", "normal"]
 
 
 def test_the_slurm_launcher_config_composes_with_its_documented_keys():

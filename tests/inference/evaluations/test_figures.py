@@ -55,21 +55,21 @@ def test_a_tiny_run_draws_every_figure_and_its_posterior_files(tmp_path):
         assert (tmp_path / f"posterior_summary_{name}.csv").read_text().startswith(",mean,sd")
 
 
-@pytest.mark.slow  # two NUTS chains: about 15 s on one thread
+@pytest.mark.slow  # two NUTS chains: about 10 s on one thread
 def test_nuts_recovers_the_exact_posterior_of_the_linear_gaussian_model():
     pyro.set_rng_seed(0)
     model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
     x = model.sample(3)
-    z = nuts(model, x, num_samples=150, warmup=100, chains=2)  # (chains, draws, points, z_dim)
+    z = nuts(model, x, num_samples=100, warmup=60, chains=2)  # (chains, draws, points, z_dim)
     exact = model.exact_posterior(x)
     draws = z.flatten(0, 1)
     sd = exact.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt()
-    # 300 draws a point: a mean's Monte Carlo standard error is about 0.065 sd, and this is 5 of them
-    assert ((draws.mean(0) - exact.mean).abs() / sd).max() < 0.32
-    # the posterior covariance is the same for every x: pool the centred draws of the points (900,
-    # a variance's relative standard error about sqrt(2/900) = 0.047: four of them)
+    # 200 draws a point: a mean's Monte Carlo standard error is about 0.071 sd, and this is 5 of them
+    assert ((draws.mean(0) - exact.mean).abs() / sd).max() < 0.36
+    # the posterior covariance is the same for every x: pool the centred draws of the points (600,
+    # a variance's relative standard error about sqrt(2/600) = 0.058: four of them)
     pooled = torch.cov((draws - draws.mean(0)).reshape(-1, 2).T)
-    assert torch.allclose(pooled, exact.covariance_matrix[0], rtol=0.19, atol=0.02)
+    assert torch.allclose(pooled, exact.covariance_matrix[0], rtol=0.23, atol=0.02)
 
 
 def test_nuts_chains_are_independent_runs_each_with_its_own_adaptation(monkeypatch):
@@ -86,6 +86,6 @@ def test_nuts_chains_are_independent_runs_each_with_its_own_adaptation(monkeypat
     monkeypatch.setattr(posterior, "MCMC", Recorded)
     model = LinearGaussian.from_params(CORRELATED_W, torch.zeros(6), X_SCALE)
     x = model.sample(3)
-    z = posterior.nuts(model, x, num_samples=20, warmup=30, chains=3)
-    assert z.shape == (3, 20, 3, 2)
+    z = posterior.nuts(model, x, num_samples=5, warmup=15, chains=3)
+    assert z.shape == (3, 5, 3, 2)
     assert len({id(k) for k in kernels}) == 3 and len({k.step_size for k in kernels}) == 3  # adapted apart
