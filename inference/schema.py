@@ -80,6 +80,8 @@ class TrainSchema:
     cuda_graphs: Any = _help("capture each step as a CUDA graph: auto where it can (CUDA, graph_trace_elbo, optim.fused, validation off); true: refuse what cannot; false", "auto")
     rollback_lr_factor: float = _help("on_nan=rollback: restore the last good state and multiply the lr by this", 0.5)
     max_rollbacks: int = _help("on_nan=rollback: the most rollbacks in one run, then stop", 3)
+    distributed: Any = _help("one run on several processes (torchrun, SLURM tasks): auto where launched so; true insists; false refuses", "auto")
+    distributed_timeout: float = _help("seconds a rank waits on the others in a step before the run ends on every rank (a rank that died)", 300.0)
 
 
 @dataclass

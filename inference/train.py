@@ -20,6 +20,7 @@ from .runs.rundir import RefusedRunDirectory, held
 from .runs.training_run import resume_mode
 from .training import flush_subnormals
 from .training.checkpoint import CHECKPOINT
+from .training.distributed import launched_world
 
 __all__ = ["main", "train"]
 
@@ -32,6 +33,8 @@ def _run_config_dir(resume: bool | str, output_dir: str) -> str | None:
     nothing where the job will not run: a finished run that ``train.resume=auto`` skips, a run
     directory another process holds, or one holding a run that a new one may not overwrite."""
     run_dir = Path(output_dir)
+    if launched_world()[0] != 0:  # a run on several processes: rank 0 writes the run's config
+        return None
     mode = resume_mode(resume, run_dir)
     if mode == "finished" or held(run_dir) or (not mode and (run_dir / CHECKPOINT).exists()):
         return None
@@ -39,6 +42,8 @@ def _run_config_dir(resume: bool | str, output_dir: str) -> str | None:
 
 
 OmegaConf.register_new_resolver("run_config_dir", _run_config_dir, replace=True)
+# conf/hydra/default.yaml: the log file of a rank other than 0, train.rankN.log
+OmegaConf.register_new_resolver("rank_suffix", lambda: f".rank{launched_world()[0]}" if launched_world()[0] else "", replace=True)
 
 # hydra/sweeper=optuna: optuna 2.10, the newest that hydra-optuna-sweeper 1.2 accepts, imports
 # SQLAlchemy's declarative_base from where SQLAlchemy 1.x kept it. Harmless (the study is in

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyro
 from omegaconf import OmegaConf, open_dict
 
+from ..training.distributed import launched_world
 from ..schema import typed
 from ..training.checkpoint import load_checkpoint
 from .build import instantiate, prepared, trackers_of
@@ -25,6 +26,12 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     """Re-run the evaluation of a finished run with ``overrides`` of its ``evaluation`` (or
     ``train.device``, ``train.progress``) keys, merge the results into its ``metrics.json``, and send them to the
     run's experiment trackers (``logger``), if it has any."""
+    processes = launched_world()[1]
+    if processes > 1:
+        raise ValueError(
+            f"inference.evaluate was launched as {processes} processes, but a re-evaluation runs in one "
+            "(it does not shard the points yet): run python -m inference.evaluate run=... without torchrun"
+        )
     run_dir = Path(run_dir)
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():

@@ -3,6 +3,7 @@ and writes the run directory (metrics.json, checkpoint.pt); with ``train.resume=
 continues a run from its checkpoint. ``python -m inference.train`` is its Hydra entry point.
 """
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from ..training.callbacks import TimeLimit, ValidationElbo
 from ..training.capture import capturable, capture_problem
 from ..data import Dataset
 from ..training.checkpoint import CHECKPOINT, Checkpoints, atomic_write, config_differences, load_checkpoint, restore
+from ..training.distributed import World, ended, started
 from ..training.objectives import GraphTrace_ELBO, WithClassification
 from .build import choose_likelihood, guide_name, instantiate, model_name, objective_name, prepared, trackers_of
+from .trackers import Trackers
 from .checks import check_config, pinned_device, resolve_device, thread_count
 from .evaluation_run import evaluate_run, evaluations
 from .rundir import METRICS, RunDirectoryTaken, locked, read_metrics, write_metrics
@@ -62,21 +65,51 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run without touching it, continues one with a checkpoint, and starts one with neither.
     """
     check_config(cfg)
-    run_dir = Path(run_dir)
-    with locked(run_dir):
-        resume = resume_mode(cfg.train.resume, run_dir)
-        if resume == "finished":
-            log.info(f"{run_dir} holds a finished run ({METRICS}): skipped (train.resume=auto)")
-            return read_metrics(run_dir)
-        if not resume and (run_dir / CHECKPOINT).exists():
-            raise RunDirectoryTaken(
-                f"{run_dir} already holds a checkpoint: continue that run with train.resume=true (or auto), "
-                "or train into a new directory (hydra.run.dir=...)"
-            )
-        # Pyro's and torch's argument checks run on every distribution of every step; the data's
-        # support is checked once up front instead.
-        with pyro.validation_enabled(cfg.train.validate):
-            return _train(cfg, run_dir, resume)
+    world = started(cfg.train.distributed, cfg.train.distributed_timeout, resolve_device(cfg.train.device), cfg.train.seed)
+    try:
+        run_dir = Path(run_dir)
+        if world is not None:  # rank 0's directory is the run's (each rank's Hydra named one by its own clock)
+            run_dir = joined(run_dir, Path(world.agreed(str(run_dir))), world)
+        leader = world is None or world.leader
+        with locked(run_dir) if leader else contextlib.nullcontext():  # one process writes a run directory
+            resume = resume_mode(cfg.train.resume, run_dir) if leader else None
+            if leader and not resume and (run_dir / CHECKPOINT).exists():
+                raise RunDirectoryTaken(
+                    f"{run_dir} already holds a checkpoint: continue that run with train.resume=true (or auto), "
+                    "or train into a new directory (hydra.run.dir=...)"
+                )
+            if world is not None:
+                resume = world.agreed(resume)
+            if resume == "finished":
+                log.info(f"{run_dir} holds a finished run ({METRICS}): skipped (train.resume=auto)")
+                return read_metrics(run_dir)
+            # Pyro's and torch's argument checks run on every distribution of every step; the data's
+            # support is checked once up front instead.
+            with pyro.validation_enabled(cfg.train.validate):
+                return _train(cfg, run_dir, resume, world)
+    finally:
+        ended(world)
+
+
+def joined(own: Path, run_dir: Path, world: World) -> Path:
+    """``run_dir``, rank 0's directory, for a rank whose Hydra made ``own``: this rank's log file
+    (``train.rankN.log``, conf/hydra/default.yaml) moves there, and ``own`` goes if it is empty."""
+    if own.resolve() == run_dir.resolve():
+        return run_dir
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == own.resolve()]:
+        root.removeHandler(handler)
+        handler.close()
+        old, new = Path(handler.baseFilename), run_dir / Path(handler.baseFilename).name
+        new.write_text(old.read_text() if old.exists() else "")
+        old.unlink(missing_ok=True)
+        moved = logging.FileHandler(new, mode="a")
+        moved.setFormatter(handler.formatter), moved.setLevel(handler.level)
+        root.addHandler(moved)
+    with contextlib.suppress(OSError):
+        own.rmdir()  # only if empty: whatever else is there stays
+    log.info(f"rank {world.rank}: the run's directory is rank 0's, {run_dir}")
+    return run_dir
 
 
 def record_resolved(cfg: DictConfig, data: Dataset, run_dir: Path, record: bool) -> None:
@@ -96,6 +129,15 @@ def record_resolved(cfg: DictConfig, data: Dataset, run_dir: Path, record: bool)
         if auto:
             recorded.likelihood = cfg.likelihood
         atomic_write(written, lambda f: f.write(OmegaConf.to_yaml(recorded).encode()))
+
+
+def check_distributable(cfg: DictConfig, world: World) -> None:
+    """Refuse at start what a run on several processes cannot do."""
+    if cfg.train.batch_size % world.size:
+        raise ValueError(
+            f"train.batch_size={cfg.train.batch_size} is the whole batch, which the {world.size} processes share: it must be a multiple of "
+            f"{world.size}; set train.batch_size={cfg.train.batch_size // world.size * world.size or world.size}"
+        )
 
 
 def resume_mode(setting: bool | str, run_dir: Path) -> bool | str:
@@ -147,7 +189,7 @@ def check_objective(cfg: DictConfig, loss, model, guide) -> None:
             raise ValueError(f"{role}={name} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
 
 
-def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torch.optim.Optimizer, model, guide) -> bool:
+def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torch.optim.Optimizer, model, guide, world: World | None = None) -> bool:
     """Whether to capture the step as a CUDA graph (``train.cuda_graphs``): ``auto`` where it
     can, ``true`` refuses at start where it cannot, naming why and what works."""
     setting = cfg.train.cuda_graphs
@@ -158,6 +200,8 @@ def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torc
         for role, program, name in (("guide", guide, guide_name(cfg)), ("model", model, model_name(cfg)))
         if (reason := capabilities_of(program).untraceable)
     ]
+    if world is not None:
+        unrecordable.append("the run is on several processes, whose step sums the gradients over them (train.distributed); use train.cuda_graphs=false")
     problem = capture_problem(device, loss, optimizer, str(cfg.train.finite_check), objective_name(cfg), (unrecordable or [None])[0])
     if problem and setting is True:
         raise ValueError(f"train.cuda_graphs=true captures each training step as a CUDA graph, but {problem}")
@@ -166,23 +210,28 @@ def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torc
     return problem is None
 
 
-def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, resume: bool, world: World | None = None) -> dict:
     launcher, job_num, sweep = _launched_job()
     threads = thread_count(cfg.train.threads, launcher)
     if threads is not None:
         torch.set_num_threads(threads)
-    device = resolve_device(cfg.train.device)
-    if launcher is not None:
+    device = resolve_device(cfg.train.device) if world is None else world.device
+    if launcher is not None and world is None:
         device = pinned_device(device, job_num, torch.cuda.device_count())
         log.info(f"sweep job {job_num}: {torch.get_num_threads()} torch threads on {device}")
+    leader, size = world is None or world.leader, 1 if world is None else world.size
+    if world is not None:
+        check_distributable(cfg, world)
     pyro.set_rng_seed(cfg.train.seed)
     data = instantiate(cfg.data).to(device)
-    record_resolved(cfg, data, run_dir, record=not resume)
+    record_resolved(cfg, data, run_dir, record=not resume and leader)
     model, guide = prepared(cfg, data, device)
+    if world is not None:
+        world.same_parameters(parameters_of(model, guide))
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler = instantiate(cfg.schedule)(optimizer)
     loss = instantiate(cfg.objective)
-    cuda_graphs = use_cuda_graphs(cfg, device, loss, optimizer, model, guide)
+    cuda_graphs = use_cuda_graphs(cfg, device, loss, optimizer, model, guide, world)
     check_objective(cfg, loss, model, guide)
     chosen = evaluations(cfg, model, guide, data)  # an evaluation asked for that cannot run is refused before training
     if isinstance(loss, WithClassification):  # the paper's weight of the classification term, from the data
@@ -193,12 +242,18 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     checkpoints = Checkpoints(
         run_dir, (model, guide, optimizer, scheduler), config,
         on_nan=cfg.train.on_nan, lr_factor=cfg.train.rollback_lr_factor, max_rollbacks=cfg.train.max_rollbacks, every=cfg.train.checkpoint_every,
+        write=leader,
     )
     start = resumed(run_dir, config, (model, guide, optimizer, scheduler), device) if resume else None
+    if start is not None and start.get("world_size", 1) != size:
+        raise ValueError(
+            f"cannot resume {run_dir} on {size} process{'es' if size > 1 else ''}: it trained on {start.get('world_size', 1)}, "
+            "whose Monte Carlo streams it continues; resume it with as many (torchrun --nproc_per_node=N), or start a new run"
+        )
     if cuda_graphs:  # after loading a checkpoint, whose groups replace the optimizer's, and before the first save
         capturable(optimizer)
-    checkpoints.save(start or new_progress())  # the first last-good state: a NaN may come at step 1
-    trackers = trackers_of(cfg)
+    checkpoints.save(start or {**new_progress(), "world_size": size})  # the first last-good state: a NaN may come at step 1
+    trackers = trackers_of(cfg) if leader else Trackers([])  # rank 0 reports the run
     with trackers.run(run_dir, config, start and start["epoch"], sweep):
         metrics = {"train": fit(
             model, guide, data, optimizer,
@@ -209,10 +264,14 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
             loss=loss,
             scheduler=scheduler,
             start=checkpoints.last["progress"],
-            callbacks=[ValidationElbo(model, guide, data), TimeLimit(cfg.train.max_seconds), checkpoints, trackers],  # the row filled, then read
+            # the row filled (by rank 0 alone), then read
+            callbacks=[*([ValidationElbo(model, guide, data)] if leader else []), TimeLimit(cfg.train.max_seconds), checkpoints, trackers],
             deferred_check={"auto": None, "every_step": False, "deferred": True}[cfg.train.finite_check],
             cuda_graphs=cuda_graphs,
+            world=world,
         )}
+        if not leader:  # rank 0 evaluates and writes the run directory
+            return metrics
         checkpoints.require_saved()
         metrics.update(evaluate_run(model, guide, data, cfg, run_dir, metrics["train"]["curve"], chosen))
         write_metrics(run_dir, metrics)

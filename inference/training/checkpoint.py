@@ -163,10 +163,15 @@ class Checkpoints(Callback):
     :param on_nan: ``"stop"``, or ``"rollback"``: restore the last good state, multiply the
         learning rate by ``lr_factor`` and go on, at most ``max_rollbacks`` times in the run.
     :param every: epochs between checkpoints (None: at the last epoch only).
+    :param write: False keeps the state in memory only (the ranks of a run on several
+        processes but rank 0, which writes it).
     """
 
-    def __init__(self, run_dir, objects: tuple, config: dict, on_nan: str = "stop", lr_factor: float = 0.5, max_rollbacks: int = 3, every: int | None = None):
-        self.run_dir, self.objects, self.config, self.every = run_dir, objects, config, every
+    def __init__(
+        self, run_dir, objects: tuple, config: dict, on_nan: str = "stop", lr_factor: float = 0.5, max_rollbacks: int = 3, every: int | None = None,
+        write: bool = True,
+    ):
+        self.run_dir, self.objects, self.config, self.every, self.write = run_dir, objects, config, every, write
         self.on_nan, self.lr_factor, self.max_rollbacks = on_nan, lr_factor, max_rollbacks
         self.path = Path(run_dir) / CHECKPOINT
         self.last = None
@@ -179,6 +184,8 @@ class Checkpoints(Callback):
         going on from the state in memory, with a warning; :meth:`require_saved` raises it at
         the end."""
         self.last = capture(*self.objects, progress, self.config)
+        if not self.write:
+            return
         try:
             save_checkpoint(self.run_dir, self.last)
         except OSError as e:

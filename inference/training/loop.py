@@ -71,14 +71,18 @@ class ElboStep:
     :param loss: an ELBO with a ``differentiable_loss`` (or, like ``RenyiELBO``, only a
         ``loss_and_grads``); ``LeanTrace_ELBO()`` (Trace_ELBO's estimate) by default.
     :param deferred: keep the finite check on the device until :meth:`check`.
+    :param world: on several processes (:mod:`.distributed`), this one's place: each step's
+        gradients and loss are summed over the ranks before the check and the update.
     :param capture: on CUDA, capture the step (forward, backward, the deferred check and the
         optimizer's update) as one CUDA graph per batch shape and KL weight, and replay it
         (:class:`~inference.training.capture.StepGraphs`); needs ``deferred`` and an optimizer
         prepared by :func:`~inference.training.capture.capturable`.
     """
 
-    def __init__(self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None, deferred: bool = False, capture: bool = False):
-        self.model, self.guide, self.optimizer = model, guide, optimizer
+    def __init__(
+        self, model: nn.Module, guide: nn.Module, optimizer: torch.optim.Optimizer, loss=None, deferred: bool = False, capture: bool = False, world=None,
+    ):
+        self.model, self.guide, self.optimizer, self.world = model, guide, optimizer, world
         self.loss = loss if loss is not None else LeanTrace_ELBO()
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         if deferred and not can_skip_on_device(optimizer):
@@ -120,6 +124,8 @@ class ElboStep:
             return loss
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.forward_backward(x, extra)
+        if self.world is not None:  # the whole batch's gradients and loss, summed over the ranks' shares
+            loss = self.world.summed(self.parameters, loss)
         self.loss_sum += loss
         if self.deferred:
             self.step_unless_unhealthy(loss)
@@ -238,6 +244,7 @@ def fit(
     callbacks: list[Callback] | None = None,
     deferred_check: bool | None = None,
     cuda_graphs: bool = False,
+    world=None,
 ) -> dict:
     """Fit model and guide to ``data.train`` by SVI, with the behaviours of ``callbacks``
     beyond the loop (by default the validation ELBO of each epoch alone). The programs get the
@@ -264,6 +271,9 @@ def fit(
     :param cuda_graphs: capture each step as a CUDA graph and replay it (:mod:`.capture`); the
         caller has checked that it can (:func:`~inference.training.capture.capture_problem`) and
         made the optimizer :func:`~inference.training.capture.capturable`.
+    :param world: on several processes (:class:`~inference.training.distributed.World`), this
+        one's place: it trains on its share of every batch, with the randomness of
+        :meth:`~inference.training.distributed.World.epoch_streams`, and stops when rank 0 does.
     :returns: the progress, a training summary: ``epoch`` and ``epochs`` (run), ``steps``,
         ``seconds`` (the SVI loop alone), ``valid_seconds``, ``device``, ``rollbacks``, and
         ``curve``, a list of per-epoch ``{"epoch", "train_elbo", "valid_elbo", "seconds", "lr",
@@ -273,7 +283,7 @@ def fit(
     if deferred_check is None:  # the read per step costs nothing on the CPU, and stalls a GPU
         deferred_check = data.train.device.type == "cuda" and can_skip_on_device(optimizer)
     callbacks = [ValidationElbo(model, guide, data)] if callbacks is None else callbacks
-    step = ElboStep(model, guide, optimizer, loss, deferred=deferred_check or cuda_graphs, capture=cuda_graphs)
+    step = ElboStep(model, guide, optimizer, loss, deferred=deferred_check or cuda_graphs, capture=cuda_graphs, world=world)
     steps = steps_per_epoch(data, batch_size)
     state = copy.deepcopy(start) if start else new_progress()
     # disable=None: a bar on a terminal, none in logs and CI; the epoch lines go to the log instead
@@ -282,7 +292,7 @@ def fit(
     while state["epoch"] < epochs:
         epoch = state["epoch"] + 1
         try:
-            row = _epoch(step, data, epoch, batch_size, log_every, state, bar)
+            row = _epoch(step, data, epoch, batch_size, log_every, state, bar, world)
         except NonFiniteError as e:
             # raised by the bad step itself, before it was counted, or by a deferred check after it
             bad_step = state["steps"] + 1 if e.later_steps is None else state["steps"] - e.later_steps
@@ -303,6 +313,8 @@ def fit(
             valid = "" if row["valid_elbo"] is None else f"  valid ELBO {row['valid_elbo']:10.3f}"
             log.info(f"epoch {epoch:>4}  train ELBO {row['train_elbo']:10.3f}{valid}")
         stop = next((reason for callback in callbacks if (reason := callback.stop(state))), None) if epoch < epochs else None
+        if world is not None:  # a time limit is read on each rank's clock: rank 0's decides
+            stop = world.agreed(stop)
         for callback in callbacks:
             callback.checkpoint(state, final=epoch == epochs or stop is not None)
         if stop:
@@ -325,34 +337,50 @@ def steps_per_epoch(data: Dataset, batch_size: int) -> int:
     return -(-unlabelled // (batch_size - k))
 
 
-def epoch_batches(data: Dataset, batch_size: int) -> list[torch.Tensor]:
+def epoch_batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None, min_size: int = 1) -> list[torch.Tensor]:
     """The training points of each batch of one epoch, as index tensors: a random permutation
     cut into slices of ``batch_size``. With ``data.labeled_per_batch = k``, one pass over the
     unlabelled points in slices of ``batch_size − k``, each joined by the next k labelled points
     of a stream that cycles through the labelled set, reshuffled at every cycle: the labelled
-    points are seen many times an epoch, the unlabelled once."""
+    points are seen many times an epoch, the unlabelled once.
+
+    :param generator: the permutations' stream (a CPU generator; None: the global RNG).
+    :param min_size: a last batch smaller than this joins the one before (on several processes,
+        so that every rank has a point of every batch)."""
     N, k, device = data.train.shape[0], data.labeled_per_batch, data.train.device
+
+    def permutation(n: int) -> torch.Tensor:
+        return torch.randperm(n, device=device) if generator is None else torch.randperm(n, generator=generator).to(device)
+
     if not k:
-        return list(torch.randperm(N, device=device).split(batch_size))
-    mask = data.batch_extra("train", ("mask",))["mask"]
-    unlabelled, labelled = torch.nonzero(~mask).squeeze(1), torch.nonzero(mask).squeeze(1)
-    slices = unlabelled[torch.randperm(len(unlabelled), device=device)].split(batch_size - k)
-    cycles = -(-len(slices) * k // len(labelled))
-    stream = torch.cat([labelled[torch.randperm(len(labelled), device=device)] for _ in range(cycles)])
-    return [torch.cat([u, stream[i * k : (i + 1) * k]]) for i, u in enumerate(slices)]
+        batches = list(permutation(N).split(batch_size))
+    else:
+        mask = data.batch_extra("train", ("mask",))["mask"]
+        unlabelled, labelled = torch.nonzero(~mask).squeeze(1), torch.nonzero(mask).squeeze(1)
+        slices = unlabelled[permutation(len(unlabelled))].split(batch_size - k)
+        cycles = -(-len(slices) * k // len(labelled))
+        stream = torch.cat([labelled[permutation(len(labelled))] for _ in range(cycles)])
+        batches = [torch.cat([u, stream[i * k : (i + 1) * k]]) for i, u in enumerate(slices)]
+    if len(batches) > 1 and len(batches[-1]) < min_size:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
-def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every: int, state: dict, bar) -> dict:
+def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every: int, state: dict, bar, world=None) -> dict:
     """One pass over the training data; updates ``state``'s steps and seconds, returns the curve row."""
     step.model.train(), step.guide.train()
     if hasattr(step.loss, "set_epoch"):  # a KL warm-up follows the epoch
         step.loss.set_epoch(epoch - 1)
     start = time.perf_counter()
+    generator = world.epoch_streams(epoch) if world is not None else None
     x = data.train_epoch()
     extra = data.batch_extra("train", capabilities_of(step.model).batch_keys)
     # the epoch's batches gathered in one operation, then taken as views: a gather per step
     # costs a launch and Python, which a captured step's replay would otherwise wait on
-    batches = epoch_batches(data, batch_size)
+    batches = epoch_batches(data, batch_size, generator, min_size=world.size if world is not None else 1)
+    points = [len(batch) for batch in batches]  # of the whole batch: the loss is summed over the ranks
+    if world is not None:
+        batches = [world.share(batch) for batch in batches]
     order, sizes = torch.cat(batches), [len(batch) for batch in batches]
     xs, extras = x[order].split(sizes), {key: value[order].split(sizes) for key, value in extra.items()}
     step.loss_sum.zero_()
@@ -360,7 +388,7 @@ def _epoch(step: ElboStep, data: Dataset, epoch: int, batch_size: int, log_every
     for i, x_batch in enumerate(xs):
         step(x_batch, {key: parts[i] for key, parts in extras.items()})
         state["steps"] += 1
-        seen += sizes[i]
+        seen += points[i]
         if state["steps"] % log_every == 0:  # the loss (and a deferred finite check) is read back only now and then
             step.check()
             bar.set_postfix(elbo=f"{-step.loss_sum.item() / seen:.2f}")

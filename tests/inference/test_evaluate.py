@@ -2,10 +2,7 @@
 adds new estimators without losing what metrics.json held."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,6 @@ from inference.evaluate import main as evaluate_main
 from inference.train import main as train_main
 from inference.runs import reevaluate, summary
 
-ROOT = Path(__file__).resolve().parents[2]
 RECONSTRUCTION = [f"+evaluation.methods.recon.{k}={v}" for k, v in (("_target_", "user_evaluations.ReconstructionError"), ("draws", 2), ("splits", "[valid,test]"))]
 AIS = ["evaluation.ais=true", "evaluation.ais_points=8", "evaluation.ais_steps=20", "evaluation.ais_chains=4", "evaluation.ais_leapfrog=3"]
 
@@ -51,19 +47,17 @@ def test_a_users_method_lands_in_metrics_and_reevaluation_reproduces_every_numbe
     assert without_timings(added["test"]["recon"]) == without_timings(original["test"]["recon"])
 
 
-@pytest.mark.slow  # the command in a subprocess, with AIS: about 9 s
+@pytest.mark.slow  # the command, with AIS: about 5 s
 def test_reevaluation_reproduces_the_run_and_adds_estimators(run):
+    """The command as it runs (in this process; test_install.py starts vae-evaluate in one of its own)."""
     original = json.loads((run / "metrics.json").read_text())
     hydra_files = {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()}
     nuts = ["evaluation.posterior_points=1", "evaluation.posterior_samples=10", "evaluation.posterior_warmup=10", "evaluation.posterior_chains=2"]
-    command = [sys.executable, "-m", "inference.evaluate", f"run={run}", *AIS, *nuts]
-    # the run's own method is the tests' module: the command finds it on the path, as a user's would be
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr
-    assert "test log p̂(x), AIS" in done.stdout and "BDMC on 8 simulated points" in done.stdout and " ± " in done.stdout.split("BDMC")[1]
-    assert "evaluated the run's checkpoint in" in done.stdout and "] - trained" not in done.stdout and "NUTS on 1 test points" in done.stdout
-    assert "evaluating ais on test" in done.stdout and "evaluating posterior on test" in done.stdout  # what it is doing, as it does it
+    code, printed = run_command(evaluate_main, f"run={run}", *AIS, *nuts)
+    assert code == 0, printed
+    assert "test log p̂(x), AIS" in printed and "BDMC on 8 simulated points" in printed and " ± " in printed.split("BDMC")[1]
+    assert "evaluated the run's checkpoint in" in printed and "] - trained" not in printed and "NUTS on 1 test points" in printed
+    assert "evaluating ais on test" in printed and "evaluating posterior on test" in printed  # what it is doing, as it does it
     assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == hydra_files  # the training's config, untouched
     assert "evaluation.ais_steps=20" in (run / "evaluate.log").read_text()  # the log names what changed
     updated = json.loads((run / "metrics.json").read_text())
@@ -89,7 +83,7 @@ def test_every_estimate_is_the_same_whatever_the_pass_size_and_the_company(run, 
     """log p̂(x) and its diagnostics, the gaps, AIS and BDMC at the default memory budget, with
     the pass size fixed small, and at a budget that splits the work into many passes: the same
     numbers up to the last bits of batched arithmetic. AIS alone: the same numbers exactly."""
-    gaps = ["evaluation.gaps=true", "evaluation.gap_points=3", "evaluation.gap_particles=64", "+evaluation.methods.gaps.fit_steps=300"]
+    gaps = ["evaluation.gaps=true", "evaluation.gap_points=3", "evaluation.gap_particles=64", "+evaluation.methods.gaps.fit_steps=100"]
     settings = ("evaluation.figures=true", "evaluation.chunk_size=16", "evaluation.memory_budget_mb=3")
     numbers = []
     for i, setting in enumerate(settings):

@@ -3,9 +3,6 @@ the study maximizes it, a failed trial is logged and does not end the study, and
 the sweep like any other."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,20 +10,24 @@ import yaml
 from conftest import TINY, run_command
 from inference.compare import main as compare
 from inference.runs import FAILURE_MARK
+from inference.train import main as train_main
 
-ROOT = Path(__file__).resolve().parents[2]
+# optuna 2.10 (what hydra-optuna-sweeper 1.2 takes) imports SQLAlchemy's declarative_base from
+# where SQLAlchemy 1.x kept it; inference/train.py filters that at import, which pytest's per-test
+# filters replace here, where the studies run in this process (the command's, in-process)
+DECLARATIVE_BASE = r"ignore:The ``declarative_base\(\)`` function is now available"
 
 
-@pytest.mark.slow  # an Optuna sweep of three trials, in a subprocess
+@pytest.mark.slow  # an Optuna study of three trials
+@pytest.mark.filterwarnings(DECLARATIVE_BASE)
 def test_an_optuna_study_maximizes_the_validation_log_px_and_survives_a_failed_trial(tmp_path, capsys):
     sweep = tmp_path / "study"
     # train.max_rollbacks=-1 is refused at start: with the sampler's seed, trials 0 and 2 draw it
-    command = [
-        sys.executable, "-m", "inference.train", "--multirun", "experiment=tune_digits", *TINY,  # its networks as wide as the study draws them
+    code, printed = run_command(
+        train_main, "--multirun", "experiment=tune_digits", *TINY,  # its networks as wide as the study draws them
         "hydra.sweeper.n_trials=3", "train.max_rollbacks=choice(-1,3)", f"hydra.sweep.dir={sweep}",
-    ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    )
+    assert code == 0, printed
 
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 3
@@ -45,10 +46,7 @@ def test_an_optuna_study_maximizes_the_validation_log_px_and_survives_a_failed_t
     assert table.count("| failed (ValueError") == len(failed) and table.count("| complete |") == len(finished)
 
 
-# optuna 2.10 (what hydra-optuna-sweeper 1.2 takes) imports SQLAlchemy's declarative_base from
-# where SQLAlchemy 1.x kept it; inference/train.py filters that at import, which pytest's per-test
-# filters replace here, where the study runs in this process
-@pytest.mark.filterwarnings(r"ignore:The ``declarative_base\(\)`` function is now available")
+@pytest.mark.filterwarnings(DECLARATIVE_BASE)
 def test_a_trial_whose_validation_value_is_null_or_absent_counts_as_the_worst_and_the_study_goes_on(tmp_path, monkeypatch):
     """metrics.json writes a non-finite estimate as null, and a run that did not reach the
     validation split has none: Optuna would fail such a trial, and its sweeper end the study."""

@@ -5,8 +5,6 @@ tracker run, each epoch once."""
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +12,11 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SMALL_NETS, TINY, compose_config
+from conftest import SMALL_NETS, TINY, compose_config, run_command
 from inference.runs import reevaluate, train
 from inference.runs.trackers import CURVE_KEYS, flat_numbers
+from inference.train import main as train_main
 
-ROOT = Path(__file__).resolve().parents[3]
 RUN = [*TINY, *SMALL_NETS, "train.checkpoint_every=1", "objective.warmup_epochs=2"]
 
 
@@ -153,16 +151,14 @@ def test_a_run_stopped_by_a_nan_is_marked_failed_in_mlflow(tmp_path, empty_store
     assert [m.step for m in client.get_metric_history(run.info.run_id, "curve/train_elbo")] == [1]  # the epoch it finished
 
 
-@pytest.mark.slow  # a sweep in a subprocess
 def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(tmp_path):
-    sweep = tmp_path / "sweep"
-    command = [
-        sys.executable, "-m", "inference.train", "--multirun", *TINY, *SMALL_NETS, "train.seed=0,1",
+    sweep = tmp_path / "sweep"  # the command's sweep, its jobs one after another in this process (Hydra's basic launcher)
+    code, printed = run_command(
+        train_main, "--multirun", *TINY, *SMALL_NETS, "train.seed=0,1",
         "logger=mlflow", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.sweep.dir={sweep}",
-    ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "Warning" not in done.stderr  # MLflow's store, read and written without warnings
+    )
+    assert code == 0, printed
+    assert "Warning" not in printed  # MLflow's store, read and written without warnings
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     (experiment,) = client.search_experiments(filter_string=f"name = '{sweep}'")
     runs = client.search_runs([experiment.experiment_id])
