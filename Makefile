@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test docs docs-figures bench bench-end-to-end bench-presets gpu-wheels gpu-site bench-gpu bench-paper clean
+.PHONY: setup run test docs docs-figures bench bench-end-to-end bench-distributed bench-presets gpu-wheels gpu-site bench-gpu bench-paper clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ bench: setup  ## the benchmarks of the docs' benchmarks pages
 
 bench-end-to-end: setup  ## iwae_mnist_1layer, 10 epochs and K=5000 on the test set, beside hand-written PyTorch (needs $$VAE_DATA; about half an hour)
 	$(BIN)/python -m bench.end_to_end
+
+bench-distributed: setup  ## an MNIST run on two processes of one thread against one process of two (needs $$VAE_DATA; about 3 minutes)
+	$(BIN)/python -m bench.distributed
 
 bench-presets: setup  ## the paper presets on a 10-minute CPU budget each, beside hand-written PyTorch (over an hour)
 	$(BIN)/python -m bench.presets

@@ -17,10 +17,13 @@ import numpy as np
 import pytest
 
 from conftest import SMALL_NETS, TINY, compose_config, without_timings
+from inference.data import Dataset
+from inference.data.dataset import with_labels_kept
 from inference.runs import reevaluate, train
+from inference.runs.training_run import check_distributable
 from inference.training.checkpoint import load_checkpoint
-
-pytestmark = pytest.mark.slow  # processes that start torch: about 25 s in all
+from inference.training.distributed import World, started
+from inference.training.loop import epoch_batches
 
 ROOT = Path(__file__).resolve().parents[3]
 # long enough to be killed in the middle (about 2 s of training on 2 cores); a batch the two share
@@ -46,6 +49,7 @@ def ranks(run_dir: Path, *overrides: str) -> list[subprocess.Popen]:
     return processes
 
 
+@pytest.mark.slow  # five processes that start torch, two at a time: about 40 s
 def test_a_run_on_two_processes(tmp_path):
     """One test, so that one test worker launches the reference run that its parts compare with."""
     run_dir = tmp_path / "two" / "run"  # launched by torchrun, as a user launches it
@@ -116,3 +120,38 @@ def _checkpointed_epoch(run_dir: Path) -> int:
         return load_checkpoint(run_dir)["progress"]["epoch"]
     except (FileNotFoundError, ValueError, EOFError, RuntimeError):  # not written yet
         return -1
+
+
+def test_the_ranks_share_every_batch_and_its_labelled_points():
+    """Every point of a batch on exactly one rank, the labelled ones (at the batch's end) among
+    all ranks; a last batch smaller than the ranks joins the one before; the permutation is the
+    shared stream's, the same for every rank."""
+    import torch
+
+    x = torch.rand(203, 4)
+    data = with_labels_kept(Dataset("d", x, x[:5], x[:5], image_shape=(4,), labels={s: torch.arange(len(t)) % 2 for s, t in (("train", x), ("valid", x[:5]), ("test", x[:5]))}),
+                            num_labeled=20, labeled_per_batch=4)
+    world = [World(rank, 3, torch.device("cpu"), seed=7) for rank in range(3)]
+    batches = [epoch_batches(data, 42, w.epoch_streams(1), min_size=3) for w in world]
+    assert all(all(torch.equal(a, b) for a, b in zip(batches[0], other)) for other in batches[1:])  # the same permutation
+    mask = data.batch_extra("train", ("mask",))["mask"]
+    for batch in batches[0]:
+        shares = [w.share(batch) for w in world]
+        assert sorted(torch.cat(shares).tolist()) == sorted(batch.tolist())
+        assert all(mask[share].any() for share in shares)  # each rank its share of the labelled points
+    assert len(epoch_batches(Dataset("d", x[:85], x[:5], x[:5], image_shape=(4,)), 42, min_size=3)) == 2  # 42 + 43: the last point joined
+
+
+def test_what_a_distributed_run_cannot_do_is_refused_at_start(monkeypatch):
+    import torch
+
+    cfg = compose_config(*TINY, "train.batch_size=100")
+    with pytest.raises(ValueError, match=r"train.batch_size=100 is the whole batch, which the 3 processes share: it must be a multiple of 3; set train.batch_size=99"):
+        check_distributable(cfg, World(0, 3, torch.device("cpu"), seed=0))
+    with pytest.raises(ValueError, match="train.distributed=true, but the run was launched as one process: launch it with torchrun"):
+        started(True, 10, torch.device("cpu"), 0)
+    monkeypatch.setenv("RANK", "0"), monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="train.distributed=false, but the run was launched as 2 processes"):
+        started(False, 10, torch.device("cpu"), 0)
+    with pytest.raises(ValueError, match="inference.evaluate was launched as 2 processes, but a re-evaluation runs in one"):
+        reevaluate("/nonexistent")
