@@ -10,6 +10,9 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from .training.distributed import launched_world
 
 __all__ = ["CONFIG_PATH", "REFUSALS", "config_group", "exit_if_refused", "log_to_files", "remove_if_only_hydra_files"]
 
@@ -24,6 +27,11 @@ REFUSALS = (ValueError, OSError, FloatingPointError)
 # module named `conf` that an editable install does not have.
 _CHECKOUT_CONF = Path(__file__).resolve().parents[1] / "conf"
 CONFIG_PATH = str(_CHECKOUT_CONF) if (_CHECKOUT_CONF / "train.yaml").is_file() else "pkg://inference.conf"
+
+
+# conf/hydra/default.yaml, conf/evaluate.yaml: in a run on several processes, the log file of a
+# rank other than 0 is the job's name with .rankN (train.rank1.log beside rank 0's train.log)
+OmegaConf.register_new_resolver("rank_suffix", lambda: f".rank{launched_world()[0]}" if launched_world()[0] else "", replace=True)
 
 
 def config_group(group: str):

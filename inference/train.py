@@ -42,8 +42,6 @@ def _run_config_dir(resume: bool | str, output_dir: str) -> str | None:
 
 
 OmegaConf.register_new_resolver("run_config_dir", _run_config_dir, replace=True)
-# conf/hydra/default.yaml: the log file of a rank other than 0, train.rankN.log
-OmegaConf.register_new_resolver("rank_suffix", lambda: f".rank{launched_world()[0]}" if launched_world()[0] else "", replace=True)
 
 # hydra/sweeper=optuna: optuna 2.10, the newest that hydra-optuna-sweeper 1.2 accepts, imports
 # SQLAlchemy's declarative_base from where SQLAlchemy 1.x kept it. Harmless (the study is in

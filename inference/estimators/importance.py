@@ -96,17 +96,18 @@ def weighted_proposals(
 
 def _log_weight_blocks(
     model: Program, guide: Program | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int | None, dim: int,
-    extra: Extra | None, cuda_graphs: bool,
+    extra: Extra | None, cuda_graphs: bool, first: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Yield the ``(K, b)`` log weights of consecutive blocks of b data points, computing at
-    most ``chunk_size`` particle × data-point pairs at a time."""
+    most ``chunk_size`` particle × data-point pairs at a time; ``first``: the index of ``x[0]``
+    among the points a seeded estimate's groups are counted in."""
     K, N = num_particles, x.shape[0]
     if seed is not None and guide is not None:
         groups = SeededGroups(partial(_group_log_weights, model, guide, K, chunk_size, dim), cuda_graphs and x.device.type == "cuda")
         size = seed_group_size(K)
         for start in range(0, N, size):
             part = slice(start, start + size)
-            yield groups(_derived_seed(seed, start // size), x[part], sliced(extra, part))
+            yield groups(_derived_seed(seed, (first + start) // size), x[part], sliced(extra, part))
         return
     block = max(1, min(N, chunk_size // K))  # data points per block
     particles = max(1, min(K, chunk_size // block))  # particles per pass
@@ -116,7 +117,7 @@ def _log_weight_blocks(
             passes = [log_importance_weights(model, guide, x_block, min(particles, K - k), dim, extra_block) for k in range(0, K, particles)]
         else:  # the prior: each point's own trace already holds its weights
             passes = [
-                torch.cat([_seeded_prior_log_weights(model, x_block, extra_block, start + i, i, K, seed, dim) for i in range(x_block.shape[0])], dim=1)
+                torch.cat([_seeded_prior_log_weights(model, x_block, extra_block, first + start + i, i, K, seed, dim) for i in range(x_block.shape[0])], dim=1)
             ]
         yield torch.cat(passes)
 
@@ -195,6 +196,20 @@ class ImportanceEstimate(NamedTuple):
     pareto_k: torch.Tensor | None = None  #: k̂ of each point's weights (with ``diagnose``)
     ess: torch.Tensor | None = None  #: effective sample size of each point's weights (with ``diagnose``)
 
+    def to(self, device: torch.device | str) -> "ImportanceEstimate":
+        def moved(value):
+            return None if value is None else {k: v.to(device) for k, v in value.items()} if isinstance(value, dict) else value.to(device)
+
+        return ImportanceEstimate(*(moved(value) for value in self))
+
+    @staticmethod
+    def joined(parts: list["ImportanceEstimate"]) -> "ImportanceEstimate":
+        """The estimates of consecutive shards of the points as one."""
+        def cat(values):
+            return None if values[0] is None else {k: torch.cat([v[k] for v in values]) for k in values[0]} if isinstance(values[0], dict) else torch.cat(values)
+
+        return ImportanceEstimate(*(cat(list(values)) for values in zip(*parts)))
+
 
 @torch.no_grad()
 def importance_sampling(
@@ -208,6 +223,7 @@ def importance_sampling(
     seed: int | None = None,
     extra: Extra | None = None,
     cuda_graphs: bool = False,
+    first: int = 0,
 ) -> ImportanceEstimate:
     """Estimate log p(x) and the ELBO of every data point by importance sampling.
 
@@ -230,6 +246,9 @@ def importance_sampling(
     :param cuda_graphs: on CUDA, replay a seeded estimate's groups as CUDA graphs
         (:class:`~inference.estimators.graphs.SeededGroups`): the same numbers, fewer host
         round trips. Ignored elsewhere. Off by default.
+    :param first: for a seeded estimate of a shard of the points (a rank's), the index of
+        ``x[0]`` among them all, a multiple of :func:`seed_group_size` for the guide: each point
+        is then drawn as in the estimate of them all.
     :returns: an :class:`ImportanceEstimate` of ``(N,)``-shaped tensors.
     """
     if num_particles < 1:
@@ -242,7 +261,7 @@ def importance_sampling(
     dim = particle_dim(model, guide, x[first_block], sliced(extra, first_block))
     # a seeded estimate seeds the global RNG group by group: it is put back as it was after
     with rng_kept(x.device) if seed is not None else contextlib.nullcontext():
-        for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed, dim, extra, cuda_graphs):
+        for log_w in _log_weight_blocks(model, guide, x, num_particles, chunk_size, seed, dim, extra, cuda_graphs, first):
             log_px.append(torch.logsumexp(log_w, 0) - math.log(num_particles))
             elbo.append(log_w.mean(0))
             for k in curve:

@@ -8,8 +8,8 @@ from torch import nn
 from models.capabilities import capabilities_of
 
 from .diagnostics import summarize
-from .importance import DEFAULT_CHUNK_SIZE, importance_sampling
-from .programs import Extra
+from .importance import DEFAULT_CHUNK_SIZE, ImportanceEstimate, importance_sampling, seed_group_size
+from .programs import Extra, sliced
 
 __all__ = ["evaluate", "mean_and_stderr", "bits_per_dim"]
 
@@ -63,6 +63,7 @@ def evaluate(
     extra: Extra | None = None,
     per_point: dict | None = None,
     log_jacobian: float = 0.0,
+    world=None,
 ) -> dict:
     """Per-datapoint ELBO and log p̂(x), averaged over the data points of ``x``.
 
@@ -78,6 +79,9 @@ def evaluate(
     :param log_jacobian: added to every log-density of a point: for data the model sees
         standardized, the map's log-Jacobian (``Dataset.log_jacobian``), so that the numbers
         are of the data in its own units.
+    :param world: in a run on several processes (:class:`~inference.training.distributed.World`),
+        each rank estimates its shard of the points and every rank gets them all, each point as
+        one process estimates it (its draws are seeded by its index).
     :returns: ``{"elbo": float, "log_px": {...}[, "log_px_prior": {...}][, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
@@ -92,7 +96,7 @@ def evaluate(
         # each point's draws from its own seed (itself drawn from the run's RNG): the numbers do
         # not depend on the memory budget that splits the work into passes
         seed = int(torch.randint(2**62, ()))
-        estimate = importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=extra)
+        estimate = _estimated(model, proposal, x, num_particles, chunk_size, seed, extra, world)
         log_px, elbo = estimate.log_px + log_jacobian, estimate.elbo + log_jacobian
         at_k = {str(k): mean_and_stderr(v + log_jacobian) for k, v in estimate.by_num_particles.items()}
         metrics[key] = {
@@ -115,3 +119,16 @@ def evaluate(
         if per_point is not None:
             per_point["log_px_exact"] = exact.cpu().numpy()
     return metrics
+
+
+def _estimated(model: nn.Module, proposal: nn.Module | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int, extra: Extra | None, world):
+    """The seeded estimate of every point of ``x``: here, or shared out among the ranks of ``world``."""
+    if world is None:
+        return importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=extra)
+    part = world.shard(x.shape[0], seed_group_size(num_particles) if proposal is not None else 1)
+    mine = None
+    if part.stop > part.start:
+        mine = importance_sampling(
+            model, proposal, x[part], num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=sliced(extra or {}, part), first=part.start,
+        ).to("cpu")
+    return ImportanceEstimate.joined([e for e in world.gathered(mine) if e is not None]).to(x.device)

@@ -70,6 +70,10 @@ class Context:
     :ivar name: the method's name in ``evaluation.methods``; ``seed``: the run's (``train.seed``).
         The call runs in the stream of (seed, name, split); work shared by its splits opens its
         own, ``random_stream(context.seed, context.name, ...)``.
+    :ivar world: in a run on several processes, this rank's place
+        (:class:`~inference.training.distributed.World`); None on one. A method whose class says
+        ``sharded = True`` is called on every rank, and shares its points out among them; the
+        others run on rank 0 alone.
     """
 
     model: torch.nn.Module
@@ -85,6 +89,7 @@ class Context:
     per_point: dict = field(default_factory=dict)
     name: str = ""
     seed: int = 0
+    world: object | None = None
 
     @property
     def plots(self) -> Path:

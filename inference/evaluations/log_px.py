@@ -19,6 +19,7 @@ class LogPx:
         costs as much again."""
 
     keys = ("elbo", "log_px", "log_px_prior", "log_px_exact", "chunk_size", "seconds")
+    sharded = True  # on several processes, each estimates its share of the points
 
     def __init__(self, prior_proposal: bool = True):
         self.prior_proposal = prior_proposal
@@ -31,6 +32,6 @@ class LogPx:
         chunk_size = context.pass_size()
         results = evaluate(
             context.model, context.guide, context.x, num_particles=context.settings.num_particles, chunk_size=chunk_size,
-            prior_proposal=self.prior_proposal, extra=context.extra, per_point=context.per_point, log_jacobian=context.dataset.log_jacobian,
+            prior_proposal=self.prior_proposal, extra=context.extra, per_point=context.per_point, log_jacobian=context.dataset.log_jacobian, world=context.world,
         )
         return {**results, "chunk_size": chunk_size, "seconds": time.perf_counter() - start}

@@ -36,10 +36,14 @@ def evaluations(cfg: DictConfig, model, guide, data: Dataset) -> tuple[list[Meth
     return applicable(methods_of(cfg), programs, data), programs
 
 
-def evaluate_run(model, guide, data: Dataset, cfg: DictConfig, run_dir: Path, curve: list[dict] = (), chosen=None) -> dict:
+def evaluate_run(model, guide, data: Dataset, cfg: DictConfig, run_dir: Path, curve: list[dict] = (), chosen=None, world=None) -> dict | None:
     """The evaluation section of ``metrics.json``: per split, what each method on it returned;
     each split's per-point numbers into ``run_dir/per_point.npz``; with ``evaluation.figures``
     the run's figures and the methods' into ``run_dir/plots``.
+
+    In a run on several processes (``world``), every rank calls it: the sharded methods
+    (``log_px``) share their points out among the ranks, the others run on rank 0, which alone
+    writes and returns the section (None on the other ranks).
 
     :param chosen: what :func:`evaluations` gave for the run (called here where not given)."""
     methods, programs = chosen or evaluations(cfg, model, guide, data)
@@ -48,11 +52,14 @@ def evaluate_run(model, guide, data: Dataset, cfg: DictConfig, run_dir: Path, cu
     results, per_point, contexts = {}, {}, {}
     points = slice(0, settings.max_points)
     work = [(split, method) for split in SPLITS for method in methods if split in method.splits and data.split(split)[points].shape[0]]
+    leader = world is None or world.leader
+    if not leader:  # the same sharded methods in the same order as rank 0
+        work = [(split, method) for split, method in work if getattr(method.evaluation, "sharded", False)]
     # as the training bar: on a terminal, none in logs and CI; each method's start and time go to the log
     bar = tqdm(total=len(work), desc="evaluation", unit="method", disable=None if cfg.train.progress else True, leave=False)
     for split in dict.fromkeys(split for split, _ in work):
         x = data.split(split)[points]
-        context = Context(model, guide, x, sliced(data.batch_extra(split, programs.batch_keys), points), split, data, run_dir, settings, programs)
+        context = Context(model, guide, x, sliced(data.batch_extra(split, programs.batch_keys), points), split, data, run_dir, settings, programs, world=world)
         with random_stream(seed, "local_fit", split):
             local_steps = fit_local_guide(model, guide, x, programs)
         for method in (method for s, method in work if s == split):
@@ -68,6 +75,8 @@ def evaluate_run(model, guide, data: Dataset, cfg: DictConfig, run_dir: Path, cu
         if context.per_point:
             per_point[split] = {"index": np.arange(x.shape[0]), "fingerprint": fingerprints(x), **context.per_point}
     bar.close()
+    if not leader:
+        return None
     if per_point:
         write_per_point(run_dir, per_point)
     if settings.figures:

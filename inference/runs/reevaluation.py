@@ -5,12 +5,13 @@ stream, so that its own settings reproduce its numbers, and merges the results i
 ``metrics.json``.
 """
 
+import contextlib
 from pathlib import Path
 
 import pyro
 from omegaconf import OmegaConf, open_dict
 
-from ..training.distributed import launched_world
+from ..training.distributed import ended, started
 from ..schema import typed
 from ..training.checkpoint import load_checkpoint
 from .build import instantiate, prepared, trackers_of
@@ -26,12 +27,6 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     """Re-run the evaluation of a finished run with ``overrides`` of its ``evaluation`` (or
     ``train.device``, ``train.progress``) keys, merge the results into its ``metrics.json``, and send them to the
     run's experiment trackers (``logger``), if it has any."""
-    processes = launched_world()[1]
-    if processes > 1:
-        raise ValueError(
-            f"inference.evaluate was launched as {processes} processes, but a re-evaluation runs in one "
-            "(it does not shard the points yet): run python -m inference.evaluate run=... without torchrun"
-        )
     run_dir = Path(run_dir)
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():
@@ -52,14 +47,26 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
             cfg.evaluation.methods[name] = shipped_entry(name, required=True)
         cfg.merge_with_dotlist(overrides)
     check_config(cfg)
-    device = resolve_device(cfg.train.device)
-    with locked(run_dir), pyro.validation_enabled(False):
+    # launched by torchrun: the ranks share out the points of the sharded methods, rank 0 writes
+    world = started("auto", cfg.train.distributed_timeout, resolve_device(cfg.train.device), cfg.train.seed)
+    try:
+        return _reevaluated(cfg, run_dir, world)
+    finally:
+        ended(world)
+
+
+def _reevaluated(cfg, run_dir: Path, world) -> dict:
+    device = resolve_device(cfg.train.device) if world is None else world.device
+    leader = world is None or world.leader
+    with locked(run_dir) if leader else contextlib.nullcontext(), pyro.validation_enabled(False):
         data = instantiate(cfg.data).to(device)
         model, guide = prepared(cfg, data, device)
         state = load_checkpoint(run_dir, map_location=device)
         model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
         old = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
-        results = evaluate_run(model, guide, data, cfg, run_dir, old.get("train", {}).get("curve", []))
+        results = evaluate_run(model, guide, data, cfg, run_dir, old.get("train", {}).get("curve", []), world=world)
+        if not leader:
+            return {}
         metrics = _merged(old, results)
         write_metrics(run_dir, metrics)
         # the run's own trackers get the new numbers (MLflow: in the run it trained in, by .mlflow_run)

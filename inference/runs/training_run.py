@@ -270,10 +270,11 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, world: World | None = N
             cuda_graphs=cuda_graphs,
             world=world,
         )}
-        if not leader:  # rank 0 evaluates and writes the run directory
+        if not leader:  # its share of the sharded evaluations; rank 0 writes the run directory
+            evaluate_run(model, guide, data, cfg, run_dir, metrics["train"]["curve"], chosen, world)
             return metrics
         checkpoints.require_saved()
-        metrics.update(evaluate_run(model, guide, data, cfg, run_dir, metrics["train"]["curve"], chosen))
+        metrics.update(evaluate_run(model, guide, data, cfg, run_dir, metrics["train"]["curve"], chosen, world))
         write_metrics(run_dir, metrics)
         trackers.results(metrics, run_dir)
     log.info(summary(metrics, run_dir))

@@ -92,6 +92,19 @@ class World:
             for p in parameters:
                 dist.broadcast(p.data, 0)
 
+    def shard(self, n: int, multiple: int = 1) -> slice:
+        """This rank's consecutive share of ``n`` points, its bounds multiples of ``multiple``
+        (an estimator's seed groups), the shares as even as that allows."""
+        groups = -(-n // multiple)
+        start, stop = (groups * r // self.size * multiple for r in (self.rank, self.rank + 1))
+        return slice(min(start, n), min(stop, n))
+
+    def gathered(self, value) -> list:
+        """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+        values = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
     def agreed(self, value):
         """Rank 0's ``value`` (any picklable object), on every rank."""
         box = [value]

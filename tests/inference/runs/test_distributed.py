@@ -79,6 +79,8 @@ def writes_one_run_directory_that_agrees_with_one_process(two_processes: Path, o
 
 
 def a_one_process_reevaluation_gives_its_log_px_point_by_point(two_processes: Path, run_dir: Path):
+    """The run's evaluation shared the points out between its two processes; one process
+    estimates each point alike."""
     shutil.copytree(two_processes, run_dir)
     written = dict(np.load(run_dir / "per_point.npz"))
     reevaluate(run_dir)
@@ -153,5 +155,17 @@ def test_what_a_distributed_run_cannot_do_is_refused_at_start(monkeypatch):
     monkeypatch.setenv("RANK", "0"), monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="train.distributed=false, but the run was launched as 2 processes"):
         started(False, 10, torch.device("cpu"), 0)
-    with pytest.raises(ValueError, match="inference.evaluate was launched as 2 processes, but a re-evaluation runs in one"):
-        reevaluate("/nonexistent")
+
+
+@pytest.mark.parametrize("n, multiple, size", [(360, 1, 2), (360, 7, 2), (10, 4, 3), (2, 8, 3), (1000, 64, 4)])
+def test_the_shards_cover_the_points_in_order_and_start_at_seed_groups(n, multiple, size):
+    """Consecutive shards, one per rank, that together hold every point once in order, each
+    starting at a multiple of the estimator's seed group (so that every point is drawn as in
+    one process), as even as the groups allow."""
+    import torch
+
+    shards = [World(rank, size, torch.device("cpu"), seed=0).shard(n, multiple) for rank in range(size)]
+    assert [i for s in shards for i in range(n)[s]] == list(range(n))
+    assert all(s.start % multiple == 0 or s.start == n for s in shards)
+    groups = [-(-(s.stop - s.start) // multiple) for s in shards]
+    assert max(groups) - min(groups) <= 1
