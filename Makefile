@@ -91,7 +91,7 @@ gpu-wheels: setup  ## here: the dependencies the GPU machine lacks, as wheels (a
 # The --captured table runs one process per architecture, and a failure does not stop the rest:
 # on torch 2.11 the hand-written captured step crashed (illegal memory access) after the suite's
 # capture in the IWAE architecture's process (docs/benchmarks/gpu.md).
-bench-gpu:  ## there: the CUDA tests, then bench.train_step (times, host reads), bench.estimator and bench.end_to_end on CUDA (needs .whl/ from make gpu-wheels)
+bench-gpu:  ## there: the CUDA tests, then bench.train_step (times, host reads), bench.estimator, bench.end_to_end and bench.distributed on CUDA (needs .whl/ from make gpu-wheels)
 	$(GPU_PYTHON) -c "import sys, torch; print('# torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device'); \
 		sys.exit('$(BENCH_DEVICE)' == 'cuda' and not torch.cuda.is_available() and 'bench-gpu: no CUDA device here (BENCH_DEVICE=cpu runs it on the CPU)')"
 	$(MAKE) --no-print-directory gpu-site
@@ -103,6 +103,7 @@ bench-gpu:  ## there: the CUDA tests, then bench.train_step (times, host reads),
 	$(GPU_ENV) $(GPU_PYTHON) -m bench.estimator --device $(BENCH_DEVICE) --points 100
 	if [ -d "$(BENCH_DATA)/mnist" ]; then $(GPU_ENV) $(GPU_PYTHON) -m bench.end_to_end --device $(BENCH_DEVICE) --data $(BENCH_DATA) --no-run; \
 	else echo "bench-gpu: end to end skipped: no mnist/ in BENCH_DATA=$(BENCH_DATA) (copy the benchmark data's mnist/ into .bench_data/ and bring it along)"; fi
+	if [ -d "$(BENCH_DATA)/mnist" ]; then $(GPU_ENV) $(GPU_PYTHON) -m bench.distributed --device $(BENCH_DEVICE) --data $(BENCH_DATA) --repeats 2; fi
 
 gpu-site:  ## there: the dependencies from .whl/ into .gpu-site/, without the CPU set-up
 	test -d .whl || { echo "no .whl/ here; run make gpu-wheels where the package registries are reachable, and bring .whl/ along"; exit 1; }

@@ -115,14 +115,16 @@ class World:
 def started(setting: bool | str, timeout_s: float, device: torch.device, seed: int) -> World | None:
     """Join the run's process group where it has several processes (``train.distributed``:
     ``auto`` where launched so, ``true`` insists, ``false`` refuses); None for a one-process
-    run. Each rank on its own GPU (``LOCAL_RANK``) with NCCL, or on the CPU with gloo; a
+    run, but for ``true`` under torchrun with one process (the distributed path on one device,
+    to measure what it costs). Each rank on its own GPU (``LOCAL_RANK``) with NCCL, or on the CPU with gloo; a
     collective that waits on a rank longer than ``timeout_s`` fails, so that a rank that died
     ends the run on every rank."""
     rank, size, local_rank = launched_world()
     if size == 1:
-        if setting is True:
+        if setting is True and "WORLD_SIZE" not in os.environ:
             raise ValueError("train.distributed=true, but the run was launched as one process: launch it with torchrun --nproc_per_node=N -m inference.train ...")
-        return None
+        if setting is not True:
+            return None
     if setting is False:
         raise ValueError(f"train.distributed=false, but the run was launched as {size} processes; launch one (python -m inference.train), or set train.distributed=auto")
     if device.type == "cuda":
