@@ -11,13 +11,14 @@ versions it works with.
 """
 
 import datetime
+import functools
 import os
 import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["announcement_hidden", "az"]
+__all__ = ["announcement_hidden", "arviz"]
 
 
 def stamp_arviz_announcement_as_shown() -> None:
@@ -54,6 +55,18 @@ def announcement_hidden():
         yield
 
 
-stamp_arviz_announcement_as_shown()
-with announcement_hidden():  # the announcement, on the rare import that still makes it
-    import arviz as az
+@functools.cache
+def arviz():
+    """ArviZ, imported on first use: with SciPy, xarray and pandas its import is half of what a
+    run's start takes, which a process that does not evaluate (a sweep's launcher, a rank that
+    is killed, ``--cfg``) need not pay."""
+    stamp_arviz_announcement_as_shown()
+    with announcement_hidden():  # the announcement, on the rare import that still makes it
+        import arviz as az
+    return az
+
+
+def __getattr__(name: str):
+    if name == "az":  # ``from .arviz_import import az``: the module itself, imported then
+        return arviz()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-from .arviz_import import az
+from .arviz_import import arviz
 
 __all__ = ["K_HAT_LIMIT", "UNRELIABLE_FRACTION", "pareto_k_and_ess", "summarize", "unreliable"]
 
@@ -27,7 +27,7 @@ def pareto_k_and_ess(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
     with warnings.catch_warnings():  # it warns of the very tails that k̂ reports
         warnings.simplefilter("ignore")
-        _, k_hat = az.psislw(lw.T.numpy())  # samples along the last axis
+        _, k_hat = arviz().psislw(lw.T.numpy())  # samples along the last axis
     return torch.as_tensor(np.asarray(k_hat, dtype=np.float64)), ess
 
 

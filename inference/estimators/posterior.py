@@ -12,6 +12,7 @@ guide's draws, and importance samples with their log weights, with named dimensi
 """
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyro
@@ -19,7 +20,10 @@ import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS
 
-from .arviz_import import az
+from .arviz_import import arviz
+
+if TYPE_CHECKING:
+    from arviz import InferenceData
 from .importance import weighted_proposals
 from .programs import PARTICLES, LatentVector, frozen
 
@@ -57,13 +61,14 @@ def mismatch(nuts_z: torch.Tensor, guide_z: torch.Tensor) -> dict:
     return {"mean_shift_in_sd": shift, "scale_ratio": ratio}
 
 
-def inference_data(nuts_z: torch.Tensor, guide_z: torch.Tensor, importance_z: torch.Tensor, log_weights: torch.Tensor) -> "az.InferenceData":
+def inference_data(nuts_z: torch.Tensor, guide_z: torch.Tensor, importance_z: torch.Tensor, log_weights: torch.Tensor) -> "InferenceData":
     """An InferenceData with dims ``point`` and ``z_dim``: group ``posterior`` (NUTS, as chains
     and draws), ``guide`` (q draws), and ``importance`` (proposals z and their log weights)."""
     dims = {"z": ["point", "z_dim"]}
     coords = {"point": np.arange(nuts_z.shape[2]), "z_dim": np.arange(nuts_z.shape[3])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        az = arviz()
         data = az.from_dict(posterior={"z": nuts_z.cpu().numpy()}, coords=coords, dims=dims)
         data.add_groups(
             {
@@ -76,13 +81,13 @@ def inference_data(nuts_z: torch.Tensor, guide_z: torch.Tensor, importance_z: to
     return data
 
 
-def summaries(data: "az.InferenceData") -> dict:
+def summaries(data: "InferenceData") -> dict:
     """``az.summary`` of the NUTS posterior (with R̂ and ESS) and of the guide's draws."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return {
-            "nuts": az.summary(data, group="posterior"),
-            "guide": az.summary(az.InferenceData(posterior=data.guide), kind="stats"),
+            "nuts": arviz().summary(data, group="posterior"),
+            "guide": arviz().summary(arviz().InferenceData(posterior=data.guide), kind="stats"),
         }
 
 

@@ -6,20 +6,17 @@ its own needed), and show the observation distribution's mean, or a sample where
 (the title says which), laid out in grids.
 """
 
+import functools
 import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
-from pyro import poutine  # noqa: E402
-
-from ..estimators import PARTICLES, LatentVector, simulated, site_log_probs, trace_latent_sites  # noqa: E402
-from ..estimators.posterior import guide_draws  # noqa: E402
+from ..estimators import PARTICLES, LatentVector, simulated, site_log_probs, trace_latent_sites
+from ..estimators.posterior import guide_draws
 
 __all__ = [
     "SIZE",
@@ -45,15 +42,27 @@ __all__ = [
 SIZE, DPI = (8, 6), 100
 
 
+@functools.cache
+def pyplot():
+    """matplotlib's pyplot, drawing to files only (no display), imported when a first figure is
+    drawn: a process that draws none (a sweep's launcher, a rank but 0) need not import it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)  # no tight bbox: every figure keeps its pixel size
-    plt.close(fig)
+    pyplot().close(fig)
     return path
 
 
 def _figure(title: str):
-    fig = plt.figure(figsize=SIZE)
+    fig = pyplot().figure(figsize=SIZE)
     fig.suptitle(title)
     return fig
 
@@ -335,7 +344,7 @@ def forecast_animation(sequence: torch.Tensor, predicted: torch.Tensor, context:
 
     frames = sequence[: context + predicted.shape[0]].cpu().clamp(0, 1).reshape(-1, *image_shape).numpy()
     model = np.concatenate([frames[:context], predicted.cpu().clamp(0, 1).reshape(-1, *image_shape).numpy()])
-    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE)
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=SIZE)
     shown = [ax.imshow(images[0], cmap="gray", vmin=0, vmax=1) for ax, images in ((left, frames), (right, model))]
     left.set_title("true")
     for ax in (left, right):
@@ -348,5 +357,5 @@ def forecast_animation(sequence: torch.Tensor, predicted: torch.Tensor, context:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     FuncAnimation(fig, draw, frames=len(frames), interval=interval_ms).save(path, writer=PillowWriter(fps=1000 // interval_ms), dpi=DPI // 2)
-    plt.close(fig)
+    pyplot().close(fig)
     return path

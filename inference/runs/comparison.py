@@ -20,14 +20,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
-
-from .rundir import FAILURE_MARK, PER_POINT, read_per_point  # noqa: E402
+from ..evaluations.figures import pyplot
+from .rundir import FAILURE_MARK, PER_POINT, read_per_point
 
 __all__ = ["find_runs", "read_run", "varying_overrides", "paired", "table", "compare"]
 
@@ -272,7 +268,7 @@ def plot_bars(path: Path, records: list[dict], varying: list[str]) -> None:
     values = [v["mean"] for v in log_px] + elbo
     span = (max(values) - min(values)) if values else 1.0
     floor = min(values, default=0.0) - 0.5 * span - 0.5  # negative nats: bars start below them all
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(done) + 2), 4.5))
+    fig, ax = pyplot().subplots(figsize=(max(6, 1.2 * len(done) + 2), 4.5))
     positions = list(range(len(done)))
     ax.bar([p - 0.2 for p in positions], [v["mean"] - floor for v in log_px], width=0.4, bottom=floor,
            yerr=[v["stderr"] for v in log_px], capsize=3, label="log p̂(x), guide proposal")
@@ -284,12 +280,12 @@ def plot_bars(path: Path, records: list[dict], varying: list[str]) -> None:
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
     """Mean log p̂(x) against K for each run's guide, and the prior proposal dashed."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
     for i, r in enumerate(r for r in records if r["status"] == "complete"):
         test = r["metrics"]["test"]
         for key, style in [("log_px", "-"), ("log_px_prior", "--")]:
@@ -306,7 +302,7 @@ def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[dict]:
