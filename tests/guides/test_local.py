@@ -68,12 +68,12 @@ def test_the_local_fit_stops_on_what_the_fit_changed_not_on_noise():
     assert fit_local(model, guide, x, lr=0.0, check_every=10, decays=3, max_steps=1000) == 50
 
 
-@pytest.mark.slow  # a run that fits a local guide per split, with the gaps: about 10 s
+@pytest.mark.slow  # a run that fits a local guide per split, with the gaps: about 8 s
 def test_guide_local_trains_fits_each_split_and_has_no_amortization_gap(tmp_path):
     metrics = train(
         compose_config(
             *TINY, *SMALL_NETS, "guide=local", "guide.fit_steps=300", "data.binarize=fixed",
-            "evaluation.gaps=true", "evaluation.gap_points=16", "evaluation.gap_particles=200",
+            "evaluation.gaps=true", "evaluation.gap_points=8", "evaluation.gap_particles=200",
         ),
         tmp_path,
     )
