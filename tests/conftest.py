@@ -287,6 +287,22 @@ def caltech_root(tmp_path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def encoded_run(tmp_path_factory) -> Path:
+    """A finished tiny run on the digits, with its ``.hydra/config.yaml`` as Hydra writes it:
+    what ``data=encoded data.run=...`` reads (once per test worker)."""
+    from omegaconf import OmegaConf
+
+    from inference.runs import train
+
+    run_dir = tmp_path_factory.mktemp("encoded_run")
+    cfg = compose_config(*TINY, *SMALL_NETS)
+    train(cfg, run_dir)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    return run_dir
+
+
 @pytest.fixture
 def own_root(tmp_path) -> Path:
     """A user's own data of each kind: ``d.npz`` (60 8×8 uint8 images with labels), ``images/``

@@ -40,6 +40,7 @@ PARTNERS = {
     "data/arrays": ["data.path={own_root}/d.npz"],
     "data/images": ["data.path={own_root}/images"],
     "data/table": ["data.path={own_root}/t.csv", "data.label_column=label"],
+    "data/encoded": ["data.run={encoded_run}"],
     "model/program": ["model.program=user_programs.PyroExampleVAE", "guide=program"],
     "guide/program": ["model=program", "model.program=user_programs.PyroExampleVAE"],
     "model/ss_vae": ["guide=ss_vae", "objective=ss_elbo", "data.num_labeled=50"],
@@ -70,9 +71,10 @@ def test_every_group_is_listed():
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_root, frey_root, caltech_root, own_root):
+def test_config_composes_and_instantiates(option, mnist_root, binarized_mnist_root, frey_root, caltech_root, own_root, encoded_run):
     group, name = option.split("/")
-    roots = dict(mnist_root=mnist_root, binarized_mnist_root=binarized_mnist_root, frey_root=frey_root, caltech_root=caltech_root, own_root=own_root)
+    roots = dict(mnist_root=mnist_root, binarized_mnist_root=binarized_mnist_root, frey_root=frey_root, caltech_root=caltech_root, own_root=own_root,
+                 encoded_run=encoded_run)
     partners = [p.format(**roots) for p in PARTNERS.get(option, [])]
     cfg = compose_config(*TINY, f"{group}={name}", *partners)
     data = instantiate(cfg.data)

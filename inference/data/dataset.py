@@ -75,6 +75,9 @@ class Dataset:
         the model sees, the same for every point: a log-density of x' plus it is one of x, which
         the evaluations report (log p̂, the ELBO, AIS), so that they stay in the data's units.
         0 for data left as it is.
+    :ivar train_scale: for features drawn from a distribution per point (``data=encoded``: the sd
+        of q(z|x)), the sd of each training point's value around ``train``, its mean: every
+        epoch draws ``train + train_scale · ε`` afresh (:meth:`train_epoch`).
     :ivar simulator: for simulated data, the simulator that made it, as its own module defines
         it (the pendulum's :class:`~inference.data.pendulum.PendulumSimulator`); only that use's
         evaluations look inside.
@@ -101,6 +104,7 @@ class Dataset:
     values: str | None = None
     origin: tuple[str, str] | None = None
     log_jacobian: float = 0.0
+    train_scale: torch.Tensor | None = None
     simulator: object | None = None
 
     def __post_init__(self):
@@ -126,12 +130,16 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> "Dataset":
         extra = {split: {k: v.to(device) for k, v in keyed.items()} for split, keyed in self.extra.items()} if self.extra else None
-        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device), extra=extra)
+        scale = self.train_scale.to(device) if self.train_scale is not None else None
+        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device), extra=extra, train_scale=scale)
 
     def train_epoch(self, index: torch.Tensor | None = None) -> torch.Tensor:
-        """The training data for one epoch, or its points ``index``: freshly binarized or
-        dequantized where configured."""
+        """The training data for one epoch, or its points ``index``: freshly binarized,
+        dequantized or drawn (:attr:`train_scale`) where configured."""
         x = self.train if index is None else self.train[index]
+        if self.train_scale is not None:
+            scale = self.train_scale if index is None else self.train_scale[index]
+            return x + scale * torch.randn_like(x)
         if self.binarize == "dynamic":
             return torch.bernoulli(x)
         if self.dequantize:

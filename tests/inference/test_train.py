@@ -207,6 +207,8 @@ SMALLER = {
     "arrays": ["data.path={own_root}/d.npz"],
     "images": ["data.path={own_root}/images"],
     "table": ["data.path={own_root}/t.csv", "data.label_column=label"],
+    # another run's latent features
+    "encoded": ["data.run={encoded_run}"],
 }
 
 
@@ -215,13 +217,13 @@ def test_every_dataset_config_is_listed():
 
 
 @pytest.mark.parametrize("dataset", sorted(SMALLER))
-def test_a_dataset_named_alone_runs(dataset, tmp_path, monkeypatch, mnist_root, binarized_mnist_root, frey_root, caltech_root, own_root):
+def test_a_dataset_named_alone_runs(dataset, tmp_path, monkeypatch, mnist_root, binarized_mnist_root, frey_root, caltech_root, own_root, encoded_run):
     """data=X with no likelihood or model named: each dataset brings what fits it, and the
     file-based ones find their files under $VAE_DATA/<folder>."""
     (tmp_path / "fashion_mnist").symlink_to(mnist_root)  # the same IDX format and file names
     caltech_root.rename(tmp_path / "caltech101_silhouettes")
     monkeypatch.setenv("VAE_DATA", str(tmp_path))
-    cfg = compose_config(*TINY, f"data={dataset}", *(override.format(own_root=own_root) for override in SMALLER[dataset]))
+    cfg = compose_config(*TINY, f"data={dataset}", *(override.format(own_root=own_root, encoded_run=encoded_run) for override in SMALLER[dataset]))
     metrics = train(cfg, tmp_path / "run")
     assert metrics["train"]["epochs"] == 2 and all(math.isfinite(row["train_elbo"]) for row in metrics["train"]["curve"])
     assert_run_estimates_its_programs(cfg, tmp_path / "run")

@@ -1,0 +1,51 @@
+"""Latent features as data (data=encoded): another run's points through its trained guide, a
+fresh draw of q(z|x) for each training point every epoch, the posterior mean for validation and
+test points, the labels carried over; any model trains on them."""
+
+import pytest
+import torch
+from pyro import poutine
+
+from conftest import SMALL_NETS, TINY, compose_config
+from inference.runs import train
+from inference.runs.build import instantiate, prepared
+from inference.runs.encoded import encoded
+from inference.training.checkpoint import load_checkpoint
+
+
+@pytest.fixture
+def m1(encoded_run):
+    return encoded_run
+
+
+def test_features_are_the_guides_posterior_with_a_fresh_draw_for_training(m1):
+    features = encoded(str(m1), num_labeled=10, seed=1)
+    assert features.x_dim == 4 and features.labels is not None and int(features.batch_extra("train", ("mask",))["mask"].sum()) == 10
+    # valid and test: the posterior mean, which the average of many draws of the run's guide approaches
+    cfg = compose_config(*TINY, *SMALL_NETS)
+    data = instantiate(cfg.data)
+    _, guide = prepared(cfg, data, torch.device("cpu"))
+    guide.load_state_dict(load_checkpoint(m1)["guide"]), guide.eval()
+    x = data.test[:5]
+    with torch.no_grad():
+        draws = torch.stack([poutine.trace(guide).get_trace(x).nodes["z"]["value"] for _ in range(2000)])
+    error = (draws.mean(0) - features.test[:5]).abs() / (draws.std(0) / 2000**0.5)
+    assert error.max() < 4.5  # within Monte Carlo error of the draws' mean
+    # training points: each epoch a fresh draw around the mean, with the guide's sd
+    epochs = torch.stack([features.train_epoch() for _ in range(400)])
+    assert not torch.equal(epochs[0], epochs[1])
+    assert ((epochs.mean(0) - features.train).abs() / (features.train_scale / 20)).max() < 5  # 400 draws: sd/20
+    assert ((epochs.std(0) / features.train_scale) - 1).abs().max() < 0.25  # an sd from 400 draws: relative se 0.035
+
+
+def test_a_semi_supervised_model_trains_on_the_features(m1, tmp_path):
+    cfg = compose_config(*TINY, "data=encoded", f"data.run={m1}", "model=ss_vae", "guide=ss_vae", "objective=ss_elbo", "data.num_labeled=10",
+                         "evaluation.supervised_only_steps=50")
+    metrics = train(cfg, tmp_path)
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and metrics["test"]["log_px"]["n"] == 32
+    assert cfg.likelihood._target_ == "models.Gaussian"  # the features are real-valued
+
+
+def test_a_directory_without_a_run_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data.run=.*holds no finished run \(.hydra/config.yaml and checkpoint.pt\)"):
+        encoded(str(tmp_path))
