@@ -62,6 +62,9 @@ def read_run(run: Path) -> dict:
     """The overrides and metrics of a run, and its status: complete, incomplete or failed."""
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     record = {"run": run, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "metrics": None, "per_point": None}
+    config = run / ".hydra" / "config.yaml"
+    data = (yaml.safe_load(config.read_text()) or {}).get("data", {}) if config.is_file() else {}
+    record["features_of"] = data.get("run") if str(data.get("_target_", "")).endswith(".encoded") else None  # data=encoded: another run's features
     if (run / PER_POINT).is_file():
         record["per_point"] = read_per_point(run)
     path = run / "metrics.json"
@@ -236,6 +239,18 @@ def bits_note(records: list[dict]) -> str | None:
     return f"Bits per dimension are not comparable across these runs, which measure data of different numbers of levels ({groups}); compare bits only within a group."
 
 
+def features_note(records: list[dict]) -> str | None:
+    """Which runs model another run's latent features (``data=encoded``): their log p̂ is a
+    density of the features, which compares only with runs on the same features."""
+    named = ", ".join(f"{r['run'].name} (the features of {r['features_of']})" for r in records if r.get("features_of"))
+    if not named:
+        return None
+    return (
+        f"Runs on latent features (data=encoded): {named}. Their log p̂(x) is a density of those features, not of the data: "
+        "it compares only between runs on the same features."
+    )
+
+
 def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)]
 
@@ -326,7 +341,7 @@ def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[
     header, rows = table(records, base, base_record)
     varying = varying_overrides(records)
     out.mkdir(parents=True, exist_ok=True)
-    notes = [note for note in (bits_note(records), paired_note(records, base_record, base)) if note]
+    notes = [note for note in (bits_note(records), features_note(records), paired_note(records, base_record, base)) if note]
     seeds = seeds_table(records, base)
     write_markdown(out / "compare.md", header, rows, notes, seeds)
     write_csv(out / "compare.csv", header, rows)

@@ -111,6 +111,24 @@ def test_bits_of_data_of_different_levels_are_not_ranked(tmp_path):
     assert "not comparable" not in (tmp_path / "same" / "compare.md").read_text()
 
 
+def test_runs_on_latent_features_are_flagged(tmp_path):
+    """A run on another run's features (data=encoded) beside one on the data: compare says
+    under its table that the first's log p̂ is of the features; runs on the data get no note."""
+    for name, data in (("images", {"_target_": "inference.data.digits"}), ("features", {"_target_": "inference.runs.encoded.encoded", "run": "runs/m1"})):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(f"- data={'digits' if name == 'images' else 'encoded'}\n")
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(json.dumps({"data": data}))  # YAML reads JSON
+        test = {"elbo": -30.0, "log_px": {"mean": -29.0, "stderr": 0.2, "num_particles": 8}}
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"test": test, "train": {"seconds": 1.0, "steps": 10}}))
+    main([str(tmp_path)])
+    assert (
+        "Runs on latent features (data=encoded): features (the features of runs/m1). Their log p̂(x) is a density of those features, not of the data"
+        in (tmp_path / "compare.md").read_text()
+    )
+    main([str(tmp_path / "images"), "--out", str(tmp_path / "alone")])
+    assert "latent features" not in (tmp_path / "alone" / "compare.md").read_text()
+
+
 def test_runs_that_differ_only_in_their_seed_are_summarized_across_seeds(tmp_path):
     runs = {"a": ("normal", 0, -30.0, 0.2), "b": ("normal", 1, -29.0, 0.3), "c": ("iaf", 0, -28.0, 0.2)}
     for name, (guide, seed, log_px, stderr) in runs.items():
