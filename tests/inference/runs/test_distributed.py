@@ -26,8 +26,8 @@ from inference.training.distributed import World, started
 from inference.training.loop import epoch_batches
 
 ROOT = Path(__file__).resolve().parents[3]
-# long enough to be killed in the middle (about 2 s of training on 2 cores); a batch the two share
-RUN = [*TINY, *SMALL_NETS, "train.epochs=25", "train.checkpoint_every=1", "train.batch_size=64", "evaluation.prior_proposal=true",
+# long enough to be killed in the middle (about 1.5 s of training on 2 cores); a batch the two share
+RUN = [*TINY, *SMALL_NETS, "train.epochs=15", "train.checkpoint_every=1", "train.batch_size=64", "evaluation.prior_proposal=true",
        "train.distributed_timeout=20"]
 
 
@@ -64,7 +64,7 @@ def test_a_run_on_two_processes(tmp_path):
 
 def writes_one_run_directory_that_agrees_with_one_process(two_processes: Path, one_process: Path):
     metrics = json.loads((two_processes / "metrics.json").read_text())
-    assert metrics["train"]["world_size"] == 2 and metrics["train"]["epochs"] == 25
+    assert metrics["train"]["world_size"] == 2 and metrics["train"]["epochs"] == 15
     # rank 0 wrote the run's files and config; rank 1 its log, beside them, and no directory of its own
     assert (two_processes / ".hydra" / "config.yaml").is_file() and (two_processes / "checkpoint.pt").is_file()
     assert "rank 1 of 2 (gloo) on cpu" in (two_processes / "train.rank1.log").read_text()
@@ -92,7 +92,7 @@ def a_one_process_reevaluation_gives_its_log_px_point_by_point(two_processes: Pa
 def a_resume_on_another_number_of_processes_is_refused(two_processes: Path, run_dir: Path):
     shutil.copytree(two_processes, run_dir)
     with pytest.raises(ValueError, match=r"cannot resume .* on 1 process: it trained on 2, whose Monte Carlo streams it continues"):
-        train(compose_config(*RUN, "train.resume=true", "train.epochs=26"), run_dir)
+        train(compose_config(*RUN, "train.resume=true", "train.epochs=16"), run_dir)
 
 
 def a_killed_rank_ends_the_run_and_a_resume_on_two_processes_continues_it_exactly(two_processes: Path, run_dir: Path):
@@ -106,14 +106,14 @@ def a_killed_rank_ends_the_run_and_a_resume_on_two_processes_continues_it_exactl
     other.communicate()
     # rank 0 waited on rank 1 in a step: the run ended there, well within train.distributed_timeout
     assert leader.returncode != 0 and time.monotonic() - killed_at < 20, stderr[-2000:]
-    assert not (run_dir / "metrics.json").exists() and 3 <= _checkpointed_epoch(run_dir) < 25, "the kill came too late: make RUN longer"
+    assert not (run_dir / "metrics.json").exists() and 3 <= _checkpointed_epoch(run_dir) < 15, "the kill came too late: make RUN longer"
 
     resumed = ranks(run_dir, "train.resume=true")
     for process in resumed:
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-3000:]
     got, expected = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, two_processes))
-    assert [row["epoch"] for row in got["train"]["curve"]] == list(range(1, 26))  # every epoch once
+    assert [row["epoch"] for row in got["train"]["curve"]] == list(range(1, 16))  # every epoch once
     assert without_timings(got) == without_timings(expected)  # as if it had never stopped
 
 
