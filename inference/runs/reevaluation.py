@@ -9,6 +9,7 @@ import contextlib
 from pathlib import Path
 
 import pyro
+import torch
 from omegaconf import OmegaConf, open_dict
 
 from ..training.distributed import ended, started
@@ -48,15 +49,15 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
         cfg.merge_with_dotlist(overrides)
     check_config(cfg)
     # launched by torchrun: the ranks share out the points of the sharded methods, rank 0 writes
-    world = started("auto", cfg.train.distributed_timeout, resolve_device(cfg.train.device), cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    world = started("auto", cfg.train.distributed_timeout, device, cfg.train.seed)
     try:
-        return _reevaluated(cfg, run_dir, world)
+        return _reevaluated(cfg, run_dir, device if world is None else world.device, world)
     finally:
         ended(world)
 
 
-def _reevaluated(cfg, run_dir: Path, world) -> dict:
-    device = resolve_device(cfg.train.device) if world is None else world.device
+def _reevaluated(cfg, run_dir: Path, device: torch.device, world) -> dict:
     leader = world is None or world.leader
     with locked(run_dir) if leader else contextlib.nullcontext(), pyro.validation_enabled(False):
         data = instantiate(cfg.data).to(device)

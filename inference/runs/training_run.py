@@ -65,7 +65,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run without touching it, continues one with a checkpoint, and starts one with neither.
     """
     check_config(cfg)
-    world = started(cfg.train.distributed, cfg.train.distributed_timeout, resolve_device(cfg.train.device), cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    world = started(cfg.train.distributed, cfg.train.distributed_timeout, device, cfg.train.seed)
     try:
         run_dir = Path(run_dir)
         if world is not None:  # rank 0's directory is the run's (each rank's Hydra named one by its own clock)
@@ -86,7 +87,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             # Pyro's and torch's argument checks run on every distribution of every step; the data's
             # support is checked once up front instead.
             with pyro.validation_enabled(cfg.train.validate):
-                return _train(cfg, run_dir, resume, world)
+                return _train(cfg, run_dir, resume, device if world is None else world.device, world)
     finally:
         ended(world)
 
@@ -101,8 +102,8 @@ def joined(own: Path, run_dir: Path, world: World) -> Path:
         root.removeHandler(handler)
         handler.close()
         old, new = Path(handler.baseFilename), run_dir / Path(handler.baseFilename).name
-        new.write_text(old.read_text() if old.exists() else "")
-        old.unlink(missing_ok=True)
+        if old.exists():
+            old.replace(new)
         moved = logging.FileHandler(new, mode="a")
         moved.setFormatter(handler.formatter), moved.setLevel(handler.level)
         root.addHandler(moved)
@@ -210,12 +211,11 @@ def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torc
     return problem is None
 
 
-def _train(cfg: DictConfig, run_dir: Path, resume: bool, world: World | None = None) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, resume: bool, device: torch.device, world: World | None = None) -> dict:
     launcher, job_num, sweep = _launched_job()
     threads = thread_count(cfg.train.threads, launcher)
     if threads is not None:
         torch.set_num_threads(threads)
-    device = resolve_device(cfg.train.device) if world is None else world.device
     if launcher is not None and world is None:
         device = pinned_device(device, job_num, torch.cuda.device_count())
         log.info(f"sweep job {job_num}: {torch.get_num_threads()} torch threads on {device}")
