@@ -56,10 +56,11 @@ def test_the_guide_sees_the_corruption_in_training_only():
         Denoising(LocalNormal(x, x_dim=16, z_dim=2), Mask(0.5))
 
 
-@pytest.mark.slow  # a run with the gaps: about 9 s
+@pytest.mark.slow  # a run with the gaps: about 6 s
 def test_a_denoising_run_decomposes_its_gaps_on_clean_data(tmp_path):
     """In eval mode the wrapped guide is the guide it wraps, so the gaps are that guide's."""
-    metrics = train(compose_config(*TINY, *SMALL_NETS, "corruption=mask", "data.binarize=fixed", "evaluation.gaps=true", "evaluation.gap_points=4"), tmp_path)
+    metrics = train(compose_config(*TINY, *SMALL_NETS, "corruption=mask", "data.binarize=fixed", "evaluation.gaps=true", "evaluation.gap_points=4",
+                                     "+evaluation.methods.gaps.fit_steps=300"), tmp_path)
     gaps = metrics["test"]["gaps"]
     assert "skipped" not in gaps and math.isfinite(gaps["approximation"]["mean"]) and math.isfinite(gaps["amortization"]["mean"])
     assert len(metrics["test"]["denoise"]["error_input"]) == 5  # binary data: error rates too
