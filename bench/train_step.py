@@ -1,7 +1,7 @@
 """Training-step cost: the suite's loop against a bare ``svi.step`` and hand-written PyTorch.
 
     python -m bench.train_step [--repeats 15] [--steps 20] [--graph | --jit | --compile networks|loss] [--deferred]
-                               [--captured] [--device cpu|cuda] [--batch-sizes 32,128,512]
+                               [--recorded] [--captured] [--device cpu|cuda] [--batch-sizes 32,128,512]
     python -m bench.train_step --host-syncs [--device cuda] [--batch-sizes 128]
 
 For each architecture and batch size, times ``--steps`` steps of
@@ -17,7 +17,9 @@ with the encoder and decoder compiled (``networks``), or with the whole loss com
 (``loss``: Dynamo breaks the graph at every Pyro message); the other columns stay eager.
 ``--deferred`` adds the suite with a fused Adam (``optim.fused=true``, the default of runs),
 with the per-step finite check and with the check kept on the device
-(``train.finite_check=deferred``, CUDA's default). ``--captured`` (CUDA only) adds the suite's
+(``train.finite_check=deferred``, CUDA's default). ``--recorded`` adds the default step as a
+CPU run takes it (``trace_elbo``, fused Adam, the per-step check) beside the same step with the
+loss recorded (``graph_trace_elbo``): whether recording pays on the CPU. ``--captured`` (CUDA only) adds the suite's
 step captured as a CUDA graph (``objective=graph_trace_elbo train.cuda_graphs=true``) and the
 hand-written step captured the same way (three warm-up steps, then ``torch.cuda.graph``), each
 replayed on a static copy of the batch.
@@ -132,7 +134,7 @@ def bench_setup(arch: tuple, batch_size: int, steps: int, device: torch.device) 
 
 def bench(
     arch: tuple, batch_size: int, steps: int, repeats: int, objective: str, compile: str | None = None, deferred: bool = False,
-    device: torch.device = torch.device("cpu"), captured: bool = False,
+    device: torch.device = torch.device("cpu"), captured: bool = False, recorded: bool = False,
 ) -> dict[str, float]:
     x, data, model, guide = bench_setup(arch, batch_size, steps, device)
     batch = x[:batch_size]
@@ -152,7 +154,7 @@ def bench(
 
     # fit() reports each epoch's seconds (its SVI loop alone); time the second epoch, so that a
     # compiled objective's first-call compilation is not counted.
-    suite_times = {"suite": [], "fused": [], "deferred": [], "captured": []}
+    suite_times = {"suite": [], "fused": [], "deferred": [], "captured": [], "default": [], "recorded": []}
 
     def suite_loop(name: str = "suite", optimizer: torch.optim.Optimizer = suite_optimizer, loss=loss, networks=(suite_model, suite_guide)):
         summary = fit(
@@ -166,6 +168,10 @@ def bench(
         fused = torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3, fused=True)
         loops["fused"] = partial(suite_loop, "fused", fused)
         loops["deferred"] = partial(suite_loop, "deferred", fused)
+    if recorded:
+        fused = torch.optim.Adam(parameters_of(suite_model, suite_guide), lr=1e-3, fused=True)
+        loops["default"] = partial(suite_loop, "default", fused, LeanTrace_ELBO())
+        loops["recorded"] = partial(suite_loop, "recorded", fused, GraphTrace_ELBO())
     if captured:
         if device.type != "cuda":
             raise SystemExit("--captured captures CUDA graphs: it needs --device cuda")
@@ -243,6 +249,7 @@ def main() -> None:
     lever.add_argument("--jit", action="store_true", help="the suite with objective=jit_trace_elbo")
     lever.add_argument("--compile", choices=["networks", "loss"], help="the suite with torch.compile on its networks or its whole loss")
     parser.add_argument("--deferred", action="store_true", help="also the suite with a fused Adam and the finite check on the device")
+    parser.add_argument("--recorded", action="store_true", help="also the default step as a CPU run takes it, and the same with the loss recorded")
     parser.add_argument("--captured", action="store_true", help="also the suite's step and the hand-written one captured as CUDA graphs (CUDA only)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch-sizes", default="32,128,512", help="comma-separated")
@@ -259,17 +266,20 @@ def main() -> None:
     print(f"# training step, {machine(device)}, Pyro validation {'on' if args.validation else 'off'}, suite objective={objective}{lever}")
     print(f"# median of {args.repeats} interleaved repeats of {args.steps} steps")
     extra = " fused ms | fused, deferred ms | fused / suite | deferred / fused |" if args.deferred else ""
+    extra += " default ms | recorded ms | recorded / default |" if args.recorded else ""
     extra += " captured ms | PyTorch captured ms | captured / PyTorch | captured / PyTorch captured |" if args.captured else ""
     print(f"| architecture | batch | suite ms | svi.step ms | PyTorch ms | suite / svi.step | suite / PyTorch | svi.step / PyTorch |{extra}")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * (args.deferred + args.captured))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * (args.deferred + args.captured) + "---:|---:|---:|" * args.recorded)
     for name, arch in ARCHITECTURES.items():
         if args.only not in name:
             continue
         for batch_size in map(int, args.batch_sizes.split(",")):
-            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred, device, args.captured)
+            t = bench(arch, batch_size, args.steps, args.repeats, objective, args.compile, args.deferred, device, args.captured, args.recorded)
             deferred = (
                 f" {1e3 * t['fused']:.2f} | {1e3 * t['deferred']:.2f} | {t['fused'] / t['suite']:.2f} | {t['deferred'] / t['fused']:.2f} |" if args.deferred else ""
             )
+            if args.recorded:
+                deferred += f" {1e3 * t['default']:.2f} | {1e3 * t['recorded']:.2f} | {t['recorded'] / t['default']:.2f} |"
             if args.captured:
                 deferred += (
                     f" {1e3 * t['captured']:.2f} | {1e3 * t['PyTorch captured']:.2f} | {t['captured'] / t['PyTorch']:.2f}"

@@ -4,8 +4,8 @@ On a GPU the estimator's Python (Pyro's effect handlers, the traces of guide and
 pass after another) costs more host time than the device spends on the arithmetic, and the
 device waits. A seeded estimate (``importance_sampling(..., seed=...)``, what runs use) does the
 same work for every group of points: the guide's draws for the group and the model's passes
-over them. With ``importance_sampling(..., cuda_graphs=True)`` (opt-in until it has been
-on a GPU), :class:`SeededGroups` runs the first group of each shape eagerly, captures
+over them. With ``importance_sampling(..., cuda_graphs=True)`` (what runs pass on CUDA,
+``evaluation.cuda_graphs``), :class:`SeededGroups` runs the first group of each shape eagerly, captures
 the second with ``torch.cuda.graph`` and replays the graph for the rest: one launch a group.
 
 A graph reads the CUDA generator's seed when it is replayed (its random operations draw from

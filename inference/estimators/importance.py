@@ -245,7 +245,8 @@ def importance_sampling(
     :param extra: the programs' batch keys (name → tensor with a row per point of ``x``).
     :param cuda_graphs: on CUDA, replay a seeded estimate's groups as CUDA graphs
         (:class:`~inference.estimators.graphs.SeededGroups`): the same numbers, fewer host
-        round trips. Ignored elsewhere. Off by default.
+        round trips. Ignored elsewhere. Off by default here; runs turn it on
+        (``evaluation.cuda_graphs``).
     :param first: for a seeded estimate of a shard of the points (a rank's), the index of
         ``x[0]`` among them all, a multiple of :func:`seed_group_size` for the guide: each point
         is then drawn as in the estimate of them all.

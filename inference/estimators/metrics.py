@@ -64,6 +64,7 @@ def evaluate(
     per_point: dict | None = None,
     log_jacobian: float = 0.0,
     world=None,
+    cuda_graphs: bool = False,
 ) -> dict:
     """Per-datapoint ELBO and log p̂(x), averaged over the data points of ``x``.
 
@@ -82,6 +83,8 @@ def evaluate(
     :param world: in a run on several processes (:class:`~inference.training.distributed.World`),
         each rank estimates its shard of the points and every rank gets them all, each point as
         one process estimates it (its draws are seeded by its index).
+    :param cuda_graphs: on CUDA, the guide's seeded estimate replays its groups of points as
+        CUDA graphs (:func:`~inference.estimators.importance.importance_sampling`): the same numbers.
     :returns: ``{"elbo": float, "log_px": {...}[, "log_px_prior": {...}][, "log_px_exact": {...}]}``
         where each ``log_px*`` holds ``mean``, ``stderr`` (over data points), ``n``, and for
         estimates ``num_particles``, ``proposal`` and ``curve``, the mean log p̂(x) from the
@@ -96,7 +99,7 @@ def evaluate(
         # each point's draws from its own seed (itself drawn from the run's RNG): the numbers do
         # not depend on the memory budget that splits the work into passes
         seed = int(torch.randint(2**62, ()))
-        estimate = _estimated(model, proposal, x, num_particles, chunk_size, seed, extra, world)
+        estimate = _estimated(model, proposal, x, num_particles, chunk_size, seed, extra, world, cuda_graphs)
         log_px, elbo = estimate.log_px + log_jacobian, estimate.elbo + log_jacobian
         at_k = {str(k): mean_and_stderr(v + log_jacobian) for k, v in estimate.by_num_particles.items()}
         metrics[key] = {
@@ -121,14 +124,17 @@ def evaluate(
     return metrics
 
 
-def _estimated(model: nn.Module, proposal: nn.Module | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int, extra: Extra | None, world):
+def _estimated(
+    model: nn.Module, proposal: nn.Module | None, x: torch.Tensor, num_particles: int, chunk_size: int, seed: int, extra: Extra | None, world, cuda_graphs: bool,
+):
     """The seeded estimate of every point of ``x``: here, or shared out among the ranks of ``world``."""
     if world is None:
-        return importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=extra)
+        return importance_sampling(model, proposal, x, num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=extra, cuda_graphs=cuda_graphs)
     part = world.shard(x.shape[0], seed_group_size(num_particles) if proposal is not None else 1)
     mine = None
     if part.stop > part.start:
         mine = importance_sampling(
             model, proposal, x[part], num_particles, chunk_size, curve=CURVE, diagnose=True, seed=seed, extra=sliced(extra or {}, part), first=part.start,
+            cuda_graphs=cuda_graphs,
         ).to("cpu")
     return ImportanceEstimate.joined([e for e in world.gathered(mine) if e is not None]).to(x.device)

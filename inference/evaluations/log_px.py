@@ -33,5 +33,6 @@ class LogPx:
         results = evaluate(
             context.model, context.guide, context.x, num_particles=context.settings.num_particles, chunk_size=chunk_size,
             prior_proposal=self.prior_proposal, extra=context.extra, per_point=context.per_point, log_jacobian=context.dataset.log_jacobian, world=context.world,
+            cuda_graphs=context.settings.get("cuda_graphs", True),  # a run of before the key: the default
         )
         return {**results, "chunk_size": chunk_size, "seconds": time.perf_counter() - start}

@@ -22,7 +22,7 @@ from ..training.capture import capturable, capture_problem
 from ..data import Dataset
 from ..training.checkpoint import CHECKPOINT, Checkpoints, atomic_write, config_differences, load_checkpoint, restore
 from ..training.distributed import World, ended, started
-from ..training.objectives import GraphTrace_ELBO, WithClassification
+from ..training.objectives import GraphTrace_ELBO, KLWeighted, WithClassification
 from .build import choose_likelihood, guide_name, instantiate, model_name, objective_name, prepared, trackers_of
 from .trackers import Trackers
 from .checks import check_config, pinned_device, resolve_device, thread_count
@@ -190,25 +190,39 @@ def check_objective(cfg: DictConfig, loss, model, guide) -> None:
             raise ValueError(f"{role}={name} cannot be traced by objective={objective}: {reason}; use objective=trace_elbo")
 
 
-def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torch.optim.Optimizer, model, guide, world: World | None = None) -> bool:
-    """Whether to capture the step as a CUDA graph (``train.cuda_graphs``): ``auto`` where it
-    can, ``true`` refuses at start where it cannot, naming why and what works."""
+def use_cuda_graphs(cfg: DictConfig, device: torch.device, loss, optimizer: torch.optim.Optimizer, model, guide, world: World | None = None):
+    """Whether to capture the step as a CUDA graph (``train.cuda_graphs``), and the objective to
+    train with: ``auto`` captures where it can, ``true`` refuses at start where it cannot,
+    naming why and what works. On CUDA, ``objective=trace_elbo`` is captured through its
+    recorded form (``graph_trace_elbo``: the same loss and gradients), so that the default run
+    takes the captured step by itself. Returns ``(loss, capture)``."""
     setting = cfg.train.cuda_graphs
     if setting is False:
-        return False
+        return loss, False
     unrecordable = [
         f"{role}={name} cannot be recorded or captured ({reason}); use train.cuda_graphs=false and objective=trace_elbo"
         for role, program, name in (("guide", guide, guide_name(cfg)), ("model", model, model_name(cfg)))
         if (reason := capabilities_of(program).untraceable)
     ]
+    if keys := capabilities_of(model).batch_keys:
+        unrecordable.append(f"the programs take {', '.join(keys)} by name (batch keys), which a captured step does not pass; use train.cuda_graphs=false")
     if world is not None:
         unrecordable.append("the run is on several processes, whose step sums the gradients over them (train.distributed); use train.cuda_graphs=false")
-    problem = capture_problem(device, loss, optimizer, str(cfg.train.finite_check), objective_name(cfg), (unrecordable or [None])[0])
+    recorded = loss.recorded() if isinstance(loss, KLWeighted) else None
+    candidate = recorded or loss  # taken only where the step is captured: the eager step keeps the lean path
+    problem = capture_problem(device, candidate, optimizer, str(cfg.train.finite_check), objective_name(cfg), (unrecordable or [None])[0])
     if problem and setting is True:
         raise ValueError(f"train.cuda_graphs=true captures each training step as a CUDA graph, but {problem}")
-    if problem and device.type == "cuda":
-        log.info(f"train.cuda_graphs=auto: the step is not captured: {problem}")
-    return problem is None
+    if problem:
+        if device.type == "cuda":
+            log.info(f"train.cuda_graphs={setting}: the step is not captured: {problem}")
+        return loss, False
+    if recorded is not None:
+        log.info(
+            f"train.cuda_graphs={setting}: the lean Trace_ELBO (objective=trace_elbo) is recorded as a graph "
+            "(graph_trace_elbo: the same loss and gradients) and each step captured"
+        )
+    return candidate, True
 
 
 def _train(cfg: DictConfig, run_dir: Path, resume: bool, device: torch.device, world: World | None = None) -> dict:
@@ -230,8 +244,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, device: torch.device, w
         world.same_parameters(parameters_of(model, guide))
     optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
     scheduler = instantiate(cfg.schedule)(optimizer)
-    loss = instantiate(cfg.objective)
-    cuda_graphs = use_cuda_graphs(cfg, device, loss, optimizer, model, guide, world)
+    loss, cuda_graphs = use_cuda_graphs(cfg, device, instantiate(cfg.objective), optimizer, model, guide, world)
     check_objective(cfg, loss, model, guide)
     chosen = evaluations(cfg, model, guide, data)  # an evaluation asked for that cannot run is refused before training
     if isinstance(loss, WithClassification):  # the paper's weight of the classification term, from the data
@@ -270,6 +283,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, device: torch.device, w
             cuda_graphs=cuda_graphs,
             world=world,
         )}
+        metrics["train"]["cuda_graphs"] = cuda_graphs  # the step this run took: captured, or eager
         if not leader:  # its share of the sharded evaluations; rank 0 writes the run directory
             evaluate_run(model, guide, data, cfg, run_dir, metrics["train"]["curve"], chosen, world)
             return metrics

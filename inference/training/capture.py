@@ -2,7 +2,8 @@
 
 On a GPU a VAE of the sizes users train is bound by kernel launches and host work, not
 arithmetic. ``objective=graph_trace_elbo`` already replays the loss as a graph of tensor
-operations; here that replay, the backward pass, the deferred finite check and the fused
+operations (a run on CUDA records ``objective=trace_elbo`` so, the same loss and gradients, to
+capture it: ``KLWeighted.recorded``); here that replay, the backward pass, the deferred finite check and the fused
 optimizer's update are captured once per batch shape (and KL weight, which changes the recorded
 programs) with ``torch.cuda.graph`` and replayed as one launch a step. Random draws are graph
 operations and draw anew at every replay (CUDA graphs advance the generator's offset).
@@ -32,7 +33,7 @@ import torch
 from pyro.infer.util import is_validation_enabled
 
 from ..estimators.graphs import side_stream
-from .objectives import GraphTrace_ELBO, kl_weight
+from .objectives import GraphTrace_ELBO, LeanTrace_ELBO, kl_weight
 
 __all__ = ["CAPTURABLE_OPTIMIZERS", "StepGraphs", "capturable", "capture_problem"]
 
@@ -56,8 +57,10 @@ def capture_problem(
     recorded, if it cannot. The device comes last, so that on a CPU the other reasons are still
     named."""
     inner = getattr(loss, "loss", loss)  # KLWeighted wraps the ELBO
+    if isinstance(inner, LeanTrace_ELBO) and inner.num_particles != 1:
+        return f"objective.num_particles={inner.num_particles}: only a one-particle ELBO is recorded as a graph, which a capture needs; use objective.num_particles=1"
     if not isinstance(inner, GraphTrace_ELBO):
-        return f"objective={objective or type(inner).__name__} is not recorded as a graph, which a capture needs; use objective=graph_trace_elbo"
+        return f"objective={objective or type(inner).__name__} is not recorded as a graph, which a capture needs; use objective=trace_elbo"
     if is_validation_enabled():
         return VALIDATION_PROBLEM
     if not isinstance(optimizer, CAPTURABLE_OPTIMIZERS) or not optimizer.defaults.get("fused"):

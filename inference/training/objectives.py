@@ -268,6 +268,18 @@ class KLWeighted:
     def loss_and_grads(self, model, guide, *args, **kwargs):
         return self.loss.loss_and_grads(self._weighted(model), self._weighted(guide), *args, **kwargs)
 
+    def recorded(self) -> "KLWeighted | None":
+        """This objective with its ELBO recorded as a graph (:class:`GraphTrace_ELBO`: the same
+        loss and gradients, which a captured step needs), where its ELBO is
+        :class:`LeanTrace_ELBO` itself with one particle (``objective=trace_elbo``); None for
+        any other, which has no recorded form. The weight, its warm-up and the epoch's weight
+        carry over."""
+        if type(self.loss) is not LeanTrace_ELBO or self.loss.num_particles != 1:
+            return None
+        other = KLWeighted(GraphTrace_ELBO, self.beta, self.warmup_epochs, 1, self._new_loss.keywords.get("max_plate_nesting"))
+        other.weight = self.weight
+        return other
+
 
 class WithClassification:
     """The semi-supervised objective of Kingma et al. (2014, eq. 9): the bound ``loss`` over

@@ -231,16 +231,27 @@ def test_a_dataset_named_alone_runs(dataset, tmp_path, monkeypatch, mnist_root, 
 
 @pytest.mark.cuda
 def test_cuda_run(tmp_path):
-    metrics = train(compose_config(*RUN, "train.device=cuda"), tmp_path / "eager")
-    assert metrics["train"]["device"].startswith("cuda")
+    metrics = train(compose_config(*RUN, "train.device=cuda", "train.cuda_graphs=false"), tmp_path / "eager")
+    assert metrics["train"]["device"].startswith("cuda") and metrics["train"]["cuda_graphs"] is False
+    # the default run on CUDA captures its step, trace_elbo recorded for it: the eager run's log p-hat
+    default = train(compose_config(*RUN, "train.device=cuda"), tmp_path / "default")
+    a, b = default["test"]["log_px"], metrics["test"]["log_px"]
+    assert default["train"]["cuda_graphs"] is True
+    assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
+    # its estimate replayed as CUDA graphs (evaluation.cuda_graphs, on by default) is the eager estimate's, point by point
+    from inference.runs import reevaluate
+
+    # K = 4096: groups of 4 points, so that most of the 32 are replayed (the first group of a shape runs eagerly)
+    replayed, eager = (reevaluate(tmp_path / "default", ["evaluation.num_particles=4096", f"evaluation.cuda_graphs={c}"])["test"] for c in ("true", "false"))
+    assert replayed["log_px"]["mean"] == pytest.approx(eager["log_px"]["mean"], abs=1e-4) and replayed["elbo"] == pytest.approx(eager["elbo"], abs=1e-4)
     # the recorded objective on CUDA (CUDA kernels need not be bitwise deterministic: Monte Carlo agreement)
-    graph = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo"), tmp_path / "graph")
+    graph = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo", "train.cuda_graphs=false"), tmp_path / "graph")
     a, b = graph["test"]["log_px"], metrics["test"]["log_px"]
     assert graph["train"]["device"].startswith("cuda")
     assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
     # the recorded step captured as CUDA graphs, with a KL warm-up (a new weight, a new capture, each epoch)
     captured = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo", "train.cuda_graphs=true", "objective.warmup_epochs=2"), tmp_path / "captured")
-    warmed = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo", "objective.warmup_epochs=2"), tmp_path / "warmed")
+    warmed = train(compose_config(*RUN, "train.device=cuda", "objective=graph_trace_elbo", "train.cuda_graphs=false", "objective.warmup_epochs=2"), tmp_path / "warmed")
     a, b = captured["test"]["log_px"], warmed["test"]["log_px"]
     assert abs(a["mean"] - b["mean"]) < 3 * (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
     assert [row["lr"] for row in captured["train"]["curve"]] == pytest.approx([row["lr"] for row in warmed["train"]["curve"]])  # a float32 tensor there

@@ -29,13 +29,15 @@ def pair(device: str = "cpu"):
     "overrides, message",
     [
         # the objective by its config name under Hydra; composed here, by its class
-        ([], r"objective=\w+ is not recorded as a graph, which a capture needs; use objective=graph_trace_elbo"),
+        (["objective=iwae"], r"objective=\w+ is not recorded as a graph, which a capture needs; use objective=trace_elbo"),
+        (["objective.num_particles=3"], r"objective.num_particles=3: only a one-particle ELBO is recorded as a graph"),
         (["objective=graph_trace_elbo", "optim=adagrad"], r"Adagrad \(fused=None\) cannot step inside a CUDA graph; use optim=adam with optim.fused=true"),
         (["objective=graph_trace_elbo", "optim.fused=false"], r"Adam \(fused=False\) cannot step inside a CUDA graph"),
         (["objective=graph_trace_elbo", "train.validate=true"], r"validation is on \(train.validate=true, .*use train.validate=false"),
         (["objective=graph_trace_elbo", "train.finite_check=every_step"], "train.finite_check=every_step reads a flag back every step"),
         (["objective=graph_trace_elbo", "guide=semi_amortized"], r"guide=\w+ cannot be recorded or captured \(it takes gradients inside the guide\); use train.cuda_graphs=false"),
         (["objective=graph_trace_elbo"], "CUDA graphs need CUDA, and the run trains on cpu; use train.cuda_graphs=auto"),
+        ([], "CUDA graphs need CUDA, and the run trains on cpu; use train.cuda_graphs=auto"),
     ],
 )
 def test_cuda_graphs_true_is_refused_at_start_where_the_step_cannot_be_captured(overrides, message, tmp_path):
@@ -44,6 +46,63 @@ def test_cuda_graphs_true_is_refused_at_start_where_the_step_cannot_be_captured(
     with pytest.raises(ValueError, match=f"train.cuda_graphs=true captures each training step as a CUDA graph, but {message}"):
         train(compose_config(*TINY, "train.cuda_graphs=true", *overrides), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, objective, logged",
+    [
+        ([], GraphTrace_ELBO, "train.cuda_graphs=auto: the lean Trace_ELBO (objective=trace_elbo) is recorded as a graph (graph_trace_elbo: the same loss and gradients)"),
+        (["objective.warmup_epochs=4"], GraphTrace_ELBO, "(objective=trace_elbo) is recorded as a graph"),
+        (["objective=graph_trace_elbo"], GraphTrace_ELBO, None),
+        (["train.cuda_graphs=false"], None, None),
+        (["objective=iwae"], None, "is not recorded as a graph, which a capture needs; use objective=trace_elbo"),  # named by class outside Hydra
+        (["optim.fused=false"], None, "the step is not captured: Adam (fused=False) cannot step inside a CUDA graph"),
+        (["guide=semi_amortized"], None, "cannot be recorded or captured (it takes gradients inside the guide)"),
+    ],
+)
+def test_on_cuda_the_default_run_captures_its_step_through_the_recorded_objective(overrides, objective, logged, caplog):
+    """Which step a run takes on CUDA (decided from the device's type, so it is checked here
+    without one): the default objective is swapped for its recorded form with its KL weight and
+    warm-up kept, and where the step cannot be captured the objective stays and one line says why."""
+    from inference.runs import instantiate
+    from inference.runs.build import prepared
+    from inference.runs.training_run import use_cuda_graphs
+
+    cfg = compose_config(*TINY, *overrides)
+    data = instantiate(cfg.data)
+    model, guide = prepared(cfg, data, torch.device("cpu"))
+    optimizer = instantiate(cfg.optim)(parameters_of(model, guide))
+    configured = instantiate(cfg.objective)
+    with caplog.at_level("INFO", logger="inference.runs.training_run"):
+        loss, capture = use_cuda_graphs(cfg, torch.device("cuda"), configured, optimizer, model, guide)
+    assert capture == (objective is not None)
+    if objective is None:
+        assert loss is configured
+    else:
+        assert type(loss.loss) is objective and (loss.beta, loss.warmup_epochs, loss.weight) == (configured.beta, configured.warmup_epochs, configured.weight)
+    lines = [r.getMessage() for r in caplog.records if "train.cuda_graphs" in r.getMessage()]
+    assert (logged is None and not lines) or (len(lines) == 1 and logged in lines[0])
+
+
+def test_the_recorded_default_objective_gives_its_loss_and_gradients():
+    """``KLWeighted.recorded`` of the default objective, with a KL weight of ½ (β), against the
+    objective itself: the same loss and gradients from the same draws."""
+    from inference.runs import instantiate
+
+    configured = instantiate(compose_config(*TINY, "objective.beta=0.5").objective)
+    recorded = configured.recorded()
+    x = torch.randint(0, 2, (16, 8)).float()
+    results = []
+    with pyro.validation_enabled(False):
+        for loss in (configured, recorded):
+            model, guide = pair()
+            pyro.set_rng_seed(1)
+            value = loss.differentiable_loss(model, guide, x)
+            value.backward()
+            results.append((value.detach(), [p.grad.clone() for p in parameters_of(model, guide)]))
+    (eager, eager_grads), (replayed, replayed_grads) = results
+    assert type(recorded.loss) is GraphTrace_ELBO and recorded.weight == 0.5
+    assert torch.allclose(eager, replayed, rtol=1e-6) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(eager_grads, replayed_grads))
 
 
 def test_a_capturable_optimizer_steps_as_before_from_a_rate_that_schedules_fill_in_place():
