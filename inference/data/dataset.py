@@ -68,8 +68,10 @@ class Dataset:
     :ivar values: what the values are, for data read from a user's files
         (:mod:`inference.data.files`): ``binary``, ``levels``, ``counts`` or ``real``, which
         ``likelihood=auto`` follows; None for the built-in sets, which name their likelihood.
-    :ivar origin: for data read from a user's files, the file or folder (absolute) and the
-        SHA-256 of its content, which the run records (``data.path``, ``data.sha256``).
+    :ivar origin: the ``data.*`` keys a run records once the data is read, so that a
+        re-evaluation finds the same data from any directory: for a user's files, the file or
+        folder (absolute) and the SHA-256 of its content (``path``, ``sha256``); for another
+        run's features, that run's directory (``run``, absolute).
     :ivar log_jacobian: for data standardized as it was read (``data=table``'s
         ``data.standardize``), log |det ∂x'/∂x| of the map from the data's units to the values
         the model sees, the same for every point: a log-density of x' plus it is one of x, which
@@ -102,7 +104,7 @@ class Dataset:
     labeled_per_batch: int = 0
     frame_interval: float | None = None
     values: str | None = None
-    origin: tuple[str, str] | None = None
+    origin: dict[str, str] | None = None
     log_jacobian: float = 0.0
     train_scale: torch.Tensor | None = None
     simulator: object | None = None

@@ -128,7 +128,7 @@ def _assembled(
         flat = [((s - mean) / sd).astype(np.float32) for s in flat]
         log_jacobian = float(-np.log(sd).sum())  # log |d x_standardized / d x| per point
     data = transformed(name, flat, image_shape, levels, binarize, dequantize, seed,
-                       source=source, labels=label_tensors, values=values, origin=(str(source), digest), log_jacobian=log_jacobian)
+                       source=source, labels=label_tensors, values=values, origin={"path": str(source), "sha256": digest}, log_jacobian=log_jacobian)
     return with_labels_kept(data, num_labeled, seed, labeled_per_batch)
 
 

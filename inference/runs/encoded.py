@@ -52,7 +52,8 @@ def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = 
         moments = [_posterior_moments(guide, data.split(split), site, run) for split in SPLITS]
     labels = {split: data.labels[split] for split in SPLITS} if data.labels is not None else None
     (train, train_scale), (valid, _), (test, _) = moments
-    features = Dataset(f"encoded({data.name})", train, valid, test, image_shape=(train.shape[1],), labels=labels, values="real", train_scale=train_scale)
+    features = Dataset(f"encoded({data.name})", train, valid, test, image_shape=(train.shape[1],), labels=labels, values="real", train_scale=train_scale,
+                       origin={"run": str(run_dir)})
     return with_labels_kept(features, num_labeled, seed, labeled_per_batch)
 
 

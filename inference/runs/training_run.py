@@ -117,16 +117,18 @@ def record_resolved(cfg: DictConfig, data: Dataset, run_dir: Path, record: bool)
     """What the run settled once its data was loaded, in ``cfg`` (so in the checkpoint, where a
     resume compares it) and, for a new run, in ``.hydra/config.yaml``, which a re-evaluation
     reads: a user's data (``data.path``) absolute with its content's hash, so that a
-    re-evaluation finds the file from any directory and refuses one that changed, and the
-    likelihood that ``likelihood=auto`` chose, so that it makes the same choice."""
-    if data.origin is not None:
-        cfg.data.path, cfg.data.sha256 = data.origin
+    re-evaluation finds the file from any directory and refuses one that changed, another run
+    whose features are the data (``data.run``) absolute, and the likelihood that
+    ``likelihood=auto`` chose, so that it makes the same choice."""
+    origin = data.origin or {}
+    for key, value in origin.items():
+        cfg.data[key] = value
     auto = choose_likelihood(cfg, data)
     written = run_dir / ".hydra" / "config.yaml"
-    if record and (data.origin is not None or auto) and written.is_file():
+    if record and (origin or auto) and written.is_file():
         recorded = OmegaConf.load(written)
-        if data.origin is not None:
-            recorded.data.path, recorded.data.sha256 = data.origin
+        for key, value in origin.items():
+            recorded.data[key] = value
         if auto:
             recorded.likelihood = cfg.likelihood
         atomic_write(written, lambda f: f.write(OmegaConf.to_yaml(recorded).encode()))

@@ -38,12 +38,14 @@ def test_features_are_the_guides_posterior_with_a_fresh_draw_for_training(m1):
     assert ((epochs.std(0) / features.train_scale) - 1).abs().max() < 0.25  # an sd from 400 draws: relative se 0.035
 
 
-def test_a_semi_supervised_model_trains_on_the_features(m1, tmp_path):
-    cfg = compose_config(*TINY, "data=encoded", f"data.run={m1}", "model=ss_vae", "guide=ss_vae", "objective=ss_elbo", "data.num_labeled=10",
+def test_a_semi_supervised_model_trains_on_the_features(m1, tmp_path, monkeypatch):
+    monkeypatch.chdir(m1.parent)  # data.run relative to where the run starts, as users give it
+    cfg = compose_config(*TINY, "data=encoded", f"data.run={m1.name}", "model=ss_vae", "guide=ss_vae", "objective=ss_elbo", "data.num_labeled=10",
                          "evaluation.supervised_only_steps=50")
     metrics = train(cfg, tmp_path)
     assert 0 <= metrics["test"]["accuracy"] <= 1 and metrics["test"]["log_px"]["n"] == 32
     assert cfg.likelihood._target_ == "models.Gaussian"  # the features are real-valued
+    assert cfg.data.run == str(m1.resolve())  # recorded absolute: a re-evaluation finds it from any directory
 
 
 def test_a_directory_without_a_run_is_refused(tmp_path):
