@@ -88,6 +88,15 @@ class SequenceGuide(nn.Module):
         h, _ = self.rnn(x.flip(1))
         return h.flip(1)
 
+    def latents_proposal(self, h: torch.Tensor) -> dict[str, dist.TorchDistribution]:
+        """q(sequence latent | x) for each of the transition's sequence latents, from h_1, the
+        summary of the whole sequence (``h``: :meth:`summaries`)."""
+        proposals = {}
+        for name, head in self.sequence_latents.items():
+            loc, scale = head(h[:, 0]).chunk(2, -1)
+            proposals[name] = dist.Normal(loc, F.softplus(scale) + self.scale_floor).to_event(1)
+        return proposals
+
     def step(self, z_previous: torch.Tensor, h: torch.Tensor, t: int = 0, latents: dict | None = None) -> dist.TorchDistribution:
         """q(z_t | z_{t−1}, h_t) for frame ``t`` (0-based), the sequence's own latents drawn;
         particles of ``z_previous`` broadcast against h's batch."""
@@ -113,10 +122,7 @@ class SequenceGuide(nn.Module):
         B, T = x.shape[:2]
         h = self.summaries(x)
         with pyro.plate("data", B):
-            latents = {}
-            for name, head in self.sequence_latents.items():
-                loc, scale = head(h[:, 0]).chunk(2, -1)
-                latents[name] = pyro.sample(name, dist.Normal(loc, F.softplus(scale) + self.scale_floor).to_event(1))
+            latents = {name: pyro.sample(name, q) for name, q in self.latents_proposal(h).items()}
             z = self.z_0.expand(B, self.z_dim)
             for t in pyro.markov(range(T)):
                 z = pyro.sample(f"z_{t + 1}", self.step(z, h[:, t], t, latents))

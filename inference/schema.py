@@ -116,6 +116,8 @@ class EvaluationSchema:
     forecast_context: int = _help("sequences: frames seen before the forecast (test.forecast)", 10)
     forecast_horizon: int = _help("sequences: frames forecast after them; 0: no forecast", 10)
     forecast_filter: ForecastFilter = _help("particles: the model's particle filter of the state after the context | guide: q(z_k | x_1:k)", ForecastFilter.particles)
+    smc_particles: int = _help("sequences: particles per sequence of log_px_smc, log p(x_1:T) by sequential Monte Carlo", 1000)
+    smc_proposal: str = _help("sequences: guide (q(z_t | z_t-1, x), the tighter) | transition (the model's own: the bootstrap filter)", "guide")
     filter_particles: int = _help("the particle filter's particles per sequence (forecast and intervention)", 4000)
     intervene: bool | None = _help("true: transition=physics rolled out with the drive switched off, against the simulator (test.intervention); false: off", None)
     intervention_context: int | None = _help("frames seen before the drive is switched off; null: forecast_context", None)

@@ -30,7 +30,7 @@ import pyro
 
 from .programs import PARTICLES
 
-__all__ = ["Filtered", "particle_filter", "systematic_resample"]
+__all__ = ["Filtered", "Sequential", "particle_filter", "sequential_monte_carlo", "systematic_resample"]
 
 RESAMPLE_BELOW = 0.5  # a sequence is resampled when its effective sample size falls under this share of the particles
 
@@ -64,9 +64,79 @@ def _gathered(value: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(value, 0, index.reshape(index.shape + (1,) * (value.dim() - 2)).expand(index.shape + value.shape[2:]))
 
 
+class Sequential(NamedTuple):
+    """What :func:`sequential_monte_carlo` gives back for a ``(B, k, x_dim)`` batch of sequences."""
+
+    z: torch.Tensor  #: ``(S, B, z_dim)``: the particles of the state of frame k
+    latents: dict  #: their transition's sequence latents, name → ``(S, B, size)``
+    log_weights: torch.Tensor  #: ``(S, B)``: their log weights since the last resampling
+    log_px: torch.Tensor  #: ``(B,)``: log p̂(x₁:k), the log of an unbiased estimate of p(x₁:k)
+    resamplings: torch.Tensor  #: ``(B,)``: how many times each sequence's particles were resampled
+
+
+@torch.no_grad()
+def sequential_monte_carlo(model, x: torch.Tensor, particles: int, guide=None) -> Sequential:
+    """Sequential importance resampling over the frames of each sequence of ``x``, with the
+    model's transition as proposal (``guide=None``: the bootstrap filter) or a sequence guide's
+    q(z_t | z_{t−1}, x_t:T) and q(sequence latents | x) (a guide with ``summaries`` and ``step``,
+    :class:`~guides.sequence.SequenceGuide`). Each frame multiplies a particle's weight by
+    p(x_t | z_t) p(z_t | z_{t−1}) / q(z_t | …), the first also by p(z_1) / q(z_1 | …) and the
+    sequence latents' p / q. A proposal that reads frames to come leaves the final estimate of
+    p(x₁:k) unbiased; only the intermediate ones are no longer of p(x₁:t).
+
+    :param model: a state-space model (:class:`~models.state_space.StateSpaceModel`).
+    :param x: ``(B, k, x_dim)``, the frames.
+    :param int particles: S, the particles per sequence.
+    :param guide: the proposal; None for the model's own prior and transition.
+    """
+    S, (B, k) = particles, x.shape[:2]
+    log_w = x.new_zeros(S, B)
+    with pyro.plate(PARTICLES, S, dim=-2), pyro.plate("data", B, dim=-1):
+        if guide is None:  # the sequence latents from their prior
+            trace = poutine.trace(model.transition.begin).get_trace()
+        else:
+            h = guide.summaries(x)
+            proposals = guide.latents_proposal(h)
+            proposed = {name: q.sample((S,)) for name, q in proposals.items()}
+            log_w = log_w - sum((q.log_prob(proposed[name]) for name, q in proposals.items()), x.new_zeros(S, B))
+            trace = poutine.trace(poutine.condition(model.transition.begin, data=proposed)).get_trace()
+            trace.compute_log_prob(site_filter=lambda name, site: name in proposed)
+            log_w = log_w + sum((trace.nodes[name]["log_prob"] for name in proposed), x.new_zeros(S, B))
+    latents = {name: trace.nodes[name]["value"] for name in model.transition.sequence_latents}
+    step = trace.nodes["_RETURN"]["value"]
+    if guide is None:
+        z = model.prior(B).sample((S,))
+    else:
+        first = guide.step(guide.z_0.expand(B, guide.z_dim), h[:, 0], 0, latents)
+        z = first.sample((S,))
+        log_w = log_w + model.prior(B).log_prob(z) - first.log_prob(z)
+    log_px, resamplings = x.new_zeros(B), torch.zeros(B, dtype=torch.long, device=x.device)
+    for t in range(k):
+        if t and guide is None:
+            z = step(z, t - 1).sample()
+        elif t:
+            proposal = guide.step(z, h[:, t], t, latents)
+            z_next = proposal.sample()
+            log_w = log_w + step(z, t - 1).log_prob(z_next) - proposal.log_prob(z_next)
+            z = z_next
+        log_w = log_w + model.frame(z).log_prob(x[:, t])
+        degenerate = _effective_size(log_w) < RESAMPLE_BELOW * S  # (B,): the sequences resampled now
+        if t < k - 1 and degenerate.any():
+            log_px = log_px + torch.where(degenerate, torch.logsumexp(log_w, 0) - math.log(S), 0.0)
+            resamplings = resamplings + degenerate.long()
+            index = torch.where(degenerate, systematic_resample(log_w, S), torch.arange(S, device=x.device)[:, None])
+            z, latents = _gathered(z, index), {name: _gathered(value, index) for name, value in latents.items()}
+            with poutine.condition(data=latents):
+                step = model.transition.begin()
+            log_w = torch.where(degenerate, 0.0, log_w)
+    log_px = log_px + torch.logsumexp(log_w, 0) - math.log(S)
+    return Sequential(z, latents, log_w, log_px, resamplings)
+
+
 @torch.no_grad()
 def particle_filter(model, x: torch.Tensor, particles: int, draws: int) -> Filtered:
-    """Filter the state of the last frame of each sequence of ``x``.
+    """Filter the state of the last frame of each sequence of ``x`` (the bootstrap filter of
+    :func:`sequential_monte_carlo`).
 
     :param model: a state-space model (:class:`~models.state_space.StateSpaceModel`): its
         ``prior(B)``, ``transition`` (``begin()``, then ``step(z, t)``) and ``frame(z)``.
@@ -74,25 +144,7 @@ def particle_filter(model, x: torch.Tensor, particles: int, draws: int) -> Filte
     :param int particles: the filter's particles per sequence.
     :param int draws: the equally weighted draws of the state returned.
     """
-    S, (B, k) = particles, x.shape[:2]
-    with pyro.plate(PARTICLES, S, dim=-2), pyro.plate("data", B, dim=-1):
-        trace = poutine.trace(model.transition.begin).get_trace()  # the sequence latents, from their prior
-    latents = {name: trace.nodes[name]["value"] for name in model.transition.sequence_latents}
-    step = trace.nodes["_RETURN"]["value"]
-    z = model.prior(B).sample((S,))
-    log_w, log_px = x.new_zeros(S, B), x.new_zeros(B)
-    for t in range(k):
-        if t:
-            z = step(z, t - 1).sample()
-        log_w = log_w + model.frame(z).log_prob(x[:, t])
-        degenerate = _effective_size(log_w) < RESAMPLE_BELOW * S  # (B,): the sequences resampled now
-        if t < k - 1 and degenerate.any():
-            log_px = log_px + torch.where(degenerate, torch.logsumexp(log_w, 0) - math.log(S), 0.0)
-            index = torch.where(degenerate, systematic_resample(log_w, S), torch.arange(S, device=x.device)[:, None])
-            z, latents = _gathered(z, index), {name: _gathered(value, index) for name, value in latents.items()}
-            with poutine.condition(data=latents):
-                step = model.transition.begin()
-            log_w = torch.where(degenerate, 0.0, log_w)
-    log_px = log_px + torch.logsumexp(log_w, 0) - math.log(S)
-    index = systematic_resample(log_w, draws)
-    return Filtered(_gathered(z, index), {name: _gathered(value, index) for name, value in latents.items()}, _effective_size(log_w), log_px)
+    filtered = sequential_monte_carlo(model, x, particles)
+    index = systematic_resample(filtered.log_weights, draws)
+    latents = {name: _gathered(value, index) for name, value in filtered.latents.items()}
+    return Filtered(_gathered(filtered.z, index), latents, _effective_size(filtered.log_weights), filtered.log_px)

@@ -18,7 +18,7 @@ from guides import SequenceGuide
 from inference.data import Dataset
 from inference.data.pendulum import pendulum_sequences, render, simulate
 from inference.estimators import importance_sampling
-from inference.estimators.filtering import particle_filter, systematic_resample
+from inference.estimators.filtering import particle_filter, sequential_monte_carlo, systematic_resample
 from inference.estimators.forecast import ContextFilter, forecast
 from inference.training import fit
 from models import Gaussian, LinearTransition, StandardNormal, StateSpaceModel
@@ -191,6 +191,10 @@ def test_a_sequence_run_reports_the_kalman_log_px_the_forecast_and_its_figures(t
     assert_run_estimates_its_programs(cfg, tmp_path)
     assert_not_above_within_monte_carlo(fresh.log_px, truth, "log p-hat")
     assert (fresh.elbo < truth).all()
+    # sequential Monte Carlo with the guide's proposal (1000 particles): near the exact value, nearer than importance sampling at K = 8
+    smc = test["log_px_smc"]
+    assert smc["proposal"] == "guide" and smc["n"] == 4 and 1 <= smc["ess"]["min"] <= smc["ess"]["median"] <= 1000
+    assert abs(smc["mean"] - exact["mean"]) < min(0.5, exact["mean"] - estimate["mean"])
     assert test["forecast"]["horizons"] == [1, 2, 3] and len(test["forecast"]["mse"]) == len(test["forecast"]["mse_repeat_last"]) == 3
     forecast = test["forecast"]  # by the model's particle filter, the default
     assert forecast["filter"] == "particles" and forecast["filter_particles"] == 4000
@@ -215,6 +219,26 @@ def test_the_particle_filter_is_unbiased_for_the_kalman_filters_likelihood():
     se = ratio.std().item() / math.sqrt(len(ratio))
     assert abs(ratio.mean().item() - 1) < 4 * se < 0.08
     assert 0 < (exact - estimate.log_px.double()).mean().item() < 0.3
+
+
+def test_sequential_monte_carlo_with_the_guides_proposal_is_unbiased_for_the_kalman_filters_likelihood():
+    """The guide's q(z_t | z_t-1, x_t:T) as the proposal at each frame (an untrained guide
+    around the transition's mean: any proposal leaves p̂ unbiased, a poor one only noisier):
+    over 64 sequences filtered 16 times each with 1000 particles, the mean of p̂/p is 1 within
+    four standard errors (seeds 0, 1, 2: 0.981 ± 0.014, 1.005 ± 0.029, 0.972 ± 0.016), and
+    log p̂ lies below log p on average (Jensen), by 0.20 to 0.29 nats (the bootstrap filter's
+    0.03 to 0.06: this guide proposes wider than the transition's noise)."""
+    pyro.set_rng_seed(0)
+    model = linear_gaussian_model()
+    guide = SequenceGuide(D, Z, model=model, follow_transition=True)  # around the transition's mean, wider than its noise
+    x = sequences(model, 64).repeat(16, 1, 1)
+    estimate = sequential_monte_carlo(model, x, particles=1000, guide=guide)
+    exact = model.exact_filter(x).log_px
+    ratio = (estimate.log_px.double() - exact).exp()
+    se = ratio.std().item() / math.sqrt(len(ratio))
+    assert abs(ratio.mean().item() - 1) < 4 * se < 0.16
+    assert 0 < (exact - estimate.log_px.double()).mean().item() < 0.5
+    assert estimate.resamplings.sum() > 0 and estimate.resamplings.max() <= T - 1
 
 
 def test_the_particle_filters_draws_are_the_kalman_filters_posterior_of_the_last_state():

@@ -1,0 +1,66 @@
+"""log p̂(x₁:T) of whole sequences by sequential Monte Carlo: the particle filter run over every
+frame, with the guide's q(z_t | z_{t−1}, x_t:T) (or the model's transition) as the proposal at
+each frame and systematic resampling where a sequence's effective sample size falls under half
+(:func:`~inference.estimators.filtering.sequential_monte_carlo`). Importance sampling weighs
+whole trajectories, whose weights degenerate as the sequence grows; resampling keeps the
+particles where the frames so far put them, so that the estimate stays tight over long sequences."""
+
+import time
+
+import torch
+
+from ..data import Dataset
+from ..estimators.filtering import sequential_monte_carlo
+from ..estimators.metrics import mean_and_stderr
+from .base import Context, Programs, positive_ints
+from .forecast import sequences_reason
+
+__all__ = ["LogPxSmc"]
+
+PROPOSALS = ("guide", "transition")
+
+
+class LogPxSmc:
+    """``log_px_smc``: the mean log p̂(x₁:T) of the split's sequences and its standard error
+    (over sequences, as ``log_px``'s), with ``particles`` particles a sequence; the proposal
+    (``guide``: the sequence guide's; ``transition``: the model's prior and transition, the
+    bootstrap filter), the final effective sample sizes (median, smallest) and the mean number
+    of resamplings a sequence. Each sequence's value goes to ``per_point.npz`` as
+    ``log_px_smc``, beside importance sampling's ``log_px`` for paired comparisons.
+
+    :param particles: S, the particles per sequence.
+    :param proposal: ``guide`` or ``transition``.
+    """
+
+    keys = ("log_px_smc",)
+
+    def __init__(self, particles: int = 1000, proposal: str = "guide"):
+        positive_ints("a positive number of particles", particles=particles)
+        if proposal not in PROPOSALS:
+            raise ValueError(f"evaluation.smc_proposal must be guide or transition, got {proposal!r}")
+        self.particles, self.proposal = particles, proposal
+
+    def unsupported(self, programs: Programs, data: Dataset) -> str | None:
+        return sequences_reason(programs, data)
+
+    def __call__(self, context: Context) -> dict:
+        start = time.perf_counter()
+        guide = context.guide if self.proposal == "guide" else None
+        if guide is not None and not all(hasattr(guide, name) for name in ("summaries", "step", "latents_proposal")):
+            raise ValueError(
+                f"evaluation.smc_proposal=guide proposes each frame's state from the guide's q(z_t | z_t-1, x), which {type(guide).__name__} "
+                "does not offer (summaries, step, latents_proposal, as guide=sequence has them); use evaluation.smc_proposal=transition"
+            )
+        context.model.eval(), context.guide.eval()
+        estimate = sequential_monte_carlo(context.model, context.x, self.particles, guide)
+        log_px = estimate.log_px + context.dataset.log_jacobian
+        context.per_point["log_px_smc"] = log_px.cpu().numpy()
+        ess = torch.exp(2 * torch.logsumexp(estimate.log_weights, 0) - torch.logsumexp(2 * estimate.log_weights, 0))
+        return {"log_px_smc": {
+            **mean_and_stderr(log_px),
+            "particles": self.particles,
+            "proposal": self.proposal,
+            "ess": {"median": ess.median().item(), "min": ess.min().item()},
+            "resamplings": estimate.resamplings.float().mean().item(),
+            "seconds": time.perf_counter() - start,
+        }}
