@@ -127,6 +127,9 @@ TINY = [
     # the naive estimator: most of a tiny run's evaluation, read only by the tests that turn it on
     # again (the run contract in test_train.py, the diagnostics, guide=prior)
     "evaluation.prior_proposal=false",
+    # sequence runs: the sequential Monte Carlo estimate with 100 particles (1000 by default), read
+    # by the test of the linear-Gaussian run, which asks for the default again
+    "evaluation.smc_particles=100",
     "z_dim=4",
 ]
 SMALL_NETS = ["encoder.hidden=[32]", "decoder.hidden=[32]"]

@@ -177,7 +177,8 @@ def test_a_sequence_run_reports_the_kalman_log_px_the_forecast_and_its_figures(t
     from inference.runs.training_run import train
 
     overrides = [o for o in TINY if not o.startswith("evaluation.figures")]
-    cfg = compose_config(*overrides, "experiment=pendulum_sequences", *SHORT_SEQUENCES, "transition=linear", "decoder=linear", "likelihood=gaussian")
+    cfg = compose_config(*overrides, "experiment=pendulum_sequences", *SHORT_SEQUENCES, "transition=linear", "decoder=linear", "likelihood=gaussian",
+                         "evaluation.smc_particles=1000")
     metrics = train(cfg, tmp_path)
     test = metrics["test"]
     exact, estimate = test["log_px_exact"], test["log_px"]

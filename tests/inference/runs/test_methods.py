@@ -15,7 +15,7 @@ def names(*overrides: str) -> list[str]:
 
 
 def test_the_switches_of_old_turn_the_shipped_methods_on_and_off():
-    assert names() == ["log_px", "bits_per_dim", "accuracy", "probe", "denoise", "forecast", "physics"]
+    assert names() == ["log_px", "log_px_smc", "bits_per_dim", "accuracy", "probe", "denoise", "forecast", "physics"]
     assert names("evaluation.gaps=true", "evaluation.ais=true", "evaluation.posterior_points=2", "evaluation.intervene=true")[-4:] == [
         "gaps", "ais", "intervention", "posterior"
     ]
