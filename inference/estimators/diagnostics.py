@@ -15,16 +15,21 @@ import torch
 
 from .arviz_import import arviz
 
-__all__ = ["K_HAT_LIMIT", "UNRELIABLE_FRACTION", "pareto_k_and_ess", "summarize", "unreliable"]
+__all__ = ["K_HAT_LIMIT", "UNRELIABLE_FRACTION", "effective_sample_size", "pareto_k_and_ess", "summarize", "unreliable"]
 
 K_HAT_LIMIT = 0.7  # above it, a point's estimate is unreliable (Vehtari et al.)
 UNRELIABLE_FRACTION = 0.05  # more such points than this, and the run says so
 
 
+def effective_sample_size(log_weights: torch.Tensor) -> torch.Tensor:
+    """(Σw)²/Σw² of each column of ``(K, B)`` log weights, computed in log space."""
+    return torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0))
+
+
 def pareto_k_and_ess(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """k̂ and the effective sample size of each column of ``(K, B)`` log weights."""
     lw = log_weights.detach().double().cpu()
-    ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
+    ess = effective_sample_size(lw)
     with warnings.catch_warnings():  # it warns of the very tails that k̂ reports
         warnings.simplefilter("ignore")
         _, k_hat = arviz().psislw(lw.T.numpy())  # samples along the last axis

@@ -28,6 +28,7 @@ from pyro import poutine
 
 import pyro
 
+from .diagnostics import effective_sample_size
 from .programs import PARTICLES
 
 __all__ = ["Filtered", "Sequential", "particle_filter", "sequential_monte_carlo", "systematic_resample"]
@@ -53,10 +54,6 @@ def systematic_resample(log_weights: torch.Tensor, draws: int) -> torch.Tensor:
     cumulative[:, -1] = 1.0  # rounding must not leave the last point beyond the total
     points = (torch.rand(weights.shape[0], 1, device=weights.device) + torch.arange(draws, device=weights.device)) / draws
     return torch.searchsorted(cumulative, points).clamp_max(weights.shape[1] - 1).T
-
-
-def _effective_size(log_weights: torch.Tensor) -> torch.Tensor:
-    return torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0))
 
 
 def _gathered(value: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -120,7 +117,7 @@ def sequential_monte_carlo(model, x: torch.Tensor, particles: int, guide=None) -
             log_w = log_w + step(z, t - 1).log_prob(z_next) - proposal.log_prob(z_next)
             z = z_next
         log_w = log_w + model.frame(z).log_prob(x[:, t])
-        degenerate = _effective_size(log_w) < RESAMPLE_BELOW * S  # (B,): the sequences resampled now
+        degenerate = effective_sample_size(log_w) < RESAMPLE_BELOW * S  # (B,): the sequences resampled now
         if t < k - 1 and degenerate.any():
             log_px = log_px + torch.where(degenerate, torch.logsumexp(log_w, 0) - math.log(S), 0.0)
             resamplings = resamplings + degenerate.long()
@@ -147,4 +144,4 @@ def particle_filter(model, x: torch.Tensor, particles: int, draws: int) -> Filte
     filtered = sequential_monte_carlo(model, x, particles)
     index = systematic_resample(filtered.log_weights, draws)
     latents = {name: _gathered(value, index) for name, value in filtered.latents.items()}
-    return Filtered(_gathered(filtered.z, index), latents, _effective_size(filtered.log_weights), filtered.log_px)
+    return Filtered(_gathered(filtered.z, index), latents, effective_sample_size(filtered.log_weights), filtered.log_px)

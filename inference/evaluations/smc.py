@@ -7,9 +7,8 @@ particles where the frames so far put them, so that the estimate stays tight ove
 
 import time
 
-import torch
-
 from ..data import Dataset
+from ..estimators.diagnostics import effective_sample_size
 from ..estimators.filtering import sequential_monte_carlo
 from ..estimators.metrics import mean_and_stderr
 from .base import Context, Programs, positive_ints
@@ -55,7 +54,7 @@ class LogPxSmc:
         estimate = sequential_monte_carlo(context.model, context.x, self.particles, guide)
         log_px = estimate.log_px + context.dataset.log_jacobian
         context.per_point["log_px_smc"] = log_px.cpu().numpy()
-        ess = torch.exp(2 * torch.logsumexp(estimate.log_weights, 0) - torch.logsumexp(2 * estimate.log_weights, 0))
+        ess = effective_sample_size(estimate.log_weights)
         return {"log_px_smc": {
             **mean_and_stderr(log_px),
             "particles": self.particles,
