@@ -39,7 +39,8 @@ class Capabilities:
         diagonal Normal q(z | x), where the gaps' local flow starts.
     :param rollouts: (a model of sequences) ``roll_forward``, ``frame`` and ``transition``, which
         forecasts roll forward; ``learned_constants``: its transition's ``constants()`` are the
-        simulator's constants by name, as learned.
+        simulator's constants by name, as learned; ``intervenable``: the per-sequence sites that
+        ``poutine.do`` may set in ``roll_forward`` (the physics transition's drive amplitude).
     """
 
     amortized: bool = True
@@ -54,6 +55,7 @@ class Capabilities:
     denoising: bool = False
     rollouts: bool = False
     learned_constants: bool = False
+    intervenable: tuple[str, ...] = ()
 
 
 # A program that says nothing: amortized, taking x alone, and not recordable, since a recording

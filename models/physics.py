@@ -24,6 +24,11 @@ mismatch is one angle with a direct gradient. The dynamics are symmetric under r
 amplitude is the site ``drive_amplitude`` of every sequence (``pyro.deterministic``), so that a
 handler can intervene on it: ``poutine.do(model, data={"drive_amplitude": torch.tensor(0.)})``
 switches the force off.
+
+Rival laws, as hypotheses that share everything but the rule (``transition.damping=zero``,
+``transition.drive=zero``, ``transition.small_angle=true``, ``transition.drive_frequency=Ω``):
+a constant set to zero or held fixed is a buffer, not a parameter, so no step moves it; a law
+without a drive has no drive phase to infer, so its sequences keep no latent of their own.
 """
 
 import math
@@ -43,12 +48,16 @@ CONSTANTS = ("gravity_over_length", "damping", "drive_amplitude", "drive_frequen
 DOWN_GAIN = 20.0
 
 
-def pendulum_rk4(theta, omega, t, *, dt: float, steps: int, gravity_over_length, damping, drive_amplitude, drive_frequency, phase):
+def pendulum_rk4(
+    theta, omega, t, *, dt: float, steps: int, gravity_over_length, damping, drive_amplitude, drive_frequency, phase, small_angle: bool = False
+):
     """Advance (θ, ω) at time ``t`` by ``steps`` classic RK4 steps of ``dt`` seconds; every
-    argument broadcasts against the others. Returns (θ, ω) at ``t + steps·dt``."""
+    argument broadcasts against the others. Returns (θ, ω) at ``t + steps·dt``. With
+    ``small_angle`` gravity pulls by θ instead of sin θ: the small-angle law, linear in θ."""
+    restoring = (lambda th: th) if small_angle else torch.sin
 
     def acceleration(time, th, om):
-        return -gravity_over_length * torch.sin(th) - damping * om + drive_amplitude * torch.cos(drive_frequency * time + phase)
+        return -gravity_over_length * restoring(th) - damping * om + drive_amplitude * torch.cos(drive_frequency * time + phase)
 
     for _ in range(steps):
         k1t, k1o = omega, acceleration(t, theta, omega)
@@ -91,6 +100,11 @@ class PhysicsTransition(Transition):
         default data's simulator's (so that the true constants give its states to rounding). Fewer
         are faster (the model and a guide that follows the transition take them every frame),
         at the integrator's error: with 1, 3e-4 rad and 1e-3 rad/s over 25 frames of the default data.
+    :param str damping: ``"learned"``, or ``"zero"``: the undamped law (γ = 0).
+    :param str drive: ``"learned"``, or ``"zero"``: the undriven law (A = 0, and no drive phase).
+    :param bool small_angle: the small-angle law, gravity pulling by θ instead of sin θ.
+    :param float drive_frequency: ``None``: Ω learned; a number: the drive's frequency fixed there
+        (rad/s), a law that names its drive's period.
     """
 
     sequence_latents = {"drive_phase_vector": 2}
@@ -107,8 +121,22 @@ class PhysicsTransition(Transition):
         angle_noise: float = 0.02,
         substeps: int | None = None,
         initial_noise: float | None = None,
+        damping: str = "learned",
+        drive: str = "learned",
+        small_angle: bool = False,
+        drive_frequency: float | None = None,
     ):
         super().__init__()
+        for key, value in (("damping", damping), ("drive", drive)):
+            if value not in ("learned", "zero"):
+                raise ValueError(f"transition.{key} must be learned or zero (the rival law without it), got {value!r}")
+        if not isinstance(small_angle, bool):
+            raise ValueError(f"transition.small_angle must be true or false, got {small_angle!r}")
+        if drive_frequency is not None:
+            if isinstance(drive_frequency, bool) or not isinstance(drive_frequency, (int, float)) or not drive_frequency > 0:
+                raise ValueError(f"transition.drive_frequency must be a positive number of rad/s (the drive's fixed frequency) or null (learned), got {drive_frequency!r}")
+            if drive == "zero":
+                raise ValueError("transition.drive=zero has no drive whose frequency transition.drive_frequency could fix; set one of them")
         if initial_noise is not None:
             velocity_noise, learn_noise = initial_noise, True
         if not frame_interval:
@@ -134,10 +162,19 @@ class PhysicsTransition(Transition):
             raise ValueError(f"transition.substeps must be a positive integer or null ({SUBSTEPS}), got {substeps!r}")
         self.z_dim, self.stride = 2, substeps or SUBSTEPS
         self.dt = float(frame_interval) / self.stride  # one frame interval in self.stride steps
-        self.log_gravity_over_length = nn.Parameter(torch.tensor(math.log(initial["gravity_over_length"])))
-        self.log_damping = nn.Parameter(torch.tensor(math.log(initial["damping"])))
-        self.log_drive_frequency = nn.Parameter(torch.tensor(math.log(initial["drive_frequency"])))
-        self.amplitude = nn.Parameter(torch.tensor(float(initial["drive_amplitude"])))
+        self.small_angle = small_angle
+        # what a rival law sets to zero or fixes is a buffer: in the checkpoint, and never stepped
+        self.fixed = {"damping"} if damping == "zero" else set()  #: the constants this law does not learn
+        if drive == "zero":
+            self.fixed |= {"drive_amplitude", "drive_frequency"}
+            self.sequence_latents = {}  # no drive, no phase to infer
+        if drive_frequency is not None:
+            self.fixed.add("drive_frequency")
+        self._constant("log_gravity_over_length", math.log(initial["gravity_over_length"]))
+        self._constant("log_damping", -math.inf if damping == "zero" else math.log(initial["damping"]), "damping")
+        frequency = drive_frequency or initial["drive_frequency"]
+        self._constant("log_drive_frequency", math.log(frequency), "drive_frequency")
+        self._constant("amplitude", 0.0 if drive == "zero" else float(initial["drive_amplitude"]), "drive_amplitude")
         log_noise = torch.tensor(math.log(velocity_noise))  # the velocity's
         if learn_noise:
             self.log_noise = nn.Parameter(log_noise)
@@ -148,6 +185,22 @@ class PhysicsTransition(Transition):
         # it must follow drifts by radians while decoder and guide learn, faster than Adam's
         # steps of 1e-3 move a parameter (0.02 rad an epoch), and a lagging down turns gravity.
         self.down_scaled = nn.Parameter(torch.zeros(()))
+
+    def _constant(self, attribute: str, value: float, name: str | None = None) -> None:
+        """A constant of the law: a parameter, or a buffer where the law fixes ``name``."""
+        value = torch.tensor(value)
+        if name in self.fixed:
+            self.register_buffer(attribute, value)
+        else:
+            setattr(self, attribute, nn.Parameter(value))
+
+    @property
+    def driven(self) -> bool:
+        return bool(self.sequence_latents)
+
+    @property
+    def intervenable(self) -> tuple[str, ...]:
+        return (DRIVE_SITE,) if self.driven else ()
 
     @property
     def down(self) -> torch.Tensor:
@@ -174,7 +227,9 @@ class PhysicsTransition(Transition):
     def begin(self):
         """Draw each sequence's drive phase and record its drive amplitude (the sites
         ``drive_phase_vector`` and ``drive_amplitude``, inside the caller's data plate); returns
-        the step."""
+        the step. An undriven law draws nothing."""
+        if not self.driven:
+            return lambda z, t: self.step(z, t, self.amplitude, self.amplitude)  # A = 0: the phase is never read
         vector = pyro.sample("drive_phase_vector", dist.Normal(torch.zeros(2, device=self.amplitude.device), 1.0).to_event(1))
         amplitude = pyro.deterministic(DRIVE_SITE, self.amplitude.expand(vector.shape[:-1]))
         return lambda z, t: self.step(z, t, self.phase(vector), amplitude)
@@ -185,7 +240,8 @@ class PhysicsTransition(Transition):
         return torch.atan2(vector[..., 1], vector[..., 0])
 
     def mean(self, z: torch.Tensor, t, latents: dict) -> torch.Tensor:
-        return self.mean_step(z, t, self.phase(latents["drive_phase_vector"]), self.amplitude)
+        phase = self.phase(latents["drive_phase_vector"]) if self.driven else self.amplitude  # undriven: A = 0, any phase
+        return self.mean_step(z, t, phase, self.amplitude)
 
     def mean_step(self, z: torch.Tensor, t: int, phase: torch.Tensor, amplitude: torch.Tensor) -> torch.Tensor:
         """The noise-free state of frame t + 1 from z, that of frame t (0-based)."""
@@ -200,6 +256,7 @@ class PhysicsTransition(Transition):
             drive_amplitude=amplitude,
             drive_frequency=self.log_drive_frequency.exp(),
             phase=phase,
+            small_angle=self.small_angle,
         )
         return torch.stack([theta + self.down, omega], -1)
 

@@ -64,7 +64,7 @@ class StateSpaceModel(WithLikelihood, nn.Module):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             untraceable=None, discrete_x=self.likelihood.discrete, sequences=True, exact_log_px=self._linear_gaussian(),
-            rollouts=True, learned_constants=self.transition.learns_constants,
+            rollouts=True, learned_constants=self.transition.learns_constants, intervenable=self.transition.intervenable,
         )
 
     def forward(self, x: torch.Tensor) -> None:

@@ -38,6 +38,7 @@ class Transition(nn.Module):
     sequence_latents: dict[str, int] = {}  #: per-sequence sample sites ``begin`` draws: name → size
     angles: tuple[int, ...] = ()  #: coordinates of the state that are angles (read through cos and sin)
     learns_constants = False  #: ``constants()`` gives the simulator's constants by name, as learned
+    intervenable: tuple[str, ...] = ()  #: per-sequence sites ``begin`` records that an intervention may set
 
     @property
     def emission_dim(self) -> int:

@@ -60,6 +60,8 @@ PARTNERS = {
     "decoder/rotating": ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2"],
     "experiment/pendulum_dynamics": [*SHORT_SEQUENCES, "z_dim=2"],
     "experiment/pendulum_hypotheses": [*SHORT_SEQUENCES, "z_dim=2"],
+    "experiment/pendulum_laws": [*SHORT_SEQUENCES, "z_dim=2"],
+    **{f"transition/physics_{rival}": ["experiment=pendulum_laws", *SHORT_SEQUENCES, "z_dim=2"] for rival in ("undamped", "undriven", "small_angle", "detuned")},
 }
 OPTIONS = sorted(
     f"{path.parent.name}/{path.stem}"

@@ -34,8 +34,8 @@ class Intervention:
         reason = sequences_reason(programs, data)
         if reason:
             return reason
-        if not programs.model.learned_constants:
-            return "it needs a transition with a drive to switch off (transition=physics)"
+        if DRIVE_SITE not in programs.model.intervenable:
+            return "it needs a transition with a drive to switch off (transition=physics, not with transition.drive=zero)"
         if not isinstance(data.simulator, PendulumSimulator) or data.factors is None:
             return f"it needs data from the pendulum's simulator (data=pendulum_sequences), which data={data.name} is not"
         if self.context >= data.frames:

@@ -9,7 +9,8 @@ __all__ = ["LearnedPhysics"]
 
 class LearnedPhysics:
     """``physics``: each constant the transition learned beside the simulator's, by the
-    simulator's names. Point estimates (maximum likelihood within the ELBO): no uncertainty."""
+    simulator's names. Point estimates (maximum likelihood within the ELBO): no uncertainty. A
+    rival law's constants that it holds at zero or at a given value are marked ``fixed``."""
 
     keys = ("physics",)
 
@@ -22,4 +23,11 @@ class LearnedPhysics:
 
     def __call__(self, context: Context) -> dict:
         true = context.dataset.simulator.constants
-        return {"physics": {name: {"true": true[name], "learned": value} for name, value in context.model.transition.constants().items()}}
+        transition = context.model.transition
+        fixed = getattr(transition, "fixed", set())  # a rival law's constants held at zero or a given value: not learned
+        return {
+            "physics": {
+                name: {"true": true[name], "learned": value, **({"fixed": True} if name in fixed else {})}
+                for name, value in transition.constants().items()
+            }
+        }

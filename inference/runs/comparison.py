@@ -10,7 +10,9 @@ point by point, has a far smaller standard error than either mean, since most of
 is between points. Each run's ``per_point.npz`` holds its points' fingerprints and numbers; the
 ``paired_*`` columns give the mean difference of log p̂(x) against a baseline run over their
 common points, with its standard error, and mark differences beyond two standard errors. Runs
-that differ only in ``train.seed`` are summarized across seeds under the table.
+that differ only in ``train.seed`` are summarized across seeds under the table. Under it too, the
+runs as hypotheses (:mod:`.ranking`): ranked by each one's tightest estimate, paired against the
+best, with the posterior probability of each given the test points.
 """
 
 import csv
@@ -23,6 +25,7 @@ import numpy as np
 import yaml
 
 from ..evaluations.figures import pyplot
+from .ranking import ESTIMATES, ranking
 from .rundir import FAILURE_MARK, PER_POINT, read_per_point
 
 __all__ = ["find_runs", "read_run", "varying_overrides", "paired", "table", "compare"]
@@ -255,12 +258,55 @@ def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)]
 
 
-def write_markdown(path: Path, header: list[str], rows: list[list], notes: list[str] = (), seeds: list[list] = ()) -> None:
-    """The table, the notes under it, and where runs differ only in their seed, the table across seeds."""
+RANKING_COLUMNS = ["estimate", "mean log p̂(x)", "paired diff vs best", "± stderr", "beyond 2 se", "P(model | test points)", "P 2.5%", "P 97.5%"]
+
+
+def ranking_table(ranked: list[dict], varying: list[str], base: Path) -> tuple[list[str], list[list]]:
+    """The runs as hypotheses, the best first: :data:`RANKING_COLUMNS` after the run and the
+    overrides that differ."""
+    rows = [
+        [
+            _name(row["record"], base), *(row["record"]["overrides"].get(k, "") for k in varying), row["estimate"], row["mean"], row["diff"], row["stderr"],
+            "" if row["stderr"] == 0 else ("yes" if abs(row["diff"]) > 2 * row["stderr"] else "no"), row["probability"], *row["interval"],
+        ]
+        for row in ranked
+    ]
+    return ["run", *varying, *RANKING_COLUMNS], rows
+
+
+def _probability(p: float) -> str:
+    """Probabilities to three digits, and those that round to 0 or 1 as how close they are."""
+    if p == 0:
+        return "< 1e-300"  # a total behind by more than about 700 nats: exp underflows
+    if p < 5e-4:
+        return f"{p:.1e}"
+    if 1 - 5e-4 < p < 1:
+        return f"1 − {1 - p:.1e}"
+    return f"{p:.3f}"
+
+
+def ranking_note(ranked: list[dict]) -> str:
+    estimates = ", ".join(f"{key} ({name})" for key, name in ESTIMATES.items())
+    return (
+        f"Each run's tightest estimate of test log p̂(x), the one with the highest mean of {estimates}, over the {ranked[0]['points']} test points "
+        "every ranked run evaluated, paired against the best run's; P(model | test points): softmax of the runs' total log p̂ under a uniform "
+        "prior, its 95% interval from normal draws of the totals' paired differences (see inference/runs/ranking.py)."
+    )
+
+
+def write_markdown(path: Path, header: list[str], rows: list[list], notes: list[str] = (), seeds: list[list] = (), ranked: tuple = ()) -> None:
+    """The table, the notes under it, where runs differ only in their seed the table across
+    seeds, and the runs ranked as hypotheses (``ranked``: header, rows and notes)."""
     lines = _markdown_table(header, rows)
     lines += ["", *notes] if notes else []
     if seeds:
         lines += ["", "Across training seeds (runs that differ only in train.seed):", "", *_markdown_table(SEED_COLUMNS, seeds)]
+    if ranked:
+        ranked_header, ranked_rows, ranked_notes = ranked
+        lines += ["", "The runs as hypotheses, ranked by the evidence:", ""]
+        probabilities = [[*row[:-3], *map(_probability, row[-3:])] for row in ranked_rows]  # to the digits that tell 1 − 1e-9 from 1
+        lines += _markdown_table(ranked_header, probabilities) if ranked_rows else []
+        lines += ["", *ranked_notes] if ranked_rows and ranked_notes else ranked_notes
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -298,6 +344,23 @@ def plot_bars(path: Path, records: list[dict], varying: list[str]) -> None:
     pyplot().close(fig)
 
 
+def plot_ranking(path: Path, ranked: list[dict], varying: list[str]) -> None:
+    """The paired difference of each run against the best, with two standard errors, and each
+    run's posterior probability beside its bar."""
+    fig, ax = pyplot().subplots(figsize=(7, 1.0 + 0.6 * len(ranked)))
+    positions = list(range(len(ranked)))[::-1]  # the best at the top
+    ax.barh(positions, [row["diff"] for row in ranked], xerr=[2 * row["stderr"] for row in ranked], capsize=3, color="C0")
+    ax.set_yticks(positions, [_label(row["record"], varying) for row in ranked])
+    for position, row in zip(positions, ranked):
+        ax.annotate(f"P = {_probability(row['probability'])}", (0, position), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("paired difference of test log p̂(x) against the best, nats a point (± 2 standard errors)")
+    ax.set_title("Runs as hypotheses, ranked by the evidence")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+
+
 def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
     """Mean log p̂(x) against K for each run's guide, and the prior proposal dashed."""
     fig, ax = pyplot().subplots(figsize=(7, 4.5))
@@ -321,8 +384,9 @@ def plot_curves(path: Path, records: list[dict], varying: list[str]) -> None:
 
 
 def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[dict]:
-    """Write compare.md, compare.csv, compare_bars.png and compare_curves.png into ``out``, and
-    compare_seeds.csv where runs differ only in ``train.seed``.
+    """Write compare.md, compare.csv, compare_bars.png and compare_curves.png into ``out``,
+    compare_seeds.csv where runs differ only in ``train.seed``, and compare_ranking.csv and
+    compare_ranking.png where two or more runs can be ranked on common test points.
 
     :param baseline: the run the paired differences are taken against; the first complete run
         when None."""
@@ -343,10 +407,16 @@ def compare(roots: list[Path], out: Path, baseline: Path | None = None) -> list[
     out.mkdir(parents=True, exist_ok=True)
     notes = [note for note in (bits_note(records), features_note(records), paired_note(records, base_record, base)) if note]
     seeds = seeds_table(records, base)
-    write_markdown(out / "compare.md", header, rows, notes, seeds)
+    ranked, unranked = ranking(records)
+    ranked_header, ranked_rows = ranking_table(ranked, varying, base)
+    ranked_notes = [note for note in (ranking_note(ranked) if ranked else None, unranked) if note]
+    write_markdown(out / "compare.md", header, rows, notes, seeds, (ranked_header, ranked_rows, ranked_notes) if ranked or unranked else ())
     write_csv(out / "compare.csv", header, rows)
     if seeds:
         write_csv(out / "compare_seeds.csv", SEED_COLUMNS, seeds)
+    if ranked:
+        write_csv(out / "compare_ranking.csv", ranked_header, ranked_rows)
+        plot_ranking(out / "compare_ranking.png", ranked, varying)
     plot_bars(out / "compare_bars.png", records, varying)
     plot_curves(out / "compare_curves.png", records, varying)
     return records

@@ -53,8 +53,9 @@ def test_compare_writes_the_table_and_figures(sweep, capsys):
     higher = 0 if float(rows[0]["test log p̂(x)"]) > float(rows[1]["test log p̂(x)"]) else 1
     assert (rows[higher]["rank"], rows[1 - higher]["rank"]) == ("1", "2")  # ranked by test log p̂(x), the best first
     markdown = (sweep / "compare.md").read_text().splitlines()
-    assert markdown[0].startswith("| run | guide | status | test ELBO | test log p̂(x) |") and len(markdown) == 9
-    assert markdown[-1].startswith("paired_*: test log p̂(x) of each run minus that of the baseline 0, over the test points both evaluated")
+    assert markdown[0].startswith("| run | guide | status | test ELBO | test log p̂(x) |") and len(markdown) == 18
+    assert markdown[8].startswith("paired_*: test log p̂(x) of each run minus that of the baseline 0, over the test points both evaluated")
+    assert markdown[10:12] == ["The runs as hypotheses, ranked by the evidence:", ""] and markdown[-1].startswith("Each run's tightest estimate")
 
     # paired against the first run, by hand from the runs' per-point files: a run against itself
     # is exactly 0 ± 0; the other gets the standard deviation of the differences over √n
@@ -142,3 +143,57 @@ def test_runs_that_differ_only_in_their_seed_are_summarized_across_seeds(tmp_pat
     with (tmp_path / "compare_seeds.csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert (row["runs"], row["seeds"], float(row["stderr across seeds"])) == ("a, b", "2", 0.5)
+
+
+def write_run(folder: Path, override: str, estimates: dict[str, np.ndarray], fingerprints=None) -> None:
+    """A complete run with these per-point estimates of the test points (by key of per_point.npz)."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(f"- {override}\n")
+    log_px = estimates["log_px"]
+    test = {"elbo": float(log_px.mean()) - 1, "log_px": {"mean": float(log_px.mean()), "stderr": float(log_px.std() / math.sqrt(log_px.size)), "num_particles": 8}}
+    (folder / "metrics.json").write_text(json.dumps({"test": test, "train": {"seconds": 1.0, "steps": 10}}))
+    fingerprints = np.arange(log_px.size) if fingerprints is None else fingerprints
+    np.savez(folder / "per_point.npz", **{"test.fingerprint": fingerprints, **{f"test.{k}": v for k, v in estimates.items()}})
+
+
+def test_runs_are_ranked_as_hypotheses_by_their_tightest_estimates_with_posterior_probabilities(tmp_path):
+    """Three laws on the same 200 test sequences: each is ranked by its higher estimate (SMC for
+    two, importance sampling for the third), paired against the best, and given a posterior
+    probability whose interval is the paired difference's normal interval pushed through the
+    softmax (for two runs, σ(N d̄ ± 1.96 N se) in closed form). A run on other points is left out."""
+    rng = np.random.default_rng(0)
+    n = 200
+    truth = rng.normal(1000.0, 50.0, n)  # most of the spread is between sequences: pairing removes it
+    true_smc, spread = truth - 1 + rng.normal(0, 1, n), rng.normal(0, 0.5, n)
+    laws = {
+        # name: (importance sampling, SMC), per sequence
+        "true": (truth - 30 + rng.normal(0, 5, n), true_smc),
+        "near": (truth - 32 + rng.normal(0, 5, n), true_smc - 0.01 + spread - spread.mean()),  # 2 ± 7 nats behind in all: undecided
+        "far": (truth - 3 + rng.normal(0, 1, n), truth - 40 + rng.normal(0, 5, n)),  # its IS is its tighter estimate
+    }
+    for name, (is_, smc) in laws.items():
+        write_run(tmp_path / name, f"transition={name}", {"log_px": is_, "log_px_smc": smc})
+    write_run(tmp_path / "other", "transition=other", {"log_px": truth}, fingerprints=np.arange(n) + 10_000)  # other data
+    main([str(tmp_path / name) for name in laws] + ["--out", str(tmp_path / "out")])
+    with (tmp_path / "out" / "compare_ranking.csv").open() as f:
+        rows = {row["run"]: row for row in csv.DictReader(f)}
+    assert list(rows) in (["true", "near", "far"], ["near", "true", "far"])
+    assert [rows[name]["estimate"] for name in ("true", "near", "far")] == ["log_px_smc", "log_px_smc", "log_px"]
+    best, other = list(rows)[:2]
+    difference = laws[other][1] - laws[best][1]
+    assert float(rows[other]["paired diff vs best"]) == pytest.approx(difference.mean())
+    assert float(rows[other]["± stderr"]) == pytest.approx(difference.std(ddof=1) / math.sqrt(n))
+    # the far law is behind by about 2 nats a sequence, 400 in all: decided
+    assert rows["far"]["beyond 2 se"] == "yes" and float(rows["far"]["P 97.5%"]) < 1e-100
+    # true and near: P = σ(N d̄) and the interval σ(N (d̄ ± 1.96 se)), to the draws' Monte Carlo error
+    se = difference.std(ddof=1) / math.sqrt(n)
+    sigmoid = lambda t: 1 / (1 + math.exp(-t))  # noqa: E731
+    assert float(rows[other]["P(model | test points)"]) == pytest.approx(sigmoid(n * difference.mean()), abs=1e-9)
+    assert float(rows[other]["P 2.5%"]) == pytest.approx(sigmoid(n * (difference.mean() - 1.96 * se)), abs=0.01)
+    assert float(rows[other]["P 97.5%"]) == pytest.approx(sigmoid(n * (difference.mean() + 1.96 * se)), abs=0.01)
+    assert float(rows[other]["P 2.5%"]) < 0.1 and float(rows[other]["P 97.5%"]) > 0.5  # not decided
+
+    main([str(tmp_path), "--out", str(tmp_path / "with_other")])
+    markdown = (tmp_path / "with_other" / "compare.md").read_text()
+    assert "Not ranked: the runs far, near, other, true share fewer than two test points (other data)." in markdown
+    assert (tmp_path / "out" / "compare_ranking.png").is_file() and not (tmp_path / "with_other" / "compare_ranking.png").exists()

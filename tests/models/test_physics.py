@@ -21,20 +21,21 @@ B, FRAMES = 6, 25
 PHYSICS_RUN = ["experiment=pendulum_dynamics", *SHORT_SEQUENCES, "z_dim=2", "guide.rnn_hidden=16"]
 
 
-def true_trajectories(drive_amplitude: float = TRUE["drive_amplitude"], seed: int = 0):
-    """B simulated trajectories from random states and phases, with the drive at ``drive_amplitude``:
-    their states ``(B, FRAMES, 2)`` and phases ``(B,)``."""
+def true_trajectories(seed: int = 0, **law):
+    """B simulated trajectories from random states and phases, with the simulator's constants
+    except those given in ``law``: their states ``(B, FRAMES, 2)`` and phases ``(B,)``."""
     g = torch.Generator().manual_seed(seed)
     initial = torch.stack([(torch.rand(B, generator=g) * 2 - 1) * math.pi, (torch.rand(B, generator=g) * 2 - 1) * 2], -1)
     phase = torch.rand(B, generator=g) * 2 * math.pi
-    constants = {**TRUE, "drive_amplitude": drive_amplitude}
+    constants = {**TRUE, **law}
     states = simulate(B, FRAMES, stride=SIMULATOR.stride, dt=SIMULATOR.dt, initial=initial, phase=phase, **constants)
     return states, phase
 
 
-def at_the_true_constants(substeps: int | None = None) -> StateSpaceModel:
-    """A state-space model whose transition has the simulator's constants and next to no noise."""
-    transition = PhysicsTransition(2, SIMULATOR.frame_interval, initial=TRUE, velocity_noise=1e-7, angle_noise=1e-7, substeps=substeps)
+def at_the_true_constants(substeps: int | None = None, **rival) -> StateSpaceModel:
+    """A state-space model whose transition has the simulator's constants and next to no noise
+    (of the rival law that ``rival``'s options of the transition make it)."""
+    transition = PhysicsTransition(2, SIMULATOR.frame_interval, initial=TRUE, velocity_noise=1e-7, angle_noise=1e-7, substeps=substeps, **rival)
     return StateSpaceModel(StandardNormal(2), transition, nn.Linear(2, 4), Gaussian(0.1, scale_mode="fixed")).double()
 
 
@@ -64,6 +65,67 @@ def test_the_drive_switched_off_by_poutine_do_is_the_simulator_with_no_drive():
     switched_off = poutine.do(rollout.roll_forward, data={"drive_amplitude": torch.tensor(0.0)})(driven[:, 0].double(), 0, FRAMES - 1, latents)
     assert torch.stack(switched_off, 1).float() == pytest.approx(undriven[:, 1:], abs=1e-5)
     assert (undriven - driven).abs().max() > 0.1  # the drive moves the pendulum: the test can fail
+
+
+@pytest.mark.parametrize(
+    "rival, law",
+    [({"damping": "zero"}, {"damping": 0.0}), ({"drive": "zero"}, {"drive_amplitude": 0.0}), ({"drive_frequency": 2.0}, {"drive_frequency": 2.0})],
+)
+def test_each_rival_law_is_the_simulator_of_that_law_and_learns_only_its_own_constants(rival, law):
+    """transition.damping=zero, drive=zero and drive_frequency=2: the rollout from the true
+    states is the simulator's with γ = 0, A = 0 or Ω = 2, and far from the true law's; what the
+    law fixes is no parameter, and an undriven law has no drive phase to infer (no site, no
+    guide head, no intervention)."""
+    from guides import SequenceGuide
+
+    states, phase = true_trajectories(**law)
+    model = at_the_true_constants(**rival)
+    latents = {"drive_phase_vector": phase_vector(phase)} if "drive" not in rival else {}
+    rolled = torch.stack(model.roll_forward(states[:, 0].double(), 0, FRAMES - 1, latents), 1).float()
+    assert rolled == pytest.approx(states[:, 1:], abs=1e-5)
+    true_law, _ = true_trajectories()
+    assert (true_law - states).abs().max() > 0.1  # the rival's motion is another: the test can fail
+
+    parameters = {name for name, _ in model.transition.named_parameters()}
+    fixed = {"damping": {"log_damping"}, "drive": {"amplitude", "log_drive_frequency"}, "drive_frequency": {"log_drive_frequency"}}[next(iter(rival))]
+    assert not parameters & fixed and fixed <= set(model.transition.state_dict())
+    learned = model.transition.constants()
+    assert all(learned[name] == pytest.approx(value) for name, value in law.items())
+    sites = poutine.trace(model).get_trace(torch.zeros(2, 3, 4, dtype=torch.float64)).nodes
+    assert ("drive_phase_vector" in sites) is ("drive" not in rival) and ("drive_amplitude" in model.capabilities.intervenable) is ("drive" not in rival)
+    guide = SequenceGuide(x_dim=4, z_dim=2, rnn_hidden=8, model=model.float(), follow_transition=True)
+    assert ("drive_phase_vector" in guide.sequence_latents) is ("drive" not in rival)
+
+
+def test_the_small_angle_law_is_the_linear_oscillator():
+    """transition.small_angle=true with no damping and no drive: θ(t) = θ₀ cos(wt) + (ω₀/w) sin(wt),
+    w = √(g/ℓ), the closed form of θ'' = −(g/ℓ) θ; the pendulum's law from the same large swings
+    is far from it."""
+    states, _ = true_trajectories()
+    start = states[:, 0].double()
+    model = at_the_true_constants(small_angle=True, damping="zero", drive="zero")
+    rolled = torch.stack(model.roll_forward(start, 0, FRAMES - 1, {}), 1)
+    w = math.sqrt(TRUE["gravity_over_length"])
+    t = torch.arange(1, FRAMES, dtype=torch.float64) * SIMULATOR.frame_interval
+    theta = start[:, :1] * torch.cos(w * t) + start[:, 1:] / w * torch.sin(w * t)
+    omega = -start[:, :1] * w * torch.sin(w * t) + start[:, 1:] * torch.cos(w * t)
+    assert rolled[..., 0] == pytest.approx(theta, abs=1e-4) and rolled[..., 1] == pytest.approx(omega, abs=1e-3)
+    pendulum = torch.stack(at_the_true_constants(damping="zero", drive="zero").roll_forward(start, 0, FRAMES - 1, {}), 1)
+    assert (pendulum[..., 0] - theta).abs().max() > 0.5
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"damping": "none"}, "transition.damping must be learned or zero"),
+        ({"drive": "zero", "drive_frequency": 2.0}, "transition.drive=zero has no drive whose frequency"),
+        ({"drive_frequency": -1.0}, "transition.drive_frequency must be a positive number"),
+        ({"small_angle": "yes"}, "transition.small_angle must be true or false"),
+    ],
+)
+def test_a_rival_law_that_is_not_one_is_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        PhysicsTransition(2, SIMULATOR.frame_interval, **options)
 
 
 def test_the_constants_physics_requires_positive_stay_positive_whatever_the_parameters():
@@ -151,8 +213,9 @@ def test_the_guide_reads_every_angle_from_its_frame_next_to_the_angle_the_law_pr
         (["transition=physics", "z_dim=3"], "z_dim must be 2"),
         (
             ["transition=neural"],
-            r"evaluation.methods.intervention cannot run here: it needs a transition with a drive to switch off \(transition=physics\); .* evaluation.intervene=false",
+            r"evaluation.methods.intervention cannot run here: it needs a transition with a drive to switch off \(transition=physics, .*\); .* evaluation.intervene=false",
         ),
+        (["transition=physics_undriven"], r"evaluation.methods.intervention cannot run here: .* not with transition.drive=zero"),
         (["evaluation.intervention_context=5"], "evaluation.intervention_context=5 leaves none of .* 5 frames .* keep it under 5"),
         (["evaluation.intervention_context=0"], "evaluation.intervention_context=0 .* a positive integer or null"),
     ],
