@@ -285,6 +285,11 @@ def _probability(p: float) -> str:
     return f"{p:.3f}"
 
 
+def _stated(p: float) -> str:
+    text = _probability(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def ranking_note(ranked: list[dict]) -> str:
     estimates = ", ".join(f"{key} ({name})" for key, name in ESTIMATES.items())
     return (
@@ -347,14 +352,15 @@ def plot_bars(path: Path, records: list[dict], varying: list[str]) -> None:
 def plot_ranking(path: Path, ranked: list[dict], varying: list[str]) -> None:
     """The paired difference of each run against the best, with two standard errors, and each
     run's posterior probability beside its bar."""
-    fig, ax = pyplot().subplots(figsize=(7, 1.0 + 0.6 * len(ranked)))
+    fig, ax = pyplot().subplots(figsize=(9, 1.2 + 0.6 * len(ranked)))
     positions = list(range(len(ranked)))[::-1]  # the best at the top
     ax.barh(positions, [row["diff"] for row in ranked], xerr=[2 * row["stderr"] for row in ranked], capsize=3, color="C0")
     ax.set_yticks(positions, [_label(row["record"], varying) for row in ranked])
-    for position, row in zip(positions, ranked):
-        ax.annotate(f"P = {_probability(row['probability'])}", (0, position), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+    for position, row in zip(positions, ranked):  # beside the axes, right: P and its 95% interval
+        low, high = (_probability(p) for p in row["interval"])
+        ax.text(1.02, position, f"P {_stated(row['probability'])}\n95%: {low} to {high}", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("paired difference of test log p̂(x) against the best, nats a point (± 2 standard errors)")
+    ax.set_xlabel("paired difference of test log p̂(x) against the best, nats a point (± 2 se)")
     ax.set_title("Runs as hypotheses, ranked by the evidence")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
