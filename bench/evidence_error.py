@@ -6,7 +6,8 @@ of a trained run.
     python -m bench.evidence_error RUN_DIR [RUN_DIR ...] [--sequences 20] [--repeats 5] [--particles 1000]
 
 For each run and estimator it prints the mean log p̂(x₁:T) over the sequences and repeats (both
-are stochastic lower bounds in expectation: the higher is the tighter), the Monte Carlo standard
+are stochastic lower bounds in expectation: the higher is the tighter), beside the ELBO split into
+the frames' expected log-likelihood and the latents' KL term (20 guide draws a repeat), the Monte Carlo standard
 deviation of one sequence's estimate (each sequence's standard deviation across repeats: the
 error a single estimate carries, as the root mean square over sequences and the median), and
 the seconds of one repeat. Not a speed benchmark: the seconds say what each standard deviation costs.
@@ -22,6 +23,7 @@ import numpy as np
 import pyro
 import torch
 from omegaconf import OmegaConf
+from pyro import poutine
 
 from inference.estimators import importance_sampling
 from inference.estimators.filtering import sequential_monte_carlo
@@ -44,6 +46,26 @@ def trained(run: Path):
 
 
 @torch.no_grad()
+def elbo_parts(model, guide, x: torch.Tensor, draws: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ELBO's two parts per sequence, averaged over ``draws`` draws of the guide: the
+    frames' expected log-likelihood E_q log p(x₁:T | z) and the KL term E_q[log q − log p] of
+    the latents (states, and sequence latents such as the drive phase)."""
+    likelihood, kl = torch.zeros(x.shape[0]), torch.zeros(x.shape[0])
+    for _ in range(draws):
+        guided = poutine.trace(guide).get_trace(x)
+        modelled = poutine.trace(poutine.replay(model, trace=guided)).get_trace(x)
+        guided.compute_log_prob(), modelled.compute_log_prob()
+        for name, site in modelled.nodes.items():
+            if site["type"] != "sample":
+                continue
+            if site["is_observed"]:
+                likelihood += site["log_prob"] / draws
+            else:
+                kl += (guided.nodes[name]["log_prob"] - site["log_prob"]) / draws
+    return likelihood, kl
+
+
+@torch.no_grad()
 def repeated(estimate, repeats: int) -> tuple[np.ndarray, float]:
     """``repeats`` draws of ``estimate()`` (a ``(sequences,)`` tensor), each from its own seed,
     and the mean seconds of one."""
@@ -60,6 +82,7 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=20, help="the first N test sequences")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--particles", type=int, default=1000, help="K of importance sampling and S of SMC alike")
+    parser.add_argument("--latent-draws", type=int, nargs="*", default=[], help="also SMC with the sequence latents drawn M times a sequence (latent_draws)")
     args = parser.parse_args()
     print(f"{machine()}; {args.sequences} test sequences, {args.repeats} repeats, {args.particles} particles each")
     print("| run | estimator | mean log p̂ | MC sd of one estimate (rms / median over sequences) | seconds a repeat |")
@@ -71,7 +94,16 @@ def main() -> None:
             estimators = {
                 "importance sampling": lambda m, g, x: importance_sampling(m, g, x, args.particles).log_px,
                 "SMC, guide proposal": lambda m, g, x: sequential_monte_carlo(m, x, args.particles, g).log_px,
+                **{
+                    f"SMC, {draws} draws of the sequence latents": functools.partial(
+                        lambda m, g, x, draws: sequential_monte_carlo(m, x, args.particles, g, latent_draws=draws).log_px, draws=draws
+                    )
+                    for draws in args.latent_draws
+                },
             }
+            pyro.set_rng_seed(0)
+            likelihood, kl = elbo_parts(model, guide, x, args.repeats * 20)
+            print(f"| {run.name} | ELBO = E_q log p(x given z) − KL | {(likelihood - kl).mean():.1f} = {likelihood.mean():.1f} − {kl.mean():.1f} | | |")
             for name, estimate in estimators.items():
                 values, seconds = repeated(functools.partial(estimate, model, guide, x), args.repeats)
                 variance = values.var(0, ddof=1)  # each sequence's, across repeats

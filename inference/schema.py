@@ -117,6 +117,9 @@ class EvaluationSchema:
     forecast_horizon: int = _help("sequences: frames forecast after them; 0: no forecast", 10)
     forecast_filter: ForecastFilter = _help("particles: the model's particle filter of the state after the context | guide: q(z_k | x_1:k)", ForecastFilter.particles)
     smc_particles: int = _help("sequences: particles per sequence of log_px_smc, log p(x_1:T) by sequential Monte Carlo", 1000)
+    smc_latent_draws: int | None = _help(
+        "sequences with latents of their own (transition=physics: the drive phase): draw them this many times a sequence, each draw "
+        "shared by smc_particles / this many particles (null: each particle its own, which resampling thins out)", None)
     smc_proposal: str = _help("sequences: guide (q(z_t | z_t-1, x), the tighter) | transition (the model's own: the bootstrap filter)", "guide")
     filter_particles: int = _help("the particle filter's particles per sequence (forecast and intervention)", 4000)
     intervene: bool | None = _help("true: transition=physics rolled out with the drive switched off, against the simulator (test.intervention); false: off", None)

@@ -72,7 +72,7 @@ class Sequential(NamedTuple):
 
 
 @torch.no_grad()
-def sequential_monte_carlo(model, x: torch.Tensor, particles: int, guide=None) -> Sequential:
+def sequential_monte_carlo(model, x: torch.Tensor, particles: int, guide=None, latent_draws: int | None = None) -> Sequential:
     """Sequential importance resampling over the frames of each sequence of ``x``, with the
     model's transition as proposal (``guide=None``: the bootstrap filter) or a sequence guide's
     q(z_t | z_{t−1}, x_t:T) and q(sequence latents | x) (a guide with ``summaries`` and ``step``,
@@ -85,21 +85,50 @@ def sequential_monte_carlo(model, x: torch.Tensor, particles: int, guide=None) -
     :param x: ``(B, k, x_dim)``, the frames.
     :param int particles: S, the particles per sequence.
     :param guide: the proposal; None for the model's own prior and transition.
+    :param int latent_draws: M, for a transition with sequence latents: draw them M times a
+        sequence, each draw shared by S/M particles that resample among themselves, and weigh
+        the M filters' estimates by importance sampling (p̂ = mean over draws of p̂(x | latents)
+        p / q, unbiased as each p̂(x | latents) is). None: every particle draws its own, and
+        resampling copies them with the state, so that their draws thin out frame by frame.
     """
+    if latent_draws and model.transition.sequence_latents:
+        if particles % latent_draws:
+            raise ValueError(f"{particles} particles do not split into {latent_draws} latent draws; give a divisor of the particles")
+        return _grouped(model, x, particles // latent_draws, guide, latent_draws)
+    return _filtered(model, x, particles, guide)
+
+
+def _grouped(model, x: torch.Tensor, particles: int, guide, draws: int) -> Sequential:
+    """M = ``draws`` filters of each sequence, one per draw of its sequence latents, as M copies
+    of the batch (draw-major); their estimates and particles joined per sequence."""
+    B = x.shape[0]
+    each = _filtered(model, x.repeat(draws, 1, 1), particles, guide, shared_latents=True)
+    log_px = torch.logsumexp(each.log_px.view(draws, B), 0) - math.log(draws)
+    # a particle's weight among all: its filter's estimate up to its last resampling times its weight since
+    before = each.log_px - torch.logsumexp(each.log_weights, 0) + math.log(particles)
+    log_weights = (before + each.log_weights).view(particles, draws, B).reshape(particles * draws, B)
+    joined = lambda value: value.view(particles, draws, B, *value.shape[2:]).reshape(particles * draws, B, *value.shape[2:])  # noqa: E731
+    return Sequential(joined(each.z), {name: joined(value) for name, value in each.latents.items()}, log_weights, log_px,
+                      each.resamplings.view(draws, B).float().mean(0))
+
+
+def _filtered(model, x: torch.Tensor, particles: int, guide, shared_latents: bool = False) -> Sequential:
+    """The filter of :func:`sequential_monte_carlo`; with ``shared_latents`` one draw of the
+    sequence latents per sequence, which all its particles share."""
     S, (B, k) = particles, x.shape[:2]
     log_w = x.new_zeros(S, B)
-    with pyro.plate(PARTICLES, S, dim=-2), pyro.plate("data", B, dim=-1):
+    with pyro.plate(PARTICLES, 1 if shared_latents else S, dim=-2), pyro.plate("data", B, dim=-1):
         if guide is None:  # the sequence latents from their prior
             trace = poutine.trace(model.transition.begin).get_trace()
         else:
             h = guide.summaries(x)
             proposals = guide.latents_proposal(h)
-            proposed = {name: q.sample((S,)) for name, q in proposals.items()}
+            proposed = {name: q.sample((1 if shared_latents else S,)) for name, q in proposals.items()}
             log_w = log_w - sum((q.log_prob(proposed[name]) for name, q in proposals.items()), x.new_zeros(S, B))
             trace = poutine.trace(poutine.condition(model.transition.begin, data=proposed)).get_trace()
             trace.compute_log_prob(site_filter=lambda name, site: name in proposed)
             log_w = log_w + sum((trace.nodes[name]["log_prob"] for name in proposed), x.new_zeros(S, B))
-    latents = {name: trace.nodes[name]["value"] for name in model.transition.sequence_latents}
+    latents = {name: trace.nodes[name]["value"].expand(S, B, -1) for name in model.transition.sequence_latents}
     step = trace.nodes["_RETURN"]["value"]
     if guide is None:
         z = model.prior(B).sample((S,))

@@ -29,15 +29,24 @@ class LogPxSmc:
 
     :param particles: S, the particles per sequence.
     :param proposal: ``guide`` or ``transition``.
+    :param latent_draws: M, for a transition with latents of each sequence: drawn M times a
+        sequence, each draw filtered by S/M particles (None: each particle its own).
     """
 
     keys = ("log_px_smc",)
 
-    def __init__(self, particles: int = 1000, proposal: str = "guide"):
+    def __init__(self, particles: int = 1000, proposal: str = "guide", latent_draws: int | None = None):
         positive_ints("a positive number of particles", particles=particles)
         if proposal not in PROPOSALS:
             raise ValueError(f"evaluation.smc_proposal must be guide or transition, got {proposal!r}")
-        self.particles, self.proposal = particles, proposal
+        if latent_draws is not None:
+            positive_ints("a positive number of draws", latent_draws=latent_draws)
+            if particles % latent_draws:
+                raise ValueError(
+                    f"evaluation.smc_latent_draws={latent_draws} does not divide evaluation.smc_particles={particles}: each draw gets as many "
+                    "particles; give a divisor (or null)"
+                )
+        self.particles, self.proposal, self.latent_draws = particles, proposal, latent_draws
 
     def unsupported(self, programs: Programs, data: Dataset) -> str | None:
         return sequences_reason(programs, data)
@@ -51,7 +60,7 @@ class LogPxSmc:
                 "does not offer (summaries, step, latents_proposal, as guide=sequence has them); use evaluation.smc_proposal=transition"
             )
         context.model.eval(), context.guide.eval()
-        estimate = sequential_monte_carlo(context.model, context.x, self.particles, guide)
+        estimate = sequential_monte_carlo(context.model, context.x, self.particles, guide, self.latent_draws)
         log_px = estimate.log_px + context.dataset.log_jacobian
         context.per_point["log_px_smc"] = log_px.cpu().numpy()
         ess = effective_sample_size(estimate.log_weights)
@@ -59,6 +68,7 @@ class LogPxSmc:
             **mean_and_stderr(log_px),
             "particles": self.particles,
             "proposal": self.proposal,
+            "latent_draws": self.latent_draws,
             "ess": {"median": ess.median().item(), "min": ess.min().item()},
             "resamplings": estimate.resamplings.float().mean().item(),
             "seconds": time.perf_counter() - start,

@@ -22,6 +22,7 @@ from inference.estimators.filtering import particle_filter, sequential_monte_car
 from inference.estimators.forecast import ContextFilter, forecast
 from inference.training import fit
 from models import Gaussian, LinearTransition, StandardNormal, StateSpaceModel
+from models.state_space import kalman_filter
 
 Z, D, T = 2, 3, 5
 
@@ -289,3 +290,49 @@ def test_a_forecast_from_the_particle_filter_is_the_exact_predictive_mean():
     assert z_scores.abs().max() < 4 and (z_scores**2).mean() < 1.6  # seeds 0 to 3: mean square 0.92 to 1.28
     far = forecast(model, ContextFilter("particles", particles=1)(model, None, x, k, samples=draws), 1)[:, 0].double()
     assert ((far - ((exact.mean @ A.T + b) @ W.T + c)) / (sd / math.sqrt(draws))).abs().max() > 4  # one particle: the prior's guess
+
+
+class DriftingTransition(LinearTransition):
+    """z_t = A z_{t−1} + b + C u + ε with u ~ N(0, I) a latent of each sequence (a static drift):
+    with a linear-Gaussian emission the sequence is still jointly Gaussian, and the Kalman filter
+    of the state (z, u), u carried without noise, gives log p(x₁:T) exactly."""
+
+    sequence_latents = {"drift": Z}
+
+    def __init__(self):
+        super().__init__(Z)
+        self.drift = torch.tensor([[0.8, 0.0], [0.3, -0.6]])  # C
+
+    def begin(self):
+        u = pyro.sample("drift", pyro.distributions.Normal(torch.zeros(Z), 1.0).to_event(1))
+        return lambda z, t: pyro.distributions.Normal(self.linear(z) + u @ self.drift.T, self.log_scale.exp().expand(z.shape)).to_event(1)
+
+    def mean(self, z, t, latents):
+        return self.linear(z) + latents["drift"] @ self.drift.T
+
+
+@pytest.mark.parametrize("latent_draws", [None, 50])
+def test_sequential_monte_carlo_with_a_static_latent_is_unbiased_for_the_kalman_filters_likelihood(latent_draws):
+    """A sequence latent (a static drift of the dynamics, as the pendulum's drive phase is): the
+    guide proposes it and each frame's state; every particle its own draw (None) or M = 50
+    draws a sequence, each shared by 20 particles that resample among themselves. Over 64
+    sequences filtered 16 times each with 1000 particles, the mean of p̂/p is 1 within four
+    standard errors (seeds 0, 1, 2: 1.003, 0.993, 1.008 ± 0.010 with a draw per particle; 0.989,
+    0.983, 1.028 ± 0.016 with 50 draws). Averaging the draws' log p̂ instead of p̂ gives 0.001."""
+    pyro.set_rng_seed(0)
+    base = linear_gaussian_model()
+    transition = DriftingTransition()
+    transition.load_state_dict(base.transition.state_dict())
+    model = StateSpaceModel(StandardNormal(Z), transition, base.decoder, base.likelihood)
+    guide = SequenceGuide(D, Z, model=model, follow_transition=True)
+    with torch.no_grad():
+        x = pyro.poutine.trace(model).get_trace(torch.zeros(64, T, D)).nodes["x"]["value"].repeat(16, 1, 1)
+    estimate = sequential_monte_carlo(model, x, particles=1000, guide=guide, latent_draws=latent_draws)
+    A = torch.block_diag(transition.linear.weight, torch.eye(Z))
+    A[:Z, Z:] = transition.drift
+    q = torch.cat([transition.log_scale.exp(), torch.zeros(Z)])
+    exact = kalman_filter(x, A, torch.cat([transition.linear.bias, torch.zeros(Z)]), q, torch.cat([base.decoder.weight, torch.zeros(D, Z)], 1),
+                          base.decoder.bias, base.likelihood.x_scale).log_px
+    ratio = (estimate.log_px.double() - exact).exp()
+    se = ratio.std().item() / math.sqrt(len(ratio))
+    assert abs(ratio.mean().item() - 1) < 4 * se < 0.16

@@ -48,6 +48,7 @@ def test_a_method_added_by_its_config_entry_or_its_shipped_file():
          r"evaluation.methods.recon: no_such_module.Numbers could not be built \(.*No module named 'no_such_module'.*\); put its module on the path"),
         ([f"+evaluation.methods.recon._target_={USER}", "+evaluation.methods.recon.draws=2", "+evaluation.methods.other._target_=inference.evaluations.LogPx"],
          "evaluation.methods.other and evaluation.methods.log_px both write 'elbo' in metrics.json; keep one"),
+        (["evaluation.smc_latent_draws=7"], "evaluation.smc_latent_draws=7 does not divide evaluation.smc_particles=100: each draw gets as many particles"),
     ],
 )
 def test_a_bad_method_entry_is_refused_naming_it(overrides, message):
