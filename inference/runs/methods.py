@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from hydra.utils import get_object
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..data import Dataset
 from ..evaluations import SUITE_KEYS, Programs
@@ -70,6 +70,20 @@ def shipped_entry(name: str, required: bool = False) -> DictConfig | None:
         shipped = sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml"))
         raise ValueError(f"evaluation/methods={name}: no such shipped method; choose one of {', '.join(shipped)}")
     return None
+
+
+def completed(methods: DictConfig) -> None:
+    """Give the entries of a run written before a shipped method gained an option that option,
+    as the shipped entry has it (``latent_draws: ${evaluation.smc_latent_draws}``), in place: a
+    re-evaluation's ``evaluation.*`` override of it then takes effect instead of being ignored."""
+    for name, entry in methods.items():
+        shipped = shipped_entry(name)
+        if shipped is None or entry is None or entry.get("_target_") != shipped.get("_target_"):
+            continue  # not a shipped method, or the user's own under a shipped name
+        raw = OmegaConf.to_container(shipped, resolve=False)  # ${evaluation.*} kept as interpolations
+        with open_dict(entry):
+            for key in raw.keys() - entry.keys():
+                entry[key] = raw[key]
 
 
 def default_entries() -> dict:

@@ -18,7 +18,7 @@ from ..training.checkpoint import load_checkpoint
 from .build import instantiate, prepared, trackers_of
 from .checks import check_config, resolve_device
 from .evaluation_run import evaluate_run
-from .methods import default_entries, shipped_entry
+from .methods import completed, default_entries, shipped_entry
 from .rundir import locked, read_metrics, write_metrics
 
 __all__ = ["reevaluate"]
@@ -36,6 +36,7 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     cfg = typed(trained)
     if "methods" not in trained.get("evaluation", {}):  # a run from before evaluation.methods: the default ones
         cfg.evaluation.methods = default_entries()
+    completed(cfg.evaluation.methods)  # options added to shipped methods since the run was trained
     overrides = [override.removeprefix("+") for override in overrides]  # a new method: +evaluation.methods.NAME._target_=...
     shipped = [o.split("=", 1)[1] for o in overrides if o.startswith("evaluation/methods=")]  # a shipped one by its file: +evaluation/methods=NAME
     overrides = [o for o in overrides if not o.startswith("evaluation/methods=")]

@@ -54,3 +54,20 @@ def test_a_method_added_by_its_config_entry_or_its_shipped_file():
 def test_a_bad_method_entry_is_refused_naming_it(overrides, message):
     with pytest.raises(Exception, match=message):
         methods_of(compose_config(*TINY, *overrides))
+
+
+def test_a_run_from_before_a_methods_option_gets_it_wired_to_its_key():
+    """A re-evaluation of a run whose log_px_smc entry predates ``latent_draws``: the override
+    ``evaluation.smc_latent_draws=20`` reaches the method instead of being ignored, and a user's
+    own method under its own name is left as it is."""
+    from omegaconf import open_dict
+
+    from inference.runs.methods import completed
+
+    cfg = compose_config(*TINY, f"+evaluation.methods.recon._target_={USER}")
+    with open_dict(cfg.evaluation.methods.log_px_smc):
+        del cfg.evaluation.methods.log_px_smc["latent_draws"]  # as written before the option
+    cfg.evaluation.smc_latent_draws = 20
+    completed(cfg.evaluation.methods)
+    smc = {m.name: m for m in methods_of(cfg)}["log_px_smc"]
+    assert smc.evaluation.latent_draws == 20 and set(cfg.evaluation.methods.recon) == {"_target_"}
