@@ -27,20 +27,17 @@ from pyro import poutine
 
 from inference.estimators import importance_sampling
 from inference.estimators.filtering import sequential_monte_carlo
-from inference.runs.build import instantiate, prepared
+from inference.runs.build import instantiate, trained
 from inference.schema import typed
-from inference.training.checkpoint import load_checkpoint
 
 from .common import machine
 
 
-def trained(run: Path):
+def loaded(run: Path):
     """A finished run's model, guide and test sequences, on the CPU."""
     cfg = typed(OmegaConf.load(run / ".hydra" / "config.yaml"))
     data = instantiate(cfg.data)
-    model, guide = prepared(cfg, data, torch.device("cpu"))
-    state = load_checkpoint(run, map_location="cpu")
-    model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+    model, guide = trained(cfg, data, run, torch.device("cpu"))
     model.eval(), guide.eval()
     return model, guide, data.split("test")
 
@@ -89,7 +86,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     with pyro.validation_enabled(False):
         for run in args.runs:
-            model, guide, x = trained(run)
+            model, guide, x = loaded(run)
             x = x[: args.sequences]
             estimators = {
                 "importance sampling": lambda m, g, x: importance_sampling(m, g, x, args.particles).log_px,

@@ -170,29 +170,26 @@ class PhysicsTransition(Transition):
             self.sequence_latents = {}  # no drive, no phase to infer
         if drive_frequency is not None:
             self.fixed.add("drive_frequency")
-        self._constant("log_gravity_over_length", math.log(initial["gravity_over_length"]))
-        self._constant("log_damping", -math.inf if damping == "zero" else math.log(initial["damping"]), "damping")
+        self._held("log_gravity_over_length", math.log(initial["gravity_over_length"]))
+        self._held("log_damping", -math.inf if damping == "zero" else math.log(initial["damping"]), learned="damping" not in self.fixed)
         frequency = drive_frequency or initial["drive_frequency"]
-        self._constant("log_drive_frequency", math.log(frequency), "drive_frequency")
-        self._constant("amplitude", 0.0 if drive == "zero" else float(initial["drive_amplitude"]), "drive_amplitude")
-        log_noise = torch.tensor(math.log(velocity_noise))  # the velocity's
-        if learn_noise:
-            self.log_noise = nn.Parameter(log_noise)
-        else:
-            self.register_buffer("log_noise", log_noise)
+        self._held("log_drive_frequency", math.log(frequency), learned="drive_frequency" not in self.fixed)
+        self._held("amplitude", 0.0 if drive == "zero" else float(initial["drive_amplitude"]), learned="drive_amplitude" not in self.fixed)
+        self._held("log_noise", math.log(velocity_noise), learned=learn_noise)  # the velocity's
         self.register_buffer("angle_noise", torch.tensor(float(angle_noise)))
         # The decoder's angle of hanging straight down, as DOWN_GAIN times a parameter: the offset
         # it must follow drifts by radians while decoder and guide learn, faster than Adam's
         # steps of 1e-3 move a parameter (0.02 rad an epoch), and a lagging down turns gravity.
         self.down_scaled = nn.Parameter(torch.zeros(()))
 
-    def _constant(self, attribute: str, value: float, name: str | None = None) -> None:
-        """A constant of the law: a parameter, or a buffer where the law fixes ``name``."""
+    def _held(self, attribute: str, value: float, learned: bool = True) -> None:
+        """A number of the law: a parameter where it is learned, else a buffer (in the
+        checkpoint, never stepped)."""
         value = torch.tensor(value)
-        if name in self.fixed:
-            self.register_buffer(attribute, value)
-        else:
+        if learned:
             setattr(self, attribute, nn.Parameter(value))
+        else:
+            self.register_buffer(attribute, value)
 
     @property
     def driven(self) -> bool:

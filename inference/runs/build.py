@@ -25,6 +25,7 @@ from ..estimators import log_importance_weights
 from ..hydra_app import config_group
 from ..estimators.programs import sliced
 from ..training import adopt_store_parameters
+from ..training.checkpoint import load_checkpoint
 from .trackers import Trackers
 
 __all__ = ["PARTS", "batch_keys", "bind", "build", "build_program", "check_support", "choose_likelihood", "guide_name", "instantiate", "model_name", "prepared", "trackers_of"]
@@ -216,6 +217,15 @@ def prepared(cfg: DictConfig, data: Dataset, device: torch.device) -> tuple[torc
     x, extra = data.split(split)[:2], sliced(data.batch_extra(split, keys), slice(0, 2))
     log_importance_weights(model, guide, x, num_particles=1, extra=extra)
     adopt_store_parameters(model, guide, x, extra)
+    return model, guide
+
+
+def trained(cfg: DictConfig, data: Dataset, run_dir, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The model and guide of the finished run in ``run_dir`` (whose config is ``cfg``): built by
+    :func:`prepared`, with its checkpoint's parameters loaded."""
+    model, guide = prepared(cfg, data, device)
+    state = load_checkpoint(run_dir, map_location=device)
+    model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
     return model, guide
 
 

@@ -20,8 +20,7 @@ from pyro import poutine
 from ..data import Dataset
 from ..data.dataset import SPLITS, with_labels_kept
 from ..schema import typed
-from ..training.checkpoint import load_checkpoint
-from .build import instantiate, prepared
+from .build import instantiate, trained
 
 __all__ = ["encoded"]
 
@@ -45,9 +44,7 @@ def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = 
         data = instantiate(cfg.data)
         if data.frames:
             raise ValueError(f"data.run={run} trained on sequences; data=encoded takes a run on single points")
-        model, guide = prepared(cfg, data, torch.device("cpu"))
-        state = load_checkpoint(run_dir, map_location="cpu")
-        model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+        model, guide = trained(cfg, data, run_dir, torch.device("cpu"))
         guide.eval()
         moments = [_posterior_moments(guide, data.split(split), site, run) for split in SPLITS]
     labels = {split: data.labels[split] for split in SPLITS} if data.labels is not None else None

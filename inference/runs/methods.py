@@ -77,13 +77,12 @@ def completed(methods: DictConfig) -> None:
     as the shipped entry has it (``latent_draws: ${evaluation.smc_latent_draws}``), in place: a
     re-evaluation's ``evaluation.*`` override of it then takes effect instead of being ignored."""
     for name, entry in methods.items():
-        shipped = shipped_entry(name)
+        shipped = _shipped_options(name)  # its ${evaluation.*} as interpolations
         if shipped is None or entry is None or entry.get("_target_") != shipped.get("_target_"):
             continue  # not a shipped method, or the user's own under a shipped name
-        raw = OmegaConf.to_container(shipped, resolve=False)  # ${evaluation.*} kept as interpolations
         with open_dict(entry):
-            for key in raw.keys() - entry.keys():
-                entry[key] = raw[key]
+            for key in shipped.keys() - entry.keys():
+                entry[key] = shipped[key]
 
 
 def default_entries() -> dict:

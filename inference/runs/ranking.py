@@ -43,11 +43,12 @@ def ranking(records: list[dict], split: str = "test", seed: int = 0) -> tuple[li
     key), ``mean`` (over the common points), ``diff`` and ``stderr`` (paired, against the best),
     ``probability`` and its 95% ``interval``. Also a sentence naming the runs left out, or None.
     Empty where fewer than two runs can be ranked."""
-    candidates = [r for r in records if r["status"] == "complete" and tightest(r, split)]
-    left_out = [r for r in records if r["status"] == "complete" and not tightest(r, split)]
+    complete = [(r, tightest(r, split)) for r in records if r["status"] == "complete"]
+    candidates, estimates = [r for r, key in complete if key], [key for _, key in complete if key]
+    left_out = [r for r, key in complete if not key]
     if len(candidates) < 2:
         return [], None
-    by_point = [dict(zip(r["per_point"][f"{split}.fingerprint"].tolist(), r["per_point"][f"{split}.{tightest(r, split)}"].tolist())) for r in candidates]
+    by_point = [dict(zip(r["per_point"][f"{split}.fingerprint"].tolist(), r["per_point"][f"{split}.{key}"].tolist())) for r, key in zip(candidates, estimates)]
     common = sorted(set.intersection(*(set(points) for points in by_point)))
     if len(common) < 2:
         names = ", ".join(r["run"].name for r in candidates)
@@ -65,7 +66,7 @@ def ranking(records: list[dict], split: str = "test", seed: int = 0) -> tuple[li
     low, high = np.quantile(drawn, [0.025, 0.975], axis=0)
     rows = [
         {
-            "record": r, "estimate": tightest(r, split), "mean": float(values[i].mean()), "diff": float(mean[i]), "stderr": float(stderr[i]),
+            "record": r, "estimate": estimates[i], "mean": float(values[i].mean()), "diff": float(mean[i]), "stderr": float(stderr[i]),
             "probability": float(probability[i]), "interval": (float(low[i]), float(high[i])), "points": n,
         }
         for i, r in enumerate(candidates)

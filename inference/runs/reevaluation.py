@@ -14,8 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from ..training.distributed import ended, started
 from ..schema import typed
-from ..training.checkpoint import load_checkpoint
-from .build import instantiate, prepared, trackers_of
+from .build import instantiate, trackers_of, trained
 from .checks import check_config, resolve_device
 from .evaluation_run import evaluate_run
 from .methods import completed, default_entries, shipped_entry
@@ -62,9 +61,7 @@ def _reevaluated(cfg, run_dir: Path, device: torch.device, world) -> dict:
     leader = world is None or world.leader
     with locked(run_dir) if leader else contextlib.nullcontext(), pyro.validation_enabled(False):
         data = instantiate(cfg.data).to(device)
-        model, guide = prepared(cfg, data, device)
-        state = load_checkpoint(run_dir, map_location=device)
-        model.load_state_dict(state["model"]), guide.load_state_dict(state["guide"])
+        model, guide = trained(cfg, data, run_dir, device)
         old = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
         results = evaluate_run(model, guide, data, cfg, run_dir, old.get("train", {}).get("curve", []), world=world)
         if not leader:
