@@ -8,8 +8,15 @@ encoder's uncertainty, and a model on them sees more than one value of each poin
 validation and test point its posterior mean, a fixed feature, so that an evaluation and a
 classifier's accuracy do not carry noise of the features' own. Labels and splits are the run's;
 ``num_labeled`` keeps the labels of that many training points, chosen with ``seed``.
+
+``min_activity`` keeps only the active units (Burda et al. 2016): the dimensions whose posterior
+mean moves with the data. An inactive dimension's q(z|x) is the prior's whatever x is, so its
+training draws are pure N(0, 1) noise and its test features a constant: it tells a model nothing
+of x, and a classifier trained on 100 labels fits that noise. Kingma et al.'s code keeps the
+dimensions whose posterior mean has an sd above 0.1, the same rule.
 """
 
+import logging
 from pathlib import Path
 
 import pyro
@@ -24,8 +31,11 @@ from .build import instantiate, trained
 
 __all__ = ["encoded"]
 
+log = logging.getLogger(__name__)
 
-def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0) -> Dataset:
+
+def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0,
+            min_activity: float | None = None) -> Dataset:
     """``data=encoded``: the dataset of the run in ``run`` (its directory) as the features its
     guide gives, q(z|x) at the latent site ``site``.
 
@@ -34,7 +44,11 @@ def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = 
     :param seed: draws which labels are kept (``num_labeled``).
     :param num_labeled: semi-supervised: keep the labels of this many training points, as many of each class.
     :param labeled_per_batch: with ``num_labeled``: this many labelled points in every training batch.
+    :param min_activity: keep only the dimensions whose activity, the variance over the training
+        points of the posterior mean, exceeds this (0.01: Burda et al.'s active units); None keeps all.
     """
+    if min_activity is not None and not min_activity >= 0:
+        raise ValueError(f"data.min_activity={min_activity!r}: expected a variance >= 0 (0.01: the active units), or null to keep every dimension")
     run_dir = Path(run).expanduser().resolve()
     config = run_dir / ".hydra" / "config.yaml"
     if not config.is_file() or not (run_dir / "checkpoint.pt").is_file():
@@ -49,6 +63,15 @@ def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = 
         moments = [_posterior_moments(guide, data.split(split), site, run) for split in SPLITS]
     labels = {split: data.labels[split] for split in SPLITS} if data.labels is not None else None
     (train, train_scale), (valid, _), (test, _) = moments
+    if min_activity is not None:
+        # from the training points' features alone: no label, no validation or test point chooses them
+        kept = train.var(0) > min_activity
+        if not kept.any():
+            raise ValueError(f"data.min_activity={min_activity}: no dimension of {site} is that active (the most active varies by "
+                             f"{train.var(0).max().item():.3g}); lower it, or set it to null to keep every dimension")
+        log.info("data=encoded: %d of the %d dimensions of %s are active (posterior mean's variance > %g), the features keep those",
+                 int(kept.sum()), kept.numel(), site, min_activity)
+        train, train_scale, valid, test = train[:, kept], train_scale[:, kept], valid[:, kept], test[:, kept]
     features = Dataset(f"encoded({data.name})", train, valid, test, image_shape=(train.shape[1],), labels=labels, values="real", train_scale=train_scale,
                        origin={"run": str(run_dir)})
     return with_labels_kept(features, num_labeled, seed, labeled_per_batch)

@@ -2,6 +2,8 @@
 fresh draw of q(z|x) for each training point every epoch, the posterior mean for validation and
 test points, the labels carried over; any model trains on them."""
 
+import shutil
+
 import pytest
 import torch
 from pyro import poutine
@@ -10,7 +12,7 @@ from conftest import SMALL_NETS, TINY, compose_config
 from inference.runs import train
 from inference.runs.build import instantiate, prepared
 from inference.runs.encoded import encoded
-from inference.training.checkpoint import load_checkpoint
+from inference.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -51,3 +53,22 @@ def test_a_semi_supervised_model_trains_on_the_features(m1, tmp_path, monkeypatc
 def test_a_directory_without_a_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data.run=.*holds no finished run \(.hydra/config.yaml and checkpoint.pt\)"):
         encoded(str(tmp_path))
+
+
+def test_min_activity_drops_a_dimension_the_encoder_ignores(m1, tmp_path):
+    # a copy of the run whose encoder gives dimension 1 the same posterior mean for every x: an
+    # inactive unit by construction, the one data.min_activity must drop (and only it: the
+    # others move with x)
+    run = tmp_path / "m1"
+    shutil.copytree(m1, run)
+    state = load_checkpoint(run)
+    last = [key for key in state["guide"] if key.startswith("encoder.") and key.endswith(".weight")][-1]
+    state["guide"][last][1].zero_(), state["guide"][last.replace("weight", "bias")][1].zero_()  # z_loc is the output's first half
+    save_checkpoint(run, state)
+    every, active = encoded(str(run)), encoded(str(run), min_activity=0.0)
+    assert every.x_dim == 4 and active.x_dim == 3
+    for split in ("train", "valid", "test"):
+        torch.testing.assert_close(getattr(active, split), getattr(every, split)[:, [0, 2, 3]])
+    torch.testing.assert_close(active.train_scale, every.train_scale[:, [0, 2, 3]])
+    with pytest.raises(ValueError, match=r"data.min_activity=1000000.0: no dimension of z is that active .* lower it"):
+        encoded(str(run), min_activity=1e6)
