@@ -64,7 +64,7 @@ def find_runs(roots: list[Path]) -> list[Path]:
 def read_run(run: Path) -> dict:
     """The overrides and metrics of a run, and its status: complete, incomplete or failed."""
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
-    record = {"run": run, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "metrics": None, "per_point": None}
+    record = {"run": run, "overrides": {k: _as_written_by_yaml(v) for k, v in (o.split("=", 1) for o in overrides if "=" in o)}, "metrics": None, "per_point": None}
     config = run / ".hydra" / "config.yaml"
     data = (yaml.safe_load(config.read_text()) or {}).get("data", {}) if config.is_file() else {}
     record["features_of"] = data.get("run") if str(data.get("_target_", "")).endswith(".encoded") else None  # data=encoded: another run's features
@@ -136,6 +136,16 @@ def _metric_cells(metrics: dict | None) -> list:
         train.get("seconds"),
         train.get("steps"),
     ]
+
+
+def _as_written_by_yaml(value: str) -> str:
+    """An override's value in one spelling per value (``False`` and ``false``, ``0.10`` and
+    ``0.1`` the same): users type them either way, and the runs did not differ."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return yaml.safe_dump(parsed, default_flow_style=True).removesuffix("\n...\n").strip() if isinstance(parsed, (bool, int, float)) else value
 
 
 def varying_overrides(records: list[dict]) -> list[str]:

@@ -145,6 +145,19 @@ def test_runs_that_differ_only_in_their_seed_are_summarized_across_seeds(tmp_pat
     assert (row["runs"], row["seeds"], float(row["stderr across seeds"])) == ("a, b", "2", 0.5)
 
 
+def test_one_value_typed_two_ways_is_not_a_difference_between_runs(tmp_path):
+    """train.validate=False in one run and =false in the other: the same setting, so the table
+    has no column for it and the two seeds are one group."""
+    for name, seed, validate in (("a", 0, "False"), ("b", 1, "false")):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(f"- train.validate={validate}\n- train.seed={seed}\n")
+        test = {"elbo": -31.0, "log_px": {"mean": -30.0 + seed, "stderr": 0.2, "num_particles": 8}}
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"test": test, "train": {"seconds": 1.0, "steps": 10}}))
+    main([str(tmp_path)])
+    report = (tmp_path / "compare.md").read_text()
+    assert "train.validate |" not in report and report.splitlines()[-1].startswith("| a, b | train.validate=false | 2 |")
+
+
 def write_run(folder: Path, override: str, estimates: dict[str, np.ndarray], fingerprints=None) -> None:
     """A complete run with these per-point estimates of the test points (by key of per_point.npz)."""
     (folder / ".hydra").mkdir(parents=True)
