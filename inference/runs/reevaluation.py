@@ -15,7 +15,7 @@ from omegaconf import OmegaConf, open_dict
 from ..training.distributed import ended, started
 from ..schema import typed
 from .build import instantiate, trackers_of, trained
-from .checks import check_config, resolve_device
+from .checks import check_config, resolve_device, thread_count
 from .evaluation_run import evaluate_run
 from .methods import completed, default_entries, shipped_entry
 from .rundir import locked, read_metrics, write_metrics
@@ -25,7 +25,7 @@ __all__ = ["reevaluate"]
 
 def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     """Re-run the evaluation of a finished run with ``overrides`` of its ``evaluation`` (or
-    ``train.device``, ``train.progress``) keys, merge the results into its ``metrics.json``, and send them to the
+    ``train.device``, ``train.progress``, ``train.threads``) keys, merge the results into its ``metrics.json``, and send them to the
     run's experiment trackers (``logger``), if it has any."""
     run_dir = Path(run_dir)
     config_file = run_dir / ".hydra" / "config.yaml"
@@ -41,13 +41,17 @@ def reevaluate(run_dir: str | Path, overrides: list[str] = ()) -> dict:
     overrides = [o for o in overrides if not o.startswith("evaluation/methods=")]
     for override in overrides:
         key = override.split("=", 1)[0]
-        if not (key.startswith("evaluation.") or key in ("train.device", "train.progress")):
-            raise ValueError(f"{override}: only evaluation.*, train.device and train.progress can change when re-evaluating a run")
+        if not (key.startswith("evaluation.") or key in ("train.device", "train.progress", "train.threads")):
+            raise ValueError(f"{override}: only evaluation.*, train.device, train.progress and train.threads can change when re-evaluating a run")
     with open_dict(cfg.evaluation.methods):
         for name in (name.strip() for names in shipped for name in names.strip("[]").split(",")):
             cfg.evaluation.methods[name] = shipped_entry(name, required=True)
         cfg.merge_with_dotlist(overrides)
     check_config(cfg)
+    # the run's own train.threads was for its training, perhaps beside other jobs: only an override counts
+    threads = thread_count(cfg.train.threads) if any(o.startswith("train.threads=") for o in overrides) else None
+    if threads is not None:
+        torch.set_num_threads(threads)
     # launched by torchrun: the ranks share out the points of the sharded methods, rank 0 writes
     device = resolve_device(cfg.train.device)
     world = started("auto", cfg.train.distributed_timeout, device, cfg.train.seed)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import SMALL_NETS, TINY, run_command, without_timings
@@ -139,8 +140,17 @@ def test_a_run_from_before_a_key_existed_is_reevaluated_with_its_default(run, tm
     assert "bits_per_dim" in metrics["test"]  # a default method
 
 
+def test_reevaluation_takes_its_own_thread_count(run):
+    before = torch.get_num_threads()
+    try:
+        reevaluate(run, ["train.threads=2", "evaluation.figures=false", "evaluation.splits=[test]"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_reevaluation_refuses_what_it_cannot_change(run, tmp_path):
-    with pytest.raises(ValueError, match="z_dim=3: only evaluation.\\*, train.device and train.progress can change"):
+    with pytest.raises(ValueError, match="z_dim=3: only evaluation.\\*, train.device, train.progress and train.threads can change"):
         reevaluate(run, ["z_dim=3"])
     with pytest.raises(Exception, match="num_particle"):
         reevaluate(run, ["evaluation.num_particle=3"])
