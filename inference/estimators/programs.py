@@ -23,6 +23,7 @@ import torch
 from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.util import scale_and_mask
+from pyro.poutine.uncondition_messenger import UnconditionMessenger
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
@@ -230,13 +231,23 @@ class Simulation(NamedTuple):
     mean: torch.Tensor | None  #: the observation distribution's mean, where it has one
 
 
+class _Released(UnconditionMessenger):
+    """``poutine.uncondition``, but for ``pyro.deterministic`` sites: released, such a site
+    would be drawn from its Delta, which broadcasts a value its plate already batches once
+    more (the pendulum's drive amplitude, (B,) drawn as (B, B))."""
+
+    def _pyro_sample(self, msg):
+        if not msg["infer"].get("_deterministic"):
+            super()._pyro_sample(msg)
+
+
 @torch.no_grad()
 def simulated(model: Program, x: torch.Tensor, latents: dict[str, torch.Tensor] | None = None) -> Simulation:
     """Draws (z, x') ~ p(z, x), or x' ~ p(x | z) for given ``latents`` (site name → value), as
     many as ``x`` has points: the model run with its observations released
     (``poutine.uncondition``). A program needs no sampler of its own, but exactly one
     observation site, whose draws are reshaped to ``x``'s shape."""
-    released = poutine.uncondition(model)
+    released = _Released()(model)
     program = released if latents is None else poutine.condition(released, data=latents)  # outside: the latents stay given
     trace = poutine.trace(program).get_trace(x)
     observed = [name for name, site in trace.nodes.items() if site["type"] == "sample" and site["infer"].get("was_observed")]

@@ -57,6 +57,22 @@ def test_with_the_true_constants_and_no_noise_the_transition_is_the_simulator(su
     assert (torch.stack(shifted, 1).float() - states[:, 1:]).abs().max() > 0.05
 
 
+def test_data_simulated_from_the_law_follow_the_simulator_from_the_drawn_state_and_phase():
+    """simulated() (BDMC's data, the figures' draws) on the law: its drive amplitude, a
+    pyro.deterministic site, stays one per sequence, and the drawn states are the simulator's
+    from the drawn first state and phase."""
+    from inference.estimators.programs import simulated
+
+    model = at_the_true_constants()
+    trace, x, _ = simulated(model, torch.zeros(B, FRAMES, 4, dtype=torch.float64))
+    assert x.shape == (B, FRAMES, 4) and trace.nodes["drive_amplitude"]["value"].shape == (B,)
+    drawn = torch.stack([trace.nodes[f"z_{t + 1}"]["value"] for t in range(FRAMES)], 1)
+    phase = PhysicsTransition.phase(trace.nodes["drive_phase_vector"]["value"])
+    initial = drawn[:, 0].float()
+    states = simulate(B, FRAMES, stride=SIMULATOR.stride, dt=SIMULATOR.dt, initial=initial, phase=phase.float(), **TRUE)
+    assert drawn.float() == pytest.approx(states, abs=1e-4)
+
+
 def test_the_drive_switched_off_by_poutine_do_is_the_simulator_with_no_drive():
     driven, phase = true_trajectories()
     undriven, _ = true_trajectories(drive_amplitude=0.0)
