@@ -12,8 +12,8 @@ classifier's accuracy do not carry noise of the features' own. Labels and splits
 ``min_activity`` keeps only the active units (Burda et al. 2016): the dimensions whose posterior
 mean moves with the data. An inactive dimension's q(z|x) is the prior's whatever x is, so its
 training draws are pure N(0, 1) noise and its test features a constant: it tells a model nothing
-of x, and a classifier trained on 100 labels fits that noise. Kingma et al.'s code keeps the
-dimensions whose posterior mean has an sd above 0.1, the same rule.
+of x. Kingma et al.'s code keeps the dimensions whose posterior mean has an sd above 0.1, the
+same rule.
 """
 
 import logging
@@ -65,10 +65,11 @@ def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = 
     (train, train_scale), (valid, _), (test, _) = moments
     if min_activity is not None:
         # from the training points' features alone: no label, no validation or test point chooses them
-        kept = train.var(0) > min_activity
+        activity = train.var(0)
+        kept = activity > min_activity
         if not kept.any():
             raise ValueError(f"data.min_activity={min_activity}: no dimension of {site} is that active (the most active varies by "
-                             f"{train.var(0).max().item():.3g}); lower it, or set it to null to keep every dimension")
+                             f"{activity.max().item():.3g}); lower it, or set it to null to keep every dimension")
         log.info("data=encoded: %d of the %d dimensions of %s are active (posterior mean's variance > %g), the features keep those",
                  int(kept.sum()), kept.numel(), site, min_activity)
         train, train_scale, valid, test = train[:, kept], train_scale[:, kept], valid[:, kept], test[:, kept]
