@@ -17,7 +17,8 @@ def summary(metrics: dict, run_dir: Path, evaluated_in: float | None = None) -> 
         lines = [f"trained {metrics['train']['steps']} steps in {metrics['train']['seconds']:.1f} s on {metrics['train']['device']}"]
     test = metrics.get("test")
     if test:
-        lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
+        if "elbo" in test:  # absent where evaluation.splits leaves test out and only a method of its own ran there
+            lines.append(f"test ELBO                      {test['elbo']:10.3f} nats")
         for key, label in [("log_px", "test log p̂(x), guide proposal"), ("log_px_prior", "test log p̂(x), prior proposal")]:
             est = test.get(key)
             if est is None:  # evaluation.prior_proposal=false
@@ -26,7 +27,7 @@ def summary(metrics: dict, run_dir: Path, evaluated_in: float | None = None) -> 
                 lines.append(f"{label}  not finite for {est['non_finite']} of {est['n']} points: {est['reason']}")
             else:
                 lines.append(f"{label}  {est['mean']:10.3f} ± {est['stderr']:.3f}  (K={est['num_particles']}, n={est['n']})")
-        warning = unreliable(test["log_px"]["diagnostics"]) if "diagnostics" in test["log_px"] else None
+        warning = unreliable(test["log_px"]["diagnostics"]) if "diagnostics" in test.get("log_px", {}) else None
         if warning:
             lines.append(f"WARNING: {warning}")
         if "accuracy" in test:

@@ -27,3 +27,11 @@ def test_nuts_gets_its_line():
     assert "NUTS on 2 test points: R̂ at most 1.004, bulk ESS at least 812; q(z|x) against it: mean shift 0.050 sd, scale ratio 0.930" in summary(
         {"train": train, "test": test}, Path("run")
     )
+
+
+def test_a_test_split_with_only_a_method_of_its_own_is_summarized():
+    # evaluation.splits=[valid] with an added method whose splits stay [test]: test holds that method alone
+    test = {"active_units": {"active": 11, "count": 50, "variances": [1.0] * 11 + [0.0] * 39}}
+    train = {"steps": 10, "seconds": 1.0, "device": "cpu"}
+    text = summary({"train": train, "valid": {"elbo": -99.0}, "test": test}, Path("run"))
+    assert "test active_units: active 11, count 50" in text and "ELBO" not in text
