@@ -18,6 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from inference.evaluations.accuracy import accuracy
 from inference.runs.encoded import encoded
 
 
@@ -27,20 +28,18 @@ def ceiling(run: str, min_activity: float | None, epochs: int, hidden: int = 500
     data = encoded(run, min_activity=min_activity)
     if data.labels is None:
         raise SystemExit(f"--run {run}: its dataset has no labels, so there is no class to classify")
-    x, scale, y = data.train, data.train_scale, data.labels["train"]
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, int(y.max()) + 1))
+    y = data.labels["train"]
+    net = torch.nn.Sequential(torch.nn.Linear(data.x_dim, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, int(y.max()) + 1))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        for batch in torch.randperm(len(x)).split(batch_size):
-            draw = x[batch] + scale[batch] * torch.randn_like(x[batch])
-            loss = F.cross_entropy(net(draw), y[batch])
+        for batch in torch.randperm(len(y)).split(batch_size):
+            loss = F.cross_entropy(net(data.train_epoch(batch)), y[batch])  # a fresh z ~ q(z|x), as M2 draws it
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         if epoch % 10 == 0 or epoch == epochs:
-            with torch.no_grad():
-                errors = [(net(data.split(split)).argmax(-1) != data.labels[split]).float().mean().item() for split in ("valid", "test")]
+            errors = [1 - accuracy(net, data.split(split), data.labels[split]) for split in ("valid", "test")]
             yield epoch, *errors, time.perf_counter() - start
 
 
