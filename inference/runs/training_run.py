@@ -39,6 +39,9 @@ def resumed(run_dir: Path, config: dict, objects: tuple, device: torch.device) -
     """Load the run's checkpoint into ``objects`` and the RNGs; returns its progress. Refuses a
     config that differs from the checkpoint's in more than the keys of ``RESUMABLE``."""
     state = load_checkpoint(run_dir, map_location=device)
+    saved_root = state["config"].get("data", {}).get("root")
+    if isinstance(saved_root, str) and not Path(saved_root).is_absolute():  # a run from before data.root was recorded absolute
+        state["config"]["data"]["root"] = str(Path(saved_root).resolve())
     differences = config_differences(state["config"], config, ignore=RESUMABLE)
     if differences:
         raise ValueError(
@@ -117,10 +120,14 @@ def record_resolved(cfg: DictConfig, data: Dataset, run_dir: Path, record: bool)
     """What the run settled once its data was loaded, in ``cfg`` (so in the checkpoint, where a
     resume compares it) and, for a new run, in ``.hydra/config.yaml``, which a re-evaluation
     reads: a user's data (``data.path``) absolute with its content's hash, so that a
-    re-evaluation finds the file from any directory and refuses one that changed, another run
-    whose features are the data (``data.run``) absolute, and the likelihood that
-    ``likelihood=auto`` chose, so that it makes the same choice."""
-    origin = data.origin or {}
+    re-evaluation finds the file from any directory and refuses one that changed, a folder of
+    files (``data.root``) and another run whose features are the data (``data.run``) absolute,
+    so that a re-evaluation, or a run on this run's features, finds them from any directory,
+    and the likelihood that ``likelihood=auto`` chose, so that it makes the same choice."""
+    origin = dict(data.origin or {})
+    root = cfg.data.get("root")
+    if isinstance(root, str) and not Path(root).is_absolute():  # the loader read it from the launch directory
+        origin["root"] = str(Path(root).resolve())
     for key, value in origin.items():
         cfg.data[key] = value
     auto = choose_likelihood(cfg, data)
@@ -241,6 +248,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, device: torch.device, w
     pyro.set_rng_seed(cfg.train.seed)
     data = instantiate(cfg.data).to(device)
     record_resolved(cfg, data, run_dir, record=not resume and leader)
+    if data.labeled_per_batch == "auto":
+        log.info(f"data.labeled_per_batch=auto: {labelled_per_batch(data, cfg.train.batch_size)} labelled points in each batch of {cfg.train.batch_size}, each about once an epoch")
     model, guide = prepared(cfg, data, device)
     if world is not None:
         world.same_parameters(parameters_of(model, guide))

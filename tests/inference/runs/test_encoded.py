@@ -72,3 +72,30 @@ def test_min_activity_drops_a_dimension_the_encoder_ignores(m1, tmp_path):
     torch.testing.assert_close(active.train_scale, every.train_scale[:, [0, 2, 3]])
     with pytest.raises(ValueError, match=r"data.min_activity=1000000.0: no dimension of z is that active .* lower it"):
         encoded(str(run), min_activity=1e6)
+
+
+def test_a_data_folder_given_relative_is_recorded_absolute_so_the_features_load_from_anywhere(mnist_root, tmp_path, monkeypatch):
+    """data.root relative to the launch directory (as the default, data/mnist, is without
+    $VAE_DATA) is recorded absolute: a run on the M1's features (data=encoded) reads the images
+    from another directory. A run that recorded it relative, before, still resumes from where it
+    started."""
+    from omegaconf import OmegaConf
+
+    monkeypatch.chdir(mnist_root.parent)
+    run_dir = tmp_path / "m1"
+    (run_dir / ".hydra").mkdir(parents=True)
+    cfg = compose_config(*TINY, *SMALL_NETS, "data=mnist", "data.root=mnist", "data.num_valid=10")
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as Hydra writes it before the run
+    train(cfg, run_dir)
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").data.root == str(mnist_root)
+
+    monkeypatch.chdir(run_dir)  # another directory, where "mnist" names nothing
+    features = encoded(str(run_dir), num_labeled=10)
+    assert features.train.shape == (30, 4) and features.test.shape == (10, 4)
+
+    monkeypatch.chdir(mnist_root.parent)
+    state = load_checkpoint(run_dir)
+    state["config"]["data"]["root"] = "mnist"  # as a run recorded it before
+    save_checkpoint(run_dir, state)
+    resumed = train(compose_config(*TINY, *SMALL_NETS, "data=mnist", "data.root=mnist", "data.num_valid=10", "train.resume=true", "train.epochs=3"), run_dir)
+    assert resumed["train"]["epochs"] == 3
