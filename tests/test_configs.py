@@ -35,7 +35,7 @@ PARTNERS = {
     "experiment/ss_mnist": ["data.root={mnist_root}", "data.num_valid=10", "data.num_labeled=10", "data.labeled_per_batch=5"],
     "experiment/m1_mnist": ["data.root={mnist_root}", "data.num_valid=10"],
     # a two-epoch M1 has no unit as active as the preset's 0.01 asks (its most active: 0.009)
-    "experiment/ss_mnist_stacked": ["data.run={encoded_run}", "data.num_labeled=10", "data.labeled_per_batch=5", "data.min_activity=0.001"],
+    "experiment/ss_mnist_stacked": ["data.run={encoded_run}", "data.num_labeled=10", "data.min_activity=0.001"],
     "experiment/denoise_mnist": ["data.root={mnist_root}", "data.num_valid=10"],
     "experiment/frey_gaussian": ["data.root={frey_root}", "data.num_valid=5", "data.num_test=5"],
     "experiment/pendulum": ["data.num_train=100", "data.num_test=50", "data.num_valid=50"],

@@ -62,7 +62,9 @@ class Dataset:
         ``(N, F)`` CPU tensor whose columns ``factor_names`` names (the pendulum's state).
     :ivar labeled_per_batch: in the semi-supervised setting (:func:`with_labels_kept`), how many
         labelled points every training batch holds beside the unlabelled ones; 0 for batches
-        drawn from all points alike.
+        drawn from all points alike; ``"auto"`` for as many as show each labelled point about
+        once an epoch, which depends on the batch size
+        (:func:`~inference.training.loop.labelled_per_batch`).
     :ivar frame_interval: for sequences, the seconds between successive frames (what a
         transition of the law behind them integrates over).
     :ivar values: what the values are, for data read from a user's files
@@ -101,7 +103,7 @@ class Dataset:
     labels: dict[str, torch.Tensor] | None = None
     factor_names: tuple[str, ...] = ()
     extra: dict[str, dict[str, torch.Tensor]] | None = None
-    labeled_per_batch: int = 0
+    labeled_per_batch: int | str = 0
     frame_interval: float | None = None
     values: str | None = None
     origin: dict[str, str] | None = None
@@ -221,7 +223,7 @@ def transformed(
     return Dataset(name, *splits, image_shape=tuple(image_shape), levels=levels, binarize=binarize, dequantize=dequantize, **extra)
 
 
-def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0, labeled_per_batch: int = 0) -> Dataset:
+def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0, labeled_per_batch: int | str = 0) -> Dataset:
     """The semi-supervised setting (``data.num_labeled``): the labels of ``num_labeled`` training
     points, as many of each class, chosen with ``seed``, are observed; every other point, and
     every valid and test point, is unlabelled. The dataset then provides the batch key
@@ -229,9 +231,12 @@ def with_labels_kept(data: Dataset, num_labeled: int | None, seed: int = 0, labe
 
     ``labeled_per_batch`` (``data.labeled_per_batch``): every training batch then holds that many
     labelled points, cycling through the labelled set, beside unlabelled ones, so that 100
-    labels among 50,000 points are seen every few steps rather than once an epoch."""
-    if isinstance(labeled_per_batch, bool) or not isinstance(labeled_per_batch, int) or labeled_per_batch < 0:
-        raise ValueError(f"data.labeled_per_batch={labeled_per_batch!r}: needs a whole number of labelled points per batch, 0 or more")
+    labels among 50,000 points are seen in every batch rather than a few batches an epoch;
+    ``"auto"``: as many as show each labelled point about once an epoch, the weight Kingma et
+    al.'s objective gives the labels (1 in a batch of 500 for 100 labels among 50,000)."""
+    whole = isinstance(labeled_per_batch, int) and not isinstance(labeled_per_batch, bool) and labeled_per_batch >= 0
+    if not whole and labeled_per_batch != "auto":
+        raise ValueError(f"data.labeled_per_batch={labeled_per_batch!r}: needs a whole number of labelled points per batch, 0 or more, or auto")
     if num_labeled is None:
         if labeled_per_batch:
             raise ValueError(f"data.labeled_per_batch={labeled_per_batch} needs labelled and unlabelled points: set data.num_labeled=N too")

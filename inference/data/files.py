@@ -95,7 +95,7 @@ def _split_order(n: int, num_valid, num_test, valid_fraction: float, test_fracti
 
 def _assembled(
     name: str, source: Path, digest: str, splits: list[np.ndarray], labels: list[np.ndarray] | None, values: str | None, image_shape: tuple[int, ...],
-    binarize: str, dequantize: bool, seed: int, num_labeled, labeled_per_batch: int, standardize: bool = False,
+    binarize: str, dequantize: bool, seed: int, num_labeled, labeled_per_batch: int | str, standardize: bool = False,
 ) -> Dataset:
     """The splits as a Dataset: their values found (or as ``values`` says) and scaled as the kind
     wants; real values ``standardize``d by the training split's mean and sd."""
@@ -153,7 +153,7 @@ def _as_points(x: np.ndarray, source: Path, key: str = "x") -> tuple[np.ndarray,
 def arrays(
     path: str, values: str | None = None, num_valid: int | None = None, num_test: int | None = None, valid_fraction: float = 0.1,
     test_fraction: float = 0.1, binarize: str = "none", dequantize: bool = False, seed: int = 0, num_labeled: int | None = None,
-    labeled_per_batch: int = 0, sha256: str | None = None,
+    labeled_per_batch: int | str = 0, sha256: str | None = None,
 ) -> Dataset:
     """``data=arrays``: a ``.npz`` with the array ``x`` (and optionally ``y``, the class labels;
     ``x_valid``, ``x_test``, ``y_valid``, ``y_test`` fix the splits) or a ``.npy`` holding x alone.
@@ -211,7 +211,7 @@ def _pixels(file: Path, channels: int | None, target: tuple[int, int] | None) ->
 def images(
     path: str, image_size: list[int] | None = None, channels: int | None = None, values: str | None = None, num_valid: int | None = None,
     num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, binarize: str = "none", dequantize: bool = False,
-    seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0, sha256: str | None = None,
+    seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int | str = 0, sha256: str | None = None,
 ) -> Dataset:
     """``data=images``: a folder of PNG or JPEG images, or of class subfolders whose sorted
     names give the labels ``y``, read as 8-bit gray or colour (256 levels, scaled to [0, 1]).
@@ -306,7 +306,7 @@ def _parquet_columns(source: Path) -> dict[str, np.ndarray]:
 def table(
     path: str, columns: list[str] | None = None, label_column: str | None = None, values: str | None = None, standardize: bool = True,
     num_valid: int | None = None, num_test: int | None = None, valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-    num_labeled: int | None = None, labeled_per_batch: int = 0, sha256: str | None = None,
+    num_labeled: int | None = None, labeled_per_batch: int | str = 0, sha256: str | None = None,
 ) -> Dataset:
     """``data=table``: a ``.csv`` with a header row, or a ``.parquet`` (with pyarrow); each row a
     point, ``columns`` its values (default: every numeric column but the label),

@@ -27,7 +27,7 @@ __all__ = [
 
 def digits(
     binarize: str = "dynamic", dequantize: bool = False, num_valid: int = 180, num_test: int = 360, seed: int = 0,
-    num_labeled: int | None = None, labeled_per_batch: int = 0,
+    num_labeled: int | None = None, labeled_per_batch: int | str = 0,
 ) -> Dataset:
     """The 1797 handwritten 8×8 digits that ship inside scikit-learn (17 gray levels, 0..16).
 
@@ -100,7 +100,7 @@ def mnist(
     seed: int = 0,
     name: str = "mnist",
     num_labeled: int | None = None,
-    labeled_per_batch: int = 0,
+    labeled_per_batch: int | str = 0,
 ) -> Dataset:
     """MNIST (or Fashion-MNIST, same format) from the four standard IDX gz files in ``root``.
 
@@ -125,7 +125,7 @@ def mnist(
 
 def fashion_mnist(
     root: str | Path | None, binarize: str = "none", dequantize: bool = False, num_valid: int = 10000, seed: int = 0,
-    num_labeled: int | None = None, labeled_per_batch: int = 0,
+    num_labeled: int | None = None, labeled_per_batch: int | str = 0,
 ) -> Dataset:
     """Fashion-MNIST (Xiao et al. 2017): the MNIST file format and sizes, 8-bit clothing images."""
     return mnist(root, binarize, dequantize, num_valid, seed, name="fashion_mnist", num_labeled=num_labeled, labeled_per_batch=labeled_per_batch)

@@ -54,7 +54,7 @@ def check_config(cfg) -> None:
         _fail("train.cuda_graphs", train.cuda_graphs, "true, false or auto")
     if train.max_seconds is not None and train.max_seconds <= 0:
         _fail("train.max_seconds", train.max_seconds, "a positive number of seconds or null")
-    per_batch = cfg.data.get("labeled_per_batch") or 0
+    per_batch = cfg.data.get("labeled_per_batch") or 0  # auto is checked once the data is read (labelled_per_batch)
     if isinstance(per_batch, int) and not isinstance(per_batch, bool) and per_batch >= train.batch_size:
         _fail("data.labeled_per_batch", per_batch, f"fewer than train.batch_size={train.batch_size}, to leave room for unlabelled points")
     resolve_device(train.device)

@@ -34,7 +34,7 @@ __all__ = ["encoded"]
 log = logging.getLogger(__name__)
 
 
-def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int = 0,
+def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = None, labeled_per_batch: int | str = 0,
             min_activity: float | None = None) -> Dataset:
     """``data=encoded``: the dataset of the run in ``run`` (its directory) as the features its
     guide gives, q(z|x) at the latent site ``site``.
@@ -43,7 +43,8 @@ def encoded(run: str, site: str = "z", seed: int = 0, num_labeled: int | None = 
     :param site: the guide's latent site whose q(z|x), a diagonal Gaussian, the features are.
     :param seed: draws which labels are kept (``num_labeled``).
     :param num_labeled: semi-supervised: keep the labels of this many training points, as many of each class.
-    :param labeled_per_batch: with ``num_labeled``: this many labelled points in every training batch.
+    :param labeled_per_batch: with ``num_labeled``: this many labelled points in every training
+        batch (``"auto"``: as many as show each about once an epoch).
     :param min_activity: keep only the dimensions whose activity, the variance over the training
         points of the posterior mean, exceeds this (0.01: Burda et al.'s active units); None keeps all.
     """

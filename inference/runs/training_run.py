@@ -22,6 +22,7 @@ from ..training.capture import capturable, capture_problem
 from ..data import Dataset
 from ..training.checkpoint import CHECKPOINT, Checkpoints, atomic_write, config_differences, load_checkpoint, restore
 from ..training.distributed import World, ended, started
+from ..training.loop import labelled_per_batch
 from ..training.objectives import GraphTrace_ELBO, KLWeighted, WithClassification
 from .build import choose_likelihood, guide_name, instantiate, model_name, objective_name, prepared, trackers_of
 from .trackers import Trackers

@@ -325,14 +325,26 @@ def fit(
     return {**copy.deepcopy(state), "epochs": len(state["curve"]), "device": str(data.train.device)}
 
 
+def labelled_per_batch(data: Dataset, batch_size: int) -> int:
+    """How many labelled points each training batch of ``batch_size`` holds: ``data.labeled_per_batch``,
+    where ``"auto"`` is the share of labelled points among the training points times the batch
+    size, rounded (at least 1), so that the labelled points come back about once an epoch, as
+    the unlabelled ones do. Refuses a number that leaves no room for unlabelled points."""
+    k = data.labeled_per_batch
+    if k == "auto":
+        labelled = int(data.batch_extra("train", ("mask",))["mask"].sum())
+        k = max(1, round(labelled * batch_size / data.train.shape[0]))
+    if k and k >= batch_size:
+        raise ValueError(f"data.labeled_per_batch={k} must be fewer than the batch size {batch_size}, to leave room for unlabelled points")
+    return k
+
+
 def steps_per_epoch(data: Dataset, batch_size: int) -> int:
     """How many batches :func:`epoch_batches` cuts an epoch into; refuses a ``batch_size`` that
     leaves no room for unlabelled points beside ``data.labeled_per_batch`` (what ``fit`` asks first)."""
-    k = data.labeled_per_batch
+    k = labelled_per_batch(data, batch_size)
     if not k:
         return -(-data.train.shape[0] // batch_size)
-    if k >= batch_size:
-        raise ValueError(f"data.labeled_per_batch={k} must be fewer than the batch size {batch_size}, to leave room for unlabelled points")
     unlabelled = int((~data.batch_extra("train", ("mask",))["mask"]).sum())
     return -(-unlabelled // (batch_size - k))
 
@@ -347,7 +359,7 @@ def epoch_batches(data: Dataset, batch_size: int, generator: torch.Generator | N
     :param generator: the permutations' stream (a CPU generator; None: the global RNG).
     :param min_size: a last batch smaller than this joins the one before (on several processes,
         so that every rank has a point of every batch)."""
-    N, k, device = data.train.shape[0], data.labeled_per_batch, data.train.device
+    N, k, device = data.train.shape[0], labelled_per_batch(data, batch_size), data.train.device
 
     def permutation(n: int) -> torch.Tensor:
         return torch.randperm(n, device=device) if generator is None else torch.randperm(n, generator=generator).to(device)

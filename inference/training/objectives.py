@@ -293,7 +293,8 @@ class WithClassification:
     α = 0.1·N / N_labelled, what ``aux_weight=None`` takes (:meth:`fit_to`; 50 for MNIST's
     50,000 points with 100 labels). With ``data.labeled_per_batch`` a labelled point comes back
     many times an epoch and α applies at every return, so that over an epoch the term weighs
-    that many times more than the paper's.
+    that many times more than the paper's; ``data.labeled_per_batch=auto`` shows each once an
+    epoch, the paper's weight.
 
     :param loss: the bound, e.g. ``KLWeighted(EnumeratedTrace_ELBO)``.
     :param aux_weight: α per labelled point; None for the paper's choice.

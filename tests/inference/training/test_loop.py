@@ -100,6 +100,39 @@ def test_an_epoch_is_one_permutation_of_the_training_points_by_default():
     assert torch.equal(torch.cat(batches).sort().values, torch.arange(data.train.shape[0]))
 
 
+def mnist_sized(num_labeled: int):
+    """50,000 training points of ten classes, as MNIST's training split, with ``num_labeled`` kept
+    and ``data.labeled_per_batch=auto``."""
+    from inference.data import Dataset
+    from inference.data.dataset import with_labels_kept
+
+    points = {split: torch.zeros(n, 1) for split, n in [("train", 50000), ("valid", 10), ("test", 10)]}
+    labels = {split: torch.arange(len(x)) % 10 for split, x in points.items()}
+    return with_labels_kept(Dataset("toy", **points, image_shape=(1,), labels=labels), num_labeled, seed=0, labeled_per_batch="auto")
+
+
+@pytest.mark.parametrize("num_labeled, per_batch", [(100, 1), (600, 6), (1000, 10), (3000, 30)])
+def test_auto_shows_each_labelled_point_once_an_epoch(num_labeled, per_batch):
+    """data.labeled_per_batch=auto at MNIST's 50,000 training points in batches of 500
+    (experiment=ss_mnist_stacked): each labelled point comes once an epoch, as each unlabelled
+    one does, so the classification term keeps the weight the objective gives it per epoch."""
+    from inference.training.loop import epoch_batches, labelled_per_batch, steps_per_epoch
+
+    data = mnist_sized(num_labeled)
+    mask = data.batch_extra("train", ("mask",))["mask"]
+    batches = epoch_batches(data, 500)
+    assert labelled_per_batch(data, 500) == per_batch and len(batches) == steps_per_epoch(data, 500)
+    assert torch.equal(torch.bincount(torch.cat(batches), minlength=50000), torch.ones(50000, dtype=torch.long))  # every point once
+    assert all(int(mask[b].sum()) == per_batch for b in batches)
+
+
+def test_auto_refuses_a_batch_with_no_room_for_unlabelled_points():
+    from inference.training.loop import steps_per_epoch
+
+    with pytest.raises(ValueError, match=r"data.labeled_per_batch=2 must be fewer than the batch size 2"):
+        steps_per_epoch(mnist_sized(45000), 2)  # 9 in 10 labelled: 2 of a batch of 2
+
+
 def test_with_labeled_per_batch_every_batch_holds_that_many_labelled_points_cycling_through_them():
     """One pass over the unlabelled points; k labelled points in every batch, the labelled set
     gone through in full cycles, so that no labelled point is seen more than once more than another."""
