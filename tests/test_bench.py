@@ -101,3 +101,36 @@ def test_the_handwritten_fused_adam_trains_as_its_plain_adam():
     start = HandVAE(x_dim=16, hidden=(8,), z_dim=2)  # where both began
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*trained))
     assert not any(torch.allclose(a, b) for a, b in zip(trained[0], start.parameters()))  # it trained
+
+
+def test_the_law_oracles_particle_filter_estimates_the_evidence_that_sampling_the_prior_does():
+    """bench.law_oracle's filter (a grid proposal for the first angle, phases by quadrature,
+    resampling) against plain importance sampling from the prior, on frames noisy enough
+    (pixel noise 0.5) that 200,000 prior draws estimate log p(x₁:₃) to a few hundredths; the
+    tolerance is four standard errors of the two, from their own spread."""
+    from bench.law_oracle import LAWS, evidence, frame_log_likelihood
+    from inference.data.pendulum import observed, simulate
+    from models.physics import PhysicsTransition
+
+    size, noise, T = 8, 0.5, 3
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    frames, _ = observed(simulate(2, T, generator=g).double(), size, noise, g)
+    law = PhysicsTransition(2, 0.1, **LAWS["physics_detuned"]).double().requires_grad_(False)
+
+    filtered = torch.stack([evidence(law, frames, size, noise, phases=8, particles=256, seed=seed) for seed in range(5)])
+    n = 200_000
+    z = torch.stack([(torch.rand(n, dtype=torch.float64) * 2 - 1) * math.pi, (torch.rand(n, dtype=torch.float64) * 2 - 1) * 2], -1)
+    phase = torch.rand(n, dtype=torch.float64) * 2 * math.pi
+    for sequence, estimates in zip(frames, filtered.T):
+        log_w, state = frame_log_likelihood(z[:, 0], sequence[0], size, noise), z
+        for t in range(1, T):
+            state = law.step(state, t - 1, phase, law.amplitude).sample()
+            log_w = log_w + frame_log_likelihood(state[:, 0], sequence[t], size, noise)
+        sampled = torch.logsumexp(log_w, 0) - math.log(n)
+        w = (log_w - log_w.max()).exp()
+        sampled_var = (w.var() / w.mean() ** 2 / n).item()  # the delta method's variance of log p̂
+        filter_var = estimates.var().item()  # of one filter's log p̂; the log of an unbiased p̂ lies about var/2 low
+        tolerance = 4 * math.sqrt(sampled_var + filter_var / len(estimates)) + filter_var / 2
+        assert sampled_var < 0.05**2 and filter_var < 0.5**2
+        assert abs(estimates.mean() - sampled) < tolerance, (estimates, sampled, tolerance)
