@@ -15,9 +15,11 @@ For each law:
 3. log p̂(x₁:T) of the test sequences' *frames*, from a particle filter whose observation model is
    the simulator's: ``render`` and Gaussian pixel noise, clipped to [0, 1] (a censored Gaussian).
    The first state is drawn from the simulator's initial distribution (θ uniform, θ' uniform on
-   [−2, 2]) through a grid proposal for θ; the phase is summed out by randomized quadrature
-   (``--phases`` of them a sequence, each filtered by ``--particles`` particles resampled among
-   themselves). An unbiased estimate of p(x₁:T) under the law: a lower bound of log p in expectation.
+   [−2, 2]) through a proposal of θ from the frame (its likelihood on a grid of 2048 angles);
+   each later angle from the law or from the frame, with even odds, the velocity from the law;
+   the phase is summed out by randomized quadrature (``--phases`` of them a sequence, each
+   filtered by ``--particles`` particles, systematically resampled among themselves at every
+   frame). An unbiased estimate of p(x₁:T) under the law: a lower bound of log p in expectation.
 
 Every law is paired against the first (the full law) on the same test sequences, with common
 random numbers; ``--seeds`` repeats the filter to give its Monte Carlo error. The evidence a
@@ -35,6 +37,7 @@ import torch
 from torch.distributions import Normal
 
 from inference.data.pendulum import pendulum_sequences, render
+from inference.estimators.filtering import systematic_resample
 from models.physics import PhysicsTransition
 
 from .common import machine
@@ -105,19 +108,10 @@ def frame_log_likelihood(theta: torch.Tensor, frame: torch.Tensor, size: int, no
     return log_lik.double().reshape(theta.shape)
 
 
-def systematic(log_w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Indices of a systematic resampling along the last dimension."""
-    particles = log_w.shape[-1]
-    cumulative = torch.softmax(log_w, -1).cumsum(-1)
-    offset = torch.rand(*log_w.shape[:-1], 1, generator=generator, dtype=log_w.dtype)
-    positions = (offset + torch.arange(particles, dtype=log_w.dtype)) / particles
-    return torch.searchsorted(cumulative.contiguous(), positions).clamp(max=particles - 1)
-
-
 def evidence(law: PhysicsTransition, frames: torch.Tensor, size: int, noise: float, phases: int, particles: int, seed: int) -> torch.Tensor:
     """log p̂(x₁:T) of each sequence of ``frames`` ``(N, T, size²)`` under the law, by the particle
     filter of the module's docstring."""
-    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     cells = 2048  # the first angle's grid proposal: cells of 0.003 rad, under the frame's resolution
     width = 2 * math.pi / cells
     centres = (torch.arange(cells, dtype=torch.float64) + 0.5) * width - math.pi
@@ -125,13 +119,13 @@ def evidence(law: PhysicsTransition, frames: torch.Tensor, size: int, noise: flo
     shape = (phases, particles)
 
     def uniform(*size):
-        return torch.rand(*size, generator=generator, dtype=torch.float64)
+        return torch.rand(*size, dtype=torch.float64)
 
     def frame_proposal(frame):
         """θ drawn from the frame's likelihood on the grid of cells (each cell uniform), and the
         log-density of that proposal at any angle."""
         log_cell = torch.log_softmax(frame_log_likelihood(centres, frame, size, noise), -1) - math.log(width)
-        cell = torch.multinomial(log_cell.exp(), phases * particles, replacement=True, generator=generator).reshape(shape)
+        cell = torch.multinomial(log_cell.exp(), phases * particles, replacement=True).reshape(shape)
 
         def log_density(theta):
             return log_cell[torch.remainder(theta + math.pi, 2 * math.pi).div(width).long().clamp(max=cells - 1)]
@@ -148,17 +142,17 @@ def evidence(law: PhysicsTransition, frames: torch.Tensor, size: int, noise: flo
         phase = 2 * math.pi * (torch.arange(phases, dtype=torch.float64) + uniform(1))[:, None] / phases  # (M, 1)
         log_z = torch.logsumexp(log_w, -1) - math.log(particles)
         for t in range(1, len(sequence)):
-            index = systematic(log_w, generator)
+            index = systematic_resample(log_w.T, particles).T  # within each phase's group
             mean = law.mean_step(z.gather(1, index[..., None].expand(*shape, 2)), t - 1, phase, law.amplitude)
             # θ from the law or, with even odds, from the frame: where the law's path strays from
             # sharp frames by more than its noise, few of its own draws land where the frame is
             from_frame, frame_log_density = frame_proposal(sequence[t])
-            from_law = mean[..., 0] + scale[0] * torch.randn(shape, generator=generator, dtype=torch.float64)
+            from_law = mean[..., 0] + scale[0] * torch.randn(shape, dtype=torch.float64)
             nearest_turn = mean[..., 0] + torch.remainder(from_frame - mean[..., 0] + math.pi, 2 * math.pi) - math.pi
             theta = torch.where(uniform(*shape) < 0.5, nearest_turn, from_law)
             law_log_density = Normal(mean[..., 0], scale[0]).log_prob(theta)
             log_q = torch.logaddexp(law_log_density, frame_log_density(theta)) - math.log(2)
-            omega = mean[..., 1] + scale[1] * torch.randn(shape, generator=generator, dtype=torch.float64)
+            omega = mean[..., 1] + scale[1] * torch.randn(shape, dtype=torch.float64)
             z = torch.stack([theta, omega], -1)
             log_w = law_log_density + frame_log_likelihood(theta, sequence[t], size, noise) - log_q
             log_z = log_z + torch.logsumexp(log_w, -1) - math.log(particles)
