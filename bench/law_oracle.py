@@ -67,20 +67,26 @@ def transition_log_prob(law: PhysicsTransition, states: torch.Tensor, phase: tor
     return law.step(z, t, phase[..., None], law.amplitude).log_prob(target).sum(-1)
 
 
+def on_phase_grid(law: PhysicsTransition, states: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grid`` phases evenly spaced on the circle, and :func:`transition_log_prob` of every
+    sequence at each: ``(grid,)`` and ``(N, grid)``."""
+    phases = torch.arange(grid, dtype=torch.float64) * 2 * math.pi / grid
+    return phases, transition_log_prob(law, states, phases.expand(len(states), grid))
+
+
 def fitted(options: dict, states: torch.Tensor, frame_interval: float, steps: int = 1500, grid: int = 256) -> PhysicsTransition:
     """The law with its learned constants fitted to the states (and a phase per sequence, which
     is re-chosen on a grid every 300 steps, so that no sequence stays in a poor local optimum).
     It starts from the transition's own initial constants: nothing of the truth."""
     law = PhysicsTransition(2, frame_interval, **options).double()
     law.down_scaled.requires_grad_(False)  # the true states hang down at θ = 0
-    phases = torch.arange(grid, dtype=torch.float64) * 2 * math.pi / grid
     phase = torch.zeros(len(states), 1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([p for p in law.parameters() if p.requires_grad] + [phase], lr=0.01)
     for step in range(steps):
         if step % 300 == 0 and law.driven:
             with torch.no_grad():
-                best = transition_log_prob(law, states, phases.expand(len(states), grid)).argmax(1)
-                phase.copy_(phases[best, None])
+                phases, log_prob = on_phase_grid(law, states, grid)
+                phase.copy_(phases[log_prob.argmax(1), None])
         loss = -transition_log_prob(law, states, phase).sum()
         optimizer.zero_grad()
         loss.backward()
@@ -90,8 +96,7 @@ def fitted(options: dict, states: torch.Tensor, frame_interval: float, steps: in
 
 def state_log_likelihood(law: PhysicsTransition, states: torch.Tensor, grid: int = 256) -> torch.Tensor:
     """log p(z₂:T | z₁) of each sequence, the phase summed out on a grid (uniform prior)."""
-    phases = torch.arange(grid, dtype=torch.float64) * 2 * math.pi / grid
-    return torch.logsumexp(transition_log_prob(law, states, phases.expand(len(states), grid)), 1) - math.log(grid)
+    return torch.logsumexp(on_phase_grid(law, states, grid)[1], 1) - math.log(grid)
 
 
 def frame_log_likelihood(theta: torch.Tensor, frame: torch.Tensor, size: int, noise: float) -> torch.Tensor:
@@ -108,34 +113,48 @@ def frame_log_likelihood(theta: torch.Tensor, frame: torch.Tensor, size: int, no
     return log_lik.double().reshape(theta.shape)
 
 
-def evidence(law: PhysicsTransition, frames: torch.Tensor, size: int, noise: float, phases: int, particles: int, seed: int) -> torch.Tensor:
+CELLS = 2048  # the grid of the angles' proposal from the frame: cells of 0.003 rad, under a frame's resolution (0.005)
+WIDTH = 2 * math.pi / CELLS
+
+
+def angle_grid(frames: torch.Tensor, size: int, noise: float) -> torch.Tensor:
+    """The proposal of θ from each frame of ``frames`` ``(N, T, size²)``: the log-density of its
+    likelihood normalized on the grid of :data:`CELLS`, each cell uniform, ``(N, T, CELLS)``. It
+    is the law's no more than the seed's, so one grid serves every law and every seed."""
+    centres = (torch.arange(CELLS, dtype=torch.float64) + 0.5) * WIDTH - math.pi
+    return torch.stack([
+        torch.stack([torch.log_softmax(frame_log_likelihood(centres, frame, size, noise), -1) for frame in sequence])
+        for sequence in frames
+    ]) - math.log(WIDTH)
+
+
+def evidence(
+    law: PhysicsTransition, frames: torch.Tensor, grids: torch.Tensor, size: int, noise: float, phases: int, particles: int, seed: int
+) -> torch.Tensor:
     """log p̂(x₁:T) of each sequence of ``frames`` ``(N, T, size²)`` under the law, by the particle
-    filter of the module's docstring."""
+    filter of the module's docstring; ``grids`` is :func:`angle_grid` of the frames."""
     torch.manual_seed(seed)
-    cells = 2048  # the first angle's grid proposal: cells of 0.003 rad, under the frame's resolution
-    width = 2 * math.pi / cells
-    centres = (torch.arange(cells, dtype=torch.float64) + 0.5) * width - math.pi
+    centres = (torch.arange(CELLS, dtype=torch.float64) + 0.5) * WIDTH - math.pi
     scale = torch.stack([law.angle_noise, law.log_noise.exp()]).double()
     shape = (phases, particles)
 
     def uniform(*size):
         return torch.rand(*size, dtype=torch.float64)
 
-    def frame_proposal(frame):
-        """θ drawn from the frame's likelihood on the grid of cells (each cell uniform), and the
-        log-density of that proposal at any angle."""
-        log_cell = torch.log_softmax(frame_log_likelihood(centres, frame, size, noise), -1) - math.log(width)
+    def frame_proposal(log_cell):
+        """θ drawn from a frame's grid (:func:`angle_grid`), and the log-density of that
+        proposal at any angle."""
         cell = torch.multinomial(log_cell.exp(), phases * particles, replacement=True).reshape(shape)
 
         def log_density(theta):
-            return log_cell[torch.remainder(theta + math.pi, 2 * math.pi).div(width).long().clamp(max=cells - 1)]
+            return log_cell[torch.remainder(theta + math.pi, 2 * math.pi).div(WIDTH).long().clamp(max=CELLS - 1)]
 
-        return centres[cell] + (uniform(*shape) - 0.5) * width, log_density
+        return centres[cell] + (uniform(*shape) - 0.5) * WIDTH, log_density
 
     out = []
-    for sequence in frames:
+    for sequence, grid in zip(frames, grids):
         # frame 1: θ from the frame (the proposal), θ' stratified on the prior's [−2, 2]
-        theta, log_density = frame_proposal(sequence[0])
+        theta, log_density = frame_proposal(grid[0])
         omega = -2 + 4 * (torch.argsort(uniform(*shape), -1) + uniform(*shape)) / particles
         z = torch.stack([theta, omega], -1)
         log_w = frame_log_likelihood(theta, sequence[0], size, noise) - math.log(2 * math.pi) - log_density(theta)
@@ -146,7 +165,7 @@ def evidence(law: PhysicsTransition, frames: torch.Tensor, size: int, noise: flo
             mean = law.mean_step(z.gather(1, index[..., None].expand(*shape, 2)), t - 1, phase, law.amplitude)
             # θ from the law or, with even odds, from the frame: where the law's path strays from
             # sharp frames by more than its noise, few of its own draws land where the frame is
-            from_frame, frame_log_density = frame_proposal(sequence[t])
+            from_frame, frame_log_density = frame_proposal(grid[t])
             from_law = mean[..., 0] + scale[0] * torch.randn(shape, dtype=torch.float64)
             nearest_turn = mean[..., 0] + torch.remainder(from_frame - mean[..., 0] + math.pi, 2 * math.pi) - math.pi
             theta = torch.where(uniform(*shape) < 0.5, nearest_turn, from_law)
@@ -184,6 +203,7 @@ def main(argv=None):
     size = data.image_shape[-1]
     train, test = true_states(data, "train"), true_states(data, "test")[: args.sequences]
     frames = data.split("test")[: args.sequences].reshape(len(test), test.shape[1], -1)
+    grids = angle_grid(frames, size, noise) if args.particles else None
     states, frame_ll = {}, {}
     for name in args.laws:
         start = time.perf_counter()
@@ -192,7 +212,7 @@ def main(argv=None):
         states[name] = state_log_likelihood(law, test)
         line = f"{name:20s} {constants}; states {states[name].mean():8.1f}"
         if args.particles:
-            frame_ll[name] = torch.stack([evidence(law, frames, size, noise, args.phases, args.particles, seed) for seed in args.seeds])
+            frame_ll[name] = torch.stack([evidence(law, frames, grids, size, noise, args.phases, args.particles, seed) for seed in args.seeds])
             line += f", frames {frame_ll[name].mean():9.1f}"
         print(f"{line} ({time.perf_counter() - start:.0f} s)", flush=True)
     first = args.laws[0]

@@ -108,7 +108,7 @@ def test_the_law_oracles_particle_filter_estimates_the_evidence_that_sampling_th
     resampling) against plain importance sampling from the prior, on frames noisy enough
     (pixel noise 0.5) that 200,000 prior draws estimate log p(x₁:₃) to a few hundredths; the
     tolerance is four standard errors of the two, from their own spread."""
-    from bench.law_oracle import LAWS, evidence, frame_log_likelihood
+    from bench.law_oracle import LAWS, angle_grid, evidence, frame_log_likelihood
     from inference.data.pendulum import observed, simulate
     from models.physics import PhysicsTransition
 
@@ -118,7 +118,8 @@ def test_the_law_oracles_particle_filter_estimates_the_evidence_that_sampling_th
     frames, _ = observed(simulate(2, T, generator=g).double(), size, noise, g)
     law = PhysicsTransition(2, 0.1, **LAWS["physics_detuned"]).double().requires_grad_(False)
 
-    filtered = torch.stack([evidence(law, frames, size, noise, phases=8, particles=256, seed=seed) for seed in range(5)])
+    grids = angle_grid(frames, size, noise)
+    filtered = torch.stack([evidence(law, frames, grids, size, noise, phases=8, particles=256, seed=seed) for seed in range(5)])
     n = 200_000
     z = torch.stack([(torch.rand(n, dtype=torch.float64) * 2 - 1) * math.pi, (torch.rand(n, dtype=torch.float64) * 2 - 1) * 2], -1)
     phase = torch.rand(n, dtype=torch.float64) * 2 * math.pi
