@@ -1,9 +1,10 @@
 """The Monte Carlo error of a sequence run's evidence estimates: importance sampling with the
 guide as proposal (K particles a sequence) against sequential Monte Carlo (S particles, the
-guide's proposal at each frame), each repeated from different seeds on the same test sequences
+guide's proposal at each frame, or with ``--defensive`` also the defensive mixture of the guide's
+and the model's own), each repeated from different seeds on the same test sequences
 of a trained run.
 
-    python -m bench.evidence_error RUN_DIR [RUN_DIR ...] [--sequences 20] [--repeats 5] [--particles 1000]
+    python -m bench.evidence_error RUN_DIR [RUN_DIR ...] [--sequences 20] [--repeats 5] [--particles 1000] [--latent-draws M ...] [--defensive]
 
 For each run and estimator it prints the mean log p̂(x₁:T) over the sequences and repeats (both
 are stochastic lower bounds in expectation: the higher is the tighter), beside the ELBO split into
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--particles", type=int, default=1000, help="K of importance sampling and S of SMC alike")
     parser.add_argument("--latent-draws", type=int, nargs="*", default=[], help="also SMC with the sequence latents drawn M times a sequence (latent_draws)")
+    parser.add_argument("--defensive", action="store_true", help="also each SMC with the defensive proposal (evaluation.smc_proposal=defensive)")
     args = parser.parse_args()
     print(f"{machine()}; {args.sequences} test sequences, {args.repeats} repeats, {args.particles} particles each")
     print("| run | estimator | mean log p̂ | MC sd of one estimate (rms / median over sequences) | seconds a repeat |")
@@ -88,14 +90,19 @@ def main() -> None:
         for run in args.runs:
             model, guide, x = loaded(run)
             x = x[: args.sequences]
+            smc = {
+                (draws, defensive): functools.partial(
+                    lambda m, g, x, draws, defensive: sequential_monte_carlo(m, x, args.particles, g, latent_draws=draws, defensive=defensive).log_px,
+                    draws=draws, defensive=defensive,
+                )
+                for draws in [None, *args.latent_draws]
+                for defensive in ([False, True] if args.defensive else [False])
+            }
             estimators = {
                 "importance sampling": lambda m, g, x: importance_sampling(m, g, x, args.particles).log_px,
-                "SMC, guide proposal": lambda m, g, x: sequential_monte_carlo(m, x, args.particles, g).log_px,
                 **{
-                    f"SMC, {draws} draws of the sequence latents": functools.partial(
-                        lambda m, g, x, draws: sequential_monte_carlo(m, x, args.particles, g, latent_draws=draws).log_px, draws=draws
-                    )
-                    for draws in args.latent_draws
+                    "SMC, " + ("defensive" if defensive else "guide") + " proposal" + (f", {draws} draws of the sequence latents" if draws else ""): estimate
+                    for (draws, defensive), estimate in smc.items()
                 },
             }
             pyro.set_rng_seed(0)

@@ -120,7 +120,9 @@ class EvaluationSchema:
     smc_latent_draws: int | None = _help(
         "sequences with latents of their own (transition=physics: the drive phase): draw them this many times a sequence, each draw "
         "shared by smc_particles / this many particles (null: each particle its own, which resampling thins out)", None)
-    smc_proposal: str = _help("sequences: guide (q(z_t | z_t-1, x), the tighter) | transition (the model's own: the bootstrap filter)", "guide")
+    smc_proposal: str = _help(
+        "sequences: guide (q(z_t | z_t-1, x), the tighter) | transition (the model's own: the bootstrap filter) | defensive (half each, "
+        "the model's angles read from the frames: robust where the guide fails)", "guide")
     filter_particles: int = _help("the particle filter's particles per sequence (forecast and intervention)", 4000)
     intervene: bool | None = _help("true: transition=physics rolled out with the drive switched off, against the simulator (test.intervention); false: off", None)
     intervention_context: int | None = _help("frames seen before the drive is switched off; null: forecast_context", None)

@@ -72,7 +72,9 @@ class Sequential(NamedTuple):
 
 
 @torch.no_grad()
-def sequential_monte_carlo(model, x: torch.Tensor, particles: int, guide=None, latent_draws: int | None = None) -> Sequential:
+def sequential_monte_carlo(
+    model, x: torch.Tensor, particles: int, guide=None, latent_draws: int | None = None, defensive: bool = False
+) -> Sequential:
     """Sequential importance resampling over the frames of each sequence of ``x``, with the
     model's transition as proposal (``guide=None``: the bootstrap filter) or a sequence guide's
     q(z_t | z_{t−1}, x_t:T) and q(sequence latents | x) (a guide with ``summaries`` and ``step``,
@@ -90,19 +92,84 @@ def sequential_monte_carlo(model, x: torch.Tensor, particles: int, guide=None, l
         the M filters' estimates by importance sampling (p̂ = mean over draws of p̂(x | latents)
         p / q, unbiased as each p̂(x | latents) is). None: every particle draws its own, and
         resampling copies them with the state, so that their draws thin out frame by frame.
+    :param bool defensive: with a guide, draw every state and sequence latent from the even
+        mixture of the guide's proposal and the model's own (prior, transition), weighed by the
+        mixture's density (defensive importance sampling, Hesterberg 1995). Where the guide is
+        right, a weight is at most twice what it would be with the guide alone; where it is
+        wrong (a frame unlike those it was trained on), the model's half keeps particles on the
+        path the model gives the frames, where the guide's alone lose them and the estimate
+        falls by as much as the frames are sharp.
     """
+    if defensive and guide is None:
+        raise ValueError("a defensive proposal mixes the guide's with the model's own: give the guide")
     if latent_draws and model.transition.sequence_latents:
         if particles % latent_draws:
             raise ValueError(f"{particles} particles do not split into {latent_draws} latent draws; give a divisor of the particles")
-        return _grouped(model, x, particles // latent_draws, guide, latent_draws)
-    return _filtered(model, x, particles, guide)
+        return _grouped(model, x, particles // latent_draws, guide, latent_draws, defensive)
+    return _filtered(model, x, particles, guide, defensive=defensive)
 
 
-def _grouped(model, x: torch.Tensor, particles: int, guide, draws: int) -> Sequential:
+def _mixed(proposal, fallback, shape: tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """A draw of the even mixture of two distributions of one batch shape (``shape`` more draws
+    of each) and its log density under the mixture, the component picked at random per draw."""
+    a, b = proposal.sample(shape), fallback.sample(shape)
+    pick = torch.rand(a.shape[: a.dim() - len(proposal.event_shape)], device=a.device) < 0.5
+    value = torch.where(pick.reshape(pick.shape + (1,) * len(proposal.event_shape)), a, b)
+    return value, torch.logaddexp(proposal.log_prob(value), fallback.log_prob(value)) - math.log(2)
+
+
+READ_GRID = 128  # the angles at which a frame's likelihood is evaluated to read its angle (2.8° apart)
+
+
+@torch.no_grad()
+def frame_angles(model, x: torch.Tensor, grid: int = READ_GRID) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each frame says of the angle of its state, as a Gaussian: for the coordinate of the
+    state that the transition declares an angle (its ``angles``), the maximum of log p(x_t | z)
+    over ``grid`` angles around the circle (the other coordinates at 0), and the parabola through
+    it and its neighbours, whose peak is the angle and whose curvature gives its standard
+    deviation (a Laplace approximation of the frame's likelihood in the angle). ``x``:
+    ``(B, T, x_dim)``; returns the angles and their standard deviations, ``(B, T, 1)`` each.
+    Reading an angle with the other coordinates at 0 needs a decoder that reads the angle
+    alone, as the physics transition's emission (cos θ, sin θ) does: hence one angle."""
+    angles = tuple(getattr(model.transition, "angles", ()))
+    if len(angles) != 1:
+        raise ValueError(f"reading a frame's angle needs a transition with one angle coordinate, and {type(model.transition).__name__} has {len(angles)}")
+    spacing = 2 * math.pi / grid
+    states = x.new_zeros(grid, model.transition.z_dim)
+    states[:, angles[0]] = torch.arange(grid, device=x.device, dtype=x.dtype) * spacing
+    frames = model.frame(states)
+    flat = x.reshape(-1, 1, x.shape[-1])
+    log_lik = torch.cat([frames.log_prob(chunk) for chunk in flat.split(max(1, 2**22 // (grid * x.shape[-1])))])  # (B·T, grid)
+    best = log_lik.argmax(-1, keepdim=True)
+    before, at, after = (log_lik.gather(-1, (best + shift) % grid) for shift in (-1, 0, 1))
+    curvature = (before - 2 * at + after).clamp_max(-(spacing**2) / math.pi**2)  # a flat likelihood reads as an sd of π
+    offset = (0.5 * (before - after) / curvature).clamp(-0.5, 0.5)
+    angle, scale = (best + offset) * spacing, spacing / (-curvature).sqrt()
+    return angle.reshape(*x.shape[:2], 1), scale.reshape(*x.shape[:2], 1)
+
+
+def _conditioned(base, angles: tuple, read: tuple[torch.Tensor, torch.Tensor]):
+    """``base`` (a diagonal Normal over states: the model's prior or transition) with each angle
+    conditioned on its frame: the product of its Normal and the frame's (``read``: loc and scale,
+    the loc unwrapped to within π of base's), the locally optimal proposal of the angle where
+    both are Gaussian (Doucet, Godsill & Andrieu 2000). The other coordinates stay base's."""
+    shape = base.batch_shape + base.event_shape
+    loc, sd = base.base_dist.loc.expand(shape).clone(), base.base_dist.scale.expand(shape).clone()
+    index = list(angles)
+    prior_loc, prior_var = loc[..., index], sd[..., index] ** 2
+    read_loc = prior_loc + torch.remainder(read[0] - prior_loc + math.pi, 2 * math.pi) - math.pi
+    read_var = read[1] ** 2
+    var = prior_var * read_var / (prior_var + read_var)
+    loc[..., index] = var * (prior_loc / prior_var + read_loc / read_var)
+    sd[..., index] = var.sqrt()
+    return pyro.distributions.Normal(loc, sd).to_event(1)
+
+
+def _grouped(model, x: torch.Tensor, particles: int, guide, draws: int, defensive: bool = False) -> Sequential:
     """M = ``draws`` filters of each sequence, one per draw of its sequence latents, as M copies
     of the batch (draw-major); their estimates and particles joined per sequence."""
     B = x.shape[0]
-    each = _filtered(model, x.repeat(draws, 1, 1), particles, guide, shared_latents=True)
+    each = _filtered(model, x.repeat(draws, 1, 1), particles, guide, shared_latents=True, defensive=defensive)
     log_px = torch.logsumexp(each.log_px.view(draws, B), 0) - math.log(draws)
     # a particle's weight among all: its filter's estimate up to its last resampling times its weight since
     before = each.log_px - torch.logsumexp(each.log_weights, 0) + math.log(particles)
@@ -112,19 +179,30 @@ def _grouped(model, x: torch.Tensor, particles: int, guide, draws: int) -> Seque
                       each.resamplings.view(draws, B).float().mean(0))
 
 
-def _filtered(model, x: torch.Tensor, particles: int, guide, shared_latents: bool = False) -> Sequential:
+def _filtered(model, x: torch.Tensor, particles: int, guide, shared_latents: bool = False, defensive: bool = False) -> Sequential:
     """The filter of :func:`sequential_monte_carlo`; with ``shared_latents`` one draw of the
     sequence latents per sequence, which all its particles share."""
     S, (B, k) = particles, x.shape[:2]
     log_w = x.new_zeros(S, B)
+    own = lambda proposal, t: proposal  # noqa: E731 -- the defensive half: the model's own proposal, its angles read from the frame where it has them
+    if defensive and getattr(model.transition, "angles", ()):
+        read = frame_angles(model, x)
+        own = lambda proposal, t: _conditioned(proposal, model.transition.angles, (read[0][:, t], read[1][:, t]))  # noqa: E731
     with pyro.plate(PARTICLES, 1 if shared_latents else S, dim=-2), pyro.plate("data", B, dim=-1):
-        if guide is None:  # the sequence latents from their prior
+        if guide is None or defensive:  # the sequence latents from their prior
             trace = poutine.trace(model.transition.begin).get_trace()
-        else:
+        if guide is not None:
             h = guide.summaries(x)
             proposals = guide.latents_proposal(h)
-            proposed = {name: q.sample((1 if shared_latents else S,)) for name, q in proposals.items()}
-            log_w = log_w - sum((q.log_prob(proposed[name]) for name, q in proposals.items()), x.new_zeros(S, B))
+            proposed, log_q = {}, x.new_zeros(S, B)
+            for name, q in proposals.items():
+                if defensive:
+                    proposed[name], log_q_name = _mixed(q.expand(trace.nodes[name]["fn"].batch_shape), trace.nodes[name]["fn"])
+                else:
+                    proposed[name] = q.sample((1 if shared_latents else S,))
+                    log_q_name = q.log_prob(proposed[name])
+                log_q = log_q + log_q_name
+            log_w = log_w - log_q
             trace = poutine.trace(poutine.condition(model.transition.begin, data=proposed)).get_trace()
             trace.compute_log_prob(site_filter=lambda name, site: name in proposed)
             log_w = log_w + sum((trace.nodes[name]["log_prob"] for name in proposed), x.new_zeros(S, B))
@@ -134,16 +212,24 @@ def _filtered(model, x: torch.Tensor, particles: int, guide, shared_latents: boo
         z = model.prior(B).sample((S,))
     else:
         first = guide.step(guide.z_0.expand(B, guide.z_dim), h[:, 0], 0, latents)
-        z = first.sample((S,))
-        log_w = log_w + model.prior(B).log_prob(z) - first.log_prob(z)
+        if defensive:
+            z, log_q = _mixed(first.expand((S, B)), own(model.prior(B).expand((S, B)), 0))
+        else:
+            z = first.sample((S,))
+            log_q = first.log_prob(z)
+        log_w = log_w + model.prior(B).log_prob(z) - log_q
     log_px, resamplings = x.new_zeros(B), torch.zeros(B, dtype=torch.long, device=x.device)
     for t in range(k):
         if t and guide is None:
             z = step(z, t - 1).sample()
         elif t:
-            proposal = guide.step(z, h[:, t], t, latents)
-            z_next = proposal.sample()
-            log_w = log_w + step(z, t - 1).log_prob(z_next) - proposal.log_prob(z_next)
+            proposal, transition = guide.step(z, h[:, t], t, latents), step(z, t - 1)
+            if defensive:
+                z_next, log_q = _mixed(proposal, own(transition, t))
+            else:
+                z_next = proposal.sample()
+                log_q = proposal.log_prob(z_next)
+            log_w = log_w + transition.log_prob(z_next) - log_q
             z = z_next
         log_w = log_w + model.frame(z).log_prob(x[:, t])
         degenerate = effective_sample_size(log_w) < RESAMPLE_BELOW * S  # (B,): the sequences resampled now

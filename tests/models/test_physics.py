@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import pyro
 from pyro import poutine
 from torch import nn
 
@@ -298,3 +299,70 @@ def test_the_particle_filter_finds_the_pendulums_state_from_its_frames():
     assert (angle_error.abs().mean(0) < 0.15).all()
     assert ((filtered.z[..., 1] - states[:, k - 1, 1]).abs().mean(0) < 0.5).all()
     assert filtered.latents["drive_phase_vector"].shape == (500, B, 2)
+
+
+def test_a_frames_angle_is_read_from_the_decoders_likelihood_with_its_error():
+    """``frame_angles``: frames drawn from a model whose decoder turns the pendulum's image
+    (decoder=rotating, the simulator's drawing hanging down as its template) at 200 random
+    angles; the angle read from each frame's likelihood on a grid of 128 angles, refined by the
+    parabola through its peak, is off by about the standard deviation the parabola's curvature
+    gives it: the root mean square of the errors in those units within 0.2 of 1 (four standard
+    errors of it; measured 0.92 to 0.97 on seeds 0 to 2), none beyond 4.5. The grid's best
+    point alone would be off by up to half its spacing, 0.025 rad, three times the read's 0.007."""
+    from inference.data.pendulum import render
+    from inference.estimators.filtering import frame_angles
+    from models.networks import RotatingDecoder
+
+    torch.manual_seed(0)
+    decoder = RotatingDecoder(2, 256, (16, 16))
+    with torch.no_grad():
+        decoder.template.copy_(render(torch.zeros(1), 16).reshape(1, 1, 16, 16) / decoder.gain)
+    model = StateSpaceModel(StandardNormal(2), PhysicsTransition(2, SIMULATOR.frame_interval), decoder, Gaussian(0.05, scale_mode="fixed"))
+    theta = (torch.rand(40, 5) * 2 - 1) * math.pi
+    with torch.no_grad():
+        x = model.frame(torch.stack([theta, torch.zeros_like(theta)], -1)).sample()
+    angle, sd = frame_angles(model, x)
+    assert angle.shape == sd.shape == (40, 5, 1)
+    z = (torch.remainder(angle[..., 0] - theta + math.pi, 2 * math.pi) - math.pi) / sd[..., 0]
+    assert abs(z.pow(2).mean().sqrt().item() - 1) < 0.2 and z.abs().max() < 4.5
+    assert sd.median() < 0.01
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_defensive_proposal_keeps_the_evidence_where_the_guide_reads_every_frame_wrong(seed):
+    """``sequential_monte_carlo(..., defensive=True)`` on sharp frames of the pendulum ((cos θ,
+    sin θ) with noise 0.01) and a guide that reads every angle as 2.5 rad: with the guide alone
+    log p̂ falls more than 100 nats below the bootstrap filter's (20,000 particles, four times),
+    while half the particles drawn from the law with each angle conditioned on its frame keep
+    it: per sequence, the log of the mean of 16 estimates of 1000 particles lies within four
+    standard errors (the delta method's, from the repeats of both) and 0.5 nats of the
+    bootstrap's (each estimate is unbiased in p, but the log of a mean of a few heavy-tailed
+    ones is not: the 0.5 allows for it). Dropping the mixture's log 2 fails it (checked)."""
+    from guides import SequenceGuide
+    from inference.estimators.filtering import sequential_monte_carlo
+    from models import LearnedNormal
+
+    pyro.set_rng_seed(seed)
+    states, _ = true_trajectories(seed)
+    prior, emission = LearnedNormal(2), nn.Linear(2, 2)
+    with torch.no_grad():
+        prior.z_log_scale.fill_(math.log(2.0))
+        emission.weight.copy_(torch.eye(2)), emission.bias.zero_()
+    model = StateSpaceModel(prior, PhysicsTransition(2, SIMULATOR.frame_interval, initial=TRUE), emission, Gaussian(0.01, scale_mode="fixed"))
+    frames = torch.stack([states[..., 0].cos(), states[..., 0].sin()], -1)[:, :12]
+    x = frames + 0.01 * torch.randn_like(frames)
+    guide = SequenceGuide(x_dim=2, z_dim=2, rnn_hidden=8, model=model, follow_transition=True)
+    with torch.no_grad():
+        guide.direction.weight.zero_(), guide.direction.bias.copy_(torch.tensor([math.cos(2.5), math.sin(2.5)]))
+
+    def log_mean(estimates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log of the mean of ``(R, B)`` estimates of p and its delta-method standard error."""
+        weights = (estimates - estimates.max(0).values).exp()
+        return torch.logsumexp(estimates, 0) - math.log(len(estimates)), weights.std(0) / weights.mean(0) / math.sqrt(len(estimates))
+
+    with torch.no_grad(), pyro.validation_enabled(False):
+        reference, reference_se = log_mean(sequential_monte_carlo(model, x.repeat(4, 1, 1), 20000).log_px.double().view(4, B))
+        guided = sequential_monte_carlo(model, x, 1000, guide).log_px.double()
+        defended, defended_se = log_mean(sequential_monte_carlo(model, x.repeat(16, 1, 1), 1000, guide, defensive=True).log_px.double().view(16, B))
+    assert (reference - guided > 100).all()
+    assert ((defended - reference).abs() < 4 * (defended_se**2 + reference_se**2).sqrt() + 0.5).all()

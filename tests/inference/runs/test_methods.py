@@ -49,6 +49,7 @@ def test_a_method_added_by_its_config_entry_or_its_shipped_file():
         ([f"+evaluation.methods.recon._target_={USER}", "+evaluation.methods.recon.draws=2", "+evaluation.methods.other._target_=inference.evaluations.LogPx"],
          "evaluation.methods.other and evaluation.methods.log_px both write 'elbo' in metrics.json; keep one"),
         (["evaluation.smc_latent_draws=7"], "evaluation.smc_latent_draws=7 does not divide evaluation.smc_particles=100: each draw gets as many particles"),
+        (["evaluation.smc_proposal=bootstrap"], "evaluation.smc_proposal must be one of guide, transition, defensive, got 'bootstrap'"),
     ],
 )
 def test_a_bad_method_entry_is_refused_naming_it(overrides, message):
