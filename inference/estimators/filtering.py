@@ -93,7 +93,8 @@ def sequential_monte_carlo(
         p / q, unbiased as each p̂(x | latents) is). None: every particle draws its own, and
         resampling copies them with the state, so that their draws thin out frame by frame.
     :param bool defensive: with a guide, draw every state and sequence latent from the even
-        mixture of the guide's proposal and the model's own (prior, transition), weighed by the
+        mixture of the guide's proposal and the model's own (prior, transition; the angle of a
+        transition that has one conditioned on its frame, :func:`frame_angles`), weighed by the
         mixture's density (defensive importance sampling, Hesterberg 1995). Where the guide is
         right, a weight is at most twice what it would be with the guide alone; where it is
         wrong (a frame unlike those it was trained on), the model's half keeps particles on the
@@ -109,10 +110,10 @@ def sequential_monte_carlo(
     return _filtered(model, x, particles, guide, defensive=defensive)
 
 
-def _mixed(proposal, fallback, shape: tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
-    """A draw of the even mixture of two distributions of one batch shape (``shape`` more draws
-    of each) and its log density under the mixture, the component picked at random per draw."""
-    a, b = proposal.sample(shape), fallback.sample(shape)
+def _mixed(proposal, fallback) -> tuple[torch.Tensor, torch.Tensor]:
+    """A draw of the even mixture of two distributions of one batch shape and its log density
+    under the mixture, the component picked at random per draw."""
+    a, b = proposal.sample(), fallback.sample()
     pick = torch.rand(a.shape[: a.dim() - len(proposal.event_shape)], device=a.device) < 0.5
     value = torch.where(pick.reshape(pick.shape + (1,) * len(proposal.event_shape)), a, b)
     return value, torch.logaddexp(proposal.log_prob(value), fallback.log_prob(value)) - math.log(2)
@@ -184,10 +185,13 @@ def _filtered(model, x: torch.Tensor, particles: int, guide, shared_latents: boo
     sequence latents per sequence, which all its particles share."""
     S, (B, k) = particles, x.shape[:2]
     log_w = x.new_zeros(S, B)
-    own = lambda proposal, t: proposal  # noqa: E731 -- the defensive half: the model's own proposal, its angles read from the frame where it has them
-    if defensive and getattr(model.transition, "angles", ()):
-        read = frame_angles(model, x)
-        own = lambda proposal, t: _conditioned(proposal, model.transition.angles, (read[0][:, t], read[1][:, t]))  # noqa: E731
+    angles = getattr(model.transition, "angles", ()) if defensive else ()
+    read = frame_angles(model, x) if angles else None
+
+    def own(proposal, t: int):
+        """The defensive half at frame t: the model's own proposal, its angle conditioned on the frame where it has one."""
+        return _conditioned(proposal, angles, (read[0][:, t], read[1][:, t])) if angles else proposal
+
     with pyro.plate(PARTICLES, 1 if shared_latents else S, dim=-2), pyro.plate("data", B, dim=-1):
         if guide is None or defensive:  # the sequence latents from their prior
             trace = poutine.trace(model.transition.begin).get_trace()
