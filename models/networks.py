@@ -149,6 +149,10 @@ class RotatingDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         batch_shape = z.shape[:-1]
         direction = z.reshape(-1, z.shape[-1])[:, :2]
+        # a state that is not finite (a diverging HMC or filter step) draws a NaN image: torch's
+        # grid_sample would read it as a finite one, and its backward crashes the process at NaN
+        finite = torch.isfinite(direction).all(-1)
+        direction = torch.where(finite[:, None], direction, torch.ones_like(direction))
         cos, sin = (direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-6)).unbind(-1)
         # the sampling grid of the rotation, (x, y) -> (cos x - sin y, sin x + cos y), at the pixel
         # centres: what affine_grid gives, without its batched 3x2 products (a sixth of a
@@ -160,4 +164,5 @@ class RotatingDecoder(nn.Module):
         grid = torch.stack([cos * xs - sin * ys, sin * xs + cos * ys], -1)  # (N, H, W, 2)
         template = (self.gain * self.template).expand(len(grid), *self.template.shape[1:])
         turned = nn.functional.grid_sample(template, grid, padding_mode="border", align_corners=False)
+        turned = torch.where(finite[:, None, None, None], turned, torch.nan)
         return turned.reshape(*batch_shape, -1)

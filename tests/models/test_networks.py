@@ -66,3 +66,19 @@ def test_the_rotating_decoder_turns_its_image_as_the_pendulum_turns():
     assert (error < 0.004).all() and (mirrored > 5 * error).all()
     with pytest.raises(ValueError, match="reads an angle from 2 features"):
         RotatingDecoder(1, 256, (16, 16))
+
+
+def test_the_rotating_decoder_draws_a_state_that_is_not_finite_as_nan_and_differentiates_past_it():
+    """A NaN or infinite state (a diverging HMC step of AIS) draws a NaN image, not the finite one
+    torch's grid_sample makes of NaN coordinates, and the gradient of the others is what it is
+    without it; before, the backward pass crashed the process (a segfault in grid_sample's)."""
+    decoder = RotatingDecoder(2, 16 * 16, (16, 16))
+    z = torch.randn(6, 2)
+    z[2], z[4, 1] = float("nan"), float("inf")
+    z.requires_grad_(True)
+    drawn = decoder(z)
+    assert drawn.isnan().all(-1).tolist() == [False, False, True, False, True, False]
+    (grad,) = torch.autograd.grad(drawn[[0, 1, 3, 5]].sum(), z)
+    clean = z.detach()[[0, 1, 3, 5]].requires_grad_(True)
+    (expected,) = torch.autograd.grad(decoder(clean).sum(), clean)
+    assert torch.equal(grad[[0, 1, 3, 5]], expected) and (grad[[2, 4]] == 0).all()
