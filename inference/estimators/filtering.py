@@ -103,11 +103,12 @@ def sequential_monte_carlo(
     """
     if defensive and guide is None:
         raise ValueError("a defensive proposal mixes the guide's with the model's own: give the guide")
+    read = frame_angles(model, x) if defensive and getattr(model.transition, "angles", ()) else None
     if latent_draws and model.transition.sequence_latents:
         if particles % latent_draws:
             raise ValueError(f"{particles} particles do not split into {latent_draws} latent draws; give a divisor of the particles")
-        return _grouped(model, x, particles // latent_draws, guide, latent_draws, defensive)
-    return _filtered(model, x, particles, guide, defensive=defensive)
+        return _grouped(model, x, particles // latent_draws, guide, latent_draws, defensive, read)
+    return _filtered(model, x, particles, guide, defensive=defensive, read=read)
 
 
 def _mixed(proposal, fallback) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,11 +167,12 @@ def _conditioned(base, angles: tuple, read: tuple[torch.Tensor, torch.Tensor]):
     return pyro.distributions.Normal(loc, sd).to_event(1)
 
 
-def _grouped(model, x: torch.Tensor, particles: int, guide, draws: int, defensive: bool = False) -> Sequential:
+def _grouped(model, x: torch.Tensor, particles: int, guide, draws: int, defensive: bool = False, read: tuple | None = None) -> Sequential:
     """M = ``draws`` filters of each sequence, one per draw of its sequence latents, as M copies
     of the batch (draw-major); their estimates and particles joined per sequence."""
     B = x.shape[0]
-    each = _filtered(model, x.repeat(draws, 1, 1), particles, guide, shared_latents=True, defensive=defensive)
+    read = tuple(value.repeat(draws, 1, 1) for value in read) if read else None  # read once, not once a copy
+    each = _filtered(model, x.repeat(draws, 1, 1), particles, guide, shared_latents=True, defensive=defensive, read=read)
     log_px = torch.logsumexp(each.log_px.view(draws, B), 0) - math.log(draws)
     # a particle's weight among all: its filter's estimate up to its last resampling times its weight since
     before = each.log_px - torch.logsumexp(each.log_weights, 0) + math.log(particles)
@@ -180,17 +182,18 @@ def _grouped(model, x: torch.Tensor, particles: int, guide, draws: int, defensiv
                       each.resamplings.view(draws, B).float().mean(0))
 
 
-def _filtered(model, x: torch.Tensor, particles: int, guide, shared_latents: bool = False, defensive: bool = False) -> Sequential:
+def _filtered(
+    model, x: torch.Tensor, particles: int, guide, shared_latents: bool = False, defensive: bool = False, read: tuple | None = None
+) -> Sequential:
     """The filter of :func:`sequential_monte_carlo`; with ``shared_latents`` one draw of the
-    sequence latents per sequence, which all its particles share."""
+    sequence latents per sequence, which all its particles share; ``read``, the frames' angles
+    (:func:`frame_angles`) that the defensive half conditions on, where the transition has one."""
     S, (B, k) = particles, x.shape[:2]
     log_w = x.new_zeros(S, B)
-    angles = getattr(model.transition, "angles", ()) if defensive else ()
-    read = frame_angles(model, x) if angles else None
 
     def own(proposal, t: int):
         """The defensive half at frame t: the model's own proposal, its angle conditioned on the frame where it has one."""
-        return _conditioned(proposal, angles, (read[0][:, t], read[1][:, t])) if angles else proposal
+        return _conditioned(proposal, model.transition.angles, (read[0][:, t], read[1][:, t])) if read else proposal
 
     with pyro.plate(PARTICLES, 1 if shared_latents else S, dim=-2), pyro.plate("data", B, dim=-1):
         if guide is None or defensive:  # the sequence latents from their prior
