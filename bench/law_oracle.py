@@ -39,6 +39,7 @@ from torch.distributions import Normal
 from inference.data.pendulum import pendulum_sequences, render
 from inference.estimators.filtering import systematic_resample
 from models.physics import PhysicsTransition
+from models.transitions import nearest_turn
 
 from .common import machine
 
@@ -115,15 +116,15 @@ def frame_log_likelihood(theta: torch.Tensor, frame: torch.Tensor, size: int, no
 
 CELLS = 2048  # the grid of the angles' proposal from the frame: cells of 0.003 rad, under a frame's resolution (0.005)
 WIDTH = 2 * math.pi / CELLS
+CENTRES = (torch.arange(CELLS, dtype=torch.float64) + 0.5) * WIDTH - math.pi  # on [−π, π)
 
 
 def angle_grid(frames: torch.Tensor, size: int, noise: float) -> torch.Tensor:
     """The proposal of θ from each frame of ``frames`` ``(N, T, size²)``: the log-density of its
     likelihood normalized on the grid of :data:`CELLS`, each cell uniform, ``(N, T, CELLS)``. It
     is the law's no more than the seed's, so one grid serves every law and every seed."""
-    centres = (torch.arange(CELLS, dtype=torch.float64) + 0.5) * WIDTH - math.pi
     return torch.stack([
-        torch.stack([torch.log_softmax(frame_log_likelihood(centres, frame, size, noise), -1) for frame in sequence])
+        torch.stack([torch.log_softmax(frame_log_likelihood(CENTRES, frame, size, noise), -1) for frame in sequence])
         for sequence in frames
     ]) - math.log(WIDTH)
 
@@ -134,7 +135,6 @@ def evidence(
     """log p̂(x₁:T) of each sequence of ``frames`` ``(N, T, size²)`` under the law, by the particle
     filter of the module's docstring; ``grids`` is :func:`angle_grid` of the frames."""
     torch.manual_seed(seed)
-    centres = (torch.arange(CELLS, dtype=torch.float64) + 0.5) * WIDTH - math.pi
     scale = torch.stack([law.angle_noise, law.log_noise.exp()]).double()
     shape = (phases, particles)
 
@@ -149,7 +149,7 @@ def evidence(
         def log_density(theta):
             return log_cell[torch.remainder(theta + math.pi, 2 * math.pi).div(WIDTH).long().clamp(max=CELLS - 1)]
 
-        return centres[cell] + (uniform(*shape) - 0.5) * WIDTH, log_density
+        return CENTRES[cell] + (uniform(*shape) - 0.5) * WIDTH, log_density
 
     out = []
     for sequence, grid in zip(frames, grids):
@@ -167,8 +167,7 @@ def evidence(
             # sharp frames by more than its noise, few of its own draws land where the frame is
             from_frame, frame_log_density = frame_proposal(grid[t])
             from_law = mean[..., 0] + scale[0] * torch.randn(shape, dtype=torch.float64)
-            nearest_turn = mean[..., 0] + torch.remainder(from_frame - mean[..., 0] + math.pi, 2 * math.pi) - math.pi
-            theta = torch.where(uniform(*shape) < 0.5, nearest_turn, from_law)
+            theta = torch.where(uniform(*shape) < 0.5, nearest_turn(from_frame, mean[..., 0]), from_law)
             law_log_density = Normal(mean[..., 0], scale[0]).log_prob(theta)
             log_q = torch.logaddexp(law_log_density, frame_log_density(theta)) - math.log(2)
             omega = mean[..., 1] + scale[1] * torch.randn(shape, dtype=torch.float64)

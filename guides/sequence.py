@@ -27,8 +27,6 @@ pull the angle back, never corrected), while the direction a frame shows reads w
 prediction.
 """
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -38,6 +36,7 @@ import pyro.distributions as dist
 
 from models.capabilities import Capabilities
 from models.registration import register
+from models.transitions import nearest_turn
 
 from .normal import check_guide_arguments
 
@@ -109,7 +108,7 @@ class SequenceGuide(nn.Module):
         if self.angles:
             cos, sin = self.direction(combined).chunk(2, -1)
             near = reference[..., list(self.angles)].expand(cos.shape)
-            unwrapped = near + torch.remainder(torch.atan2(sin, cos) - near + math.pi, 2 * math.pi) - math.pi
+            unwrapped = nearest_turn(torch.atan2(sin, cos), near)
             columns = list(loc.unbind(-1))
             for j, i in enumerate(self.angles):
                 columns[i] = unwrapped[..., j]

@@ -16,13 +16,21 @@ what the decoder reads of a state (``emission_dim`` features); ``angles``, the c
 state that are angles, which a guide reads as directions.
 """
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 import pyro.distributions as dist
 
-__all__ = ["LinearTransition", "NeuralTransition", "Transition"]
+__all__ = ["LinearTransition", "NeuralTransition", "Transition", "nearest_turn"]
+
+
+def nearest_turn(angle: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``angle`` moved by whole turns to lie within π of ``reference``: the same direction on the
+    branch a state's unwrapped angle (the pendulum's θ, which may have turned over) is on."""
+    return reference + torch.remainder(angle - reference + math.pi, 2 * math.pi) - math.pi
 
 
 def _check(name: str, **sizes) -> None:

@@ -27,6 +27,7 @@ import torch
 from pyro import poutine
 
 import pyro
+from models.transitions import nearest_turn
 
 from .diagnostics import effective_sample_size
 from .programs import PARTICLES
@@ -159,7 +160,7 @@ def _conditioned(base, angles: tuple, read: tuple[torch.Tensor, torch.Tensor]):
     loc, sd = base.base_dist.loc.expand(shape).clone(), base.base_dist.scale.expand(shape).clone()
     index = list(angles)
     prior_loc, prior_var = loc[..., index], sd[..., index] ** 2
-    read_loc = prior_loc + torch.remainder(read[0] - prior_loc + math.pi, 2 * math.pi) - math.pi
+    read_loc = nearest_turn(read[0], prior_loc)
     read_var = read[1] ** 2
     var = prior_var * read_var / (prior_var + read_var)
     loc[..., index] = var * (prior_loc / prior_var + read_loc / read_var)
